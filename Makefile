@@ -1,0 +1,29 @@
+# M2D. `make demo` to try it, `make test` to test it. See README.md.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+help:
+	@echo "make demo   set up and start everything, submit the toy sample, stay in the foreground (Ctrl-C stops)"
+	@echo "make up     the same stack in the background;  make down  stops it"
+	@echo "make test   the whole test suite (starts and stops the services it needs)"
+	@echo "make lint   ruff"
+
+demo:
+	@scripts/stack.sh demo
+
+up:
+	@scripts/stack.sh up
+
+down:
+	@scripts/stack.sh down
+
+setup:
+	@scripts/stack.sh setup
+
+test:
+	@scripts/test.sh $(PYTEST_ARGS)
+
+lint:
+	@.venv/bin/ruff check . && .venv/bin/ruff format --check .
+
+.PHONY: help demo up down setup test lint

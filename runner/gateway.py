@@ -1,0 +1,468 @@
+"""The tracking gateway: the only way out of a run container.
+
+A run reaches MLflow through TCP 127.0.0.1:3001 -> forwarder -> a unix socket -> this gateway ->
+the real MLflow server. One gateway serves one submission, so everything it sees belongs to that
+submission's owner. It is the single policy point for what a run may say to the outside:
+- only the owner's credentials (injected when absent, anything else refused);
+- only the tracking calls a training script needs (``ROUTES``); artifact, model, dataset-profile
+  and trace uploads are refused, because MLflow's own limits are no exfiltration control
+  (shared/mlflow-facts.md sections 5-6);
+- a byte and call allowance for the whole run.
+
+Refusals are 403/413/422 and never 5xx/408/429: MLflow's client retries those for minutes, and a
+refused run should fail fast. This module has no Django imports so it can be tested alone.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import dataclasses
+import hmac
+import json
+import logging
+import os
+import re
+import socket
+import stat
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import aiohttp
+from aiohttp import web
+from yarl import URL
+
+log = logging.getLogger(__name__)
+
+UPSTREAM_TIMEOUT_S = 30.0
+MAX_BODY_BYTES = 1024 * 1024
+MAX_REFUSALS_KEPT = 20
+SUBMISSION_TAG = "m2d.submission_id"
+
+EXPORT_MESSAGE = (
+    "Artifacts and models cannot be uploaded from a run. "
+    "Write files to /mnt/export; an admin reviews and releases them."
+)
+
+API = "/api/2.0/mlflow/"
+
+# What a run may call, and nothing else. Exact paths only: a percent-encoded, doubled-slash or
+# ajax-api spelling of an allowed call is simply not in the table, so it is refused.
+# Kinds: "pass" forwards as is; "no_auth" forwards without credentials (the server needs none);
+# "own_experiment" only for policy.experiment_name; "tag_run" adds the submission tag;
+# "guard_tag" refuses changes to that tag (the platform finds a submission's runs by it).
+ROUTES: dict[tuple[str, str], str] = {
+    ("GET", "/health"): "no_auth",
+    ("GET", "/version"): "no_auth",
+    ("GET", API + "experiments/get-by-name"): "own_experiment",
+    # For other users' experiments MLflow itself answers: get with 403, search with nothing.
+    ("GET", API + "experiments/get"): "pass",
+    ("POST", API + "experiments/search"): "pass",
+    ("POST", API + "runs/create"): "tag_run",
+    ("POST", API + "runs/update"): "pass",
+    ("GET", API + "runs/get"): "pass",
+    ("POST", API + "runs/search"): "pass",
+    ("POST", API + "runs/log-metric"): "pass",
+    ("POST", API + "runs/log-parameter"): "pass",
+    ("POST", API + "runs/set-tag"): "guard_tag",
+    ("POST", API + "runs/delete-tag"): "guard_tag",
+    ("POST", API + "runs/log-batch"): "guard_tag",
+    ("GET", API + "metrics/get-history"): "pass",
+}
+
+# Messages for refused paths, first match wins; anything unmatched gets a generic message.
+# These only choose the wording: whatever is not in ROUTES is refused regardless.
+REFUSAL_MESSAGES: list[tuple[re.Pattern[str], str]] = [
+    # Artifacts: the ajax upload route writes to the server's disk even with artifacts off.
+    (re.compile(r"artifact"), EXPORT_MESSAGE),
+    # Models, registry, dataset profiles (16 MB each) and traces (no size limit at all).
+    (re.compile(r"logged-models|registered-models|model-versions"), EXPORT_MESSAGE),
+    (re.compile(r"runs/(log-inputs|log-model|outputs)|/traces"), EXPORT_MESSAGE),
+    # A run-created experiment could point its artifact location anywhere on the server.
+    (
+        re.compile(r"experiments/create$"),
+        'experiments are provisioned by the platform; use mlflow.set_experiment("{experiment}")',
+    ),
+    (re.compile(r"experiments/"), "experiments are managed by the platform"),
+]
+
+# Headers passed on to MLflow; everything else (hop-by-hop, Expect, Origin, Cookie, Host,
+# X-Forwarded-*, the run's Authorization) is dropped. An allowlist, so nothing new slips through.
+FORWARDED_REQUEST_HEADERS = ("Content-Type", "Accept", "User-Agent")
+
+
+@dataclass(frozen=True)
+class GatewayPolicy:
+    submission_id: int
+    username: str  # the submission owner's MLflow username
+    password: str
+    experiment_name: str  # == username on this platform
+    # Request + response bytes for the whole run (M2D_TRACKING_MAX_BYTES).
+    max_bytes: int = 1_000_000
+    max_calls: int = 100_000
+
+
+@dataclass
+class GatewayStats:
+    calls: int = 0  # every request the run made, refused ones included
+    refused: int = 0
+    bytes_in: int = 0  # forwarded requests: request line + headers (approx.) + body
+    bytes_out: int = 0  # response bodies from MLflow to the run
+    # The first 20 refusals, "METHOD /path: reason".
+    refusals: list[str] = field(default_factory=list)
+
+
+class Refused(Exception):
+    def __init__(self, status: int, error_code: str, message: str):
+        super().__init__(message)
+        self.status, self.error_code, self.message = status, error_code, message
+
+
+def _denied(message: str) -> Refused:
+    return Refused(403, "PERMISSION_DENIED", message)
+
+
+def _exhausted(message: str) -> Refused:
+    # 413, not 429: MLflow's client retries 429 for minutes.
+    return Refused(413, "RESOURCE_EXHAUSTED", message)
+
+
+class TrackingGateway:
+    def __init__(
+        self,
+        socket_path: str | Path,
+        upstream_url: str,
+        policy: GatewayPolicy,
+        socket_uid: int | None = None,
+        socket_mode: int = 0o600,
+    ):
+        self.socket_path = Path(socket_path)
+        self.upstream = URL(upstream_url.rstrip("/"))
+        self.policy = policy
+        self.socket_uid = socket_uid
+        self.socket_mode = socket_mode
+        self._stats = GatewayStats()
+        self._lock = threading.Lock()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._runner: web.AppRunner | None = None
+        self._session: aiohttp.ClientSession | None = None
+        # (st_dev, st_ino) of the socket we made: stop() removes that one and nothing else.
+        self._socket_id: tuple[int, int] | None = None
+        self._credentials = f"{policy.username}:{policy.password}".encode()
+        self._auth_header = "Basic " + base64.b64encode(self._credentials).decode()
+
+    # ----- lifecycle -------------------------------------------------------------------------
+
+    def start(self) -> None:
+        if self._thread is not None:
+            raise RuntimeError("gateway already started")
+        sock = self._bind_socket()
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(
+            target=self._loop.run_forever,
+            name=f"gateway-{self.policy.submission_id}",
+            daemon=True,
+        )
+        self._thread.start()
+        try:
+            asyncio.run_coroutine_threadsafe(self._serve(sock), self._loop).result(
+                timeout=10
+            )
+        except BaseException:
+            sock.close()
+            self.stop()
+            raise
+
+    def stop(self) -> GatewayStats:
+        loop, thread = self._loop, self._thread
+        self._loop = None
+        if loop is not None and thread is not None:
+            try:
+                asyncio.run_coroutine_threadsafe(self._shutdown(), loop).result(
+                    timeout=10
+                )
+            except Exception:
+                log.exception("gateway %s: unclean shutdown", self.policy.submission_id)
+            loop.call_soon_threadsafe(loop.stop)
+            thread.join(timeout=10)
+            if not thread.is_alive():
+                loop.close()
+        self._remove_socket_file()
+        return self.stats
+
+    @property
+    def stats(self) -> GatewayStats:
+        with self._lock:
+            return dataclasses.replace(self._stats, refusals=list(self._stats.refusals))
+
+    def _bind_socket(self) -> socket.socket:
+        path = str(self.socket_path)
+        try:
+            st = os.lstat(path)
+        except FileNotFoundError:
+            pass
+        else:
+            # A link here could make us chown/chmod (or unlink) some other file.
+            if stat.S_ISLNK(st.st_mode):
+                raise RuntimeError(f"refusing to use {path}: it is a symbolic link")
+            if not stat.S_ISSOCK(st.st_mode):
+                raise FileExistsError(f"refusing to replace {path}: it is not a socket")
+            os.unlink(path)  # left behind by a killed gateway
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            sock.bind(path)
+            # Set owner and mode before listen(), so nobody connects through a wider mode, and
+            # through an O_PATH handle, so a link swapped in after bind() is never followed.
+            fd = os.open(path, os.O_PATH | os.O_NOFOLLOW)
+            try:
+                st = os.fstat(fd)
+                if not stat.S_ISSOCK(st.st_mode):
+                    raise RuntimeError(f"{path} was replaced while starting")
+                os.chmod(f"/proc/self/fd/{fd}", self.socket_mode)
+                if self.socket_uid is not None:
+                    os.chown(f"/proc/self/fd/{fd}", self.socket_uid, -1)
+            finally:
+                os.close(fd)
+            self._socket_id = (st.st_dev, st.st_ino)
+        except BaseException:
+            sock.close()
+            raise
+        return sock
+
+    def _remove_socket_file(self) -> None:
+        try:
+            st = os.lstat(self.socket_path)
+        except FileNotFoundError:
+            return
+        if stat.S_ISSOCK(st.st_mode) and (st.st_dev, st.st_ino) == self._socket_id:
+            os.unlink(self.socket_path)
+
+    async def _serve(self, sock: socket.socket) -> None:
+        self._session = aiohttp.ClientSession(
+            timeout=aiohttp.ClientTimeout(total=UPSTREAM_TIMEOUT_S),
+            cookie_jar=aiohttp.DummyCookieJar(),  # never carry MLflow's cookies between requests
+            trust_env=False,  # no proxy from the environment: MLflow is reached directly
+        )
+        app = web.Application()
+        app.router.add_route("*", "/{tail:.*}", self._handle)
+        self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=2.0)
+        await self._runner.setup()
+        await web.SockSite(self._runner, sock).start()
+
+    async def _shutdown(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+        if self._session is not None:
+            await self._session.close()
+
+    # ----- one request -----------------------------------------------------------------------
+
+    async def _handle(self, request: web.Request) -> web.Response:
+        method, path = request.method, request.rel_url.raw_path
+        try:
+            with self._lock:
+                self._stats.calls += 1
+                calls = self._stats.calls
+            if calls > self.policy.max_calls:
+                raise _exhausted(
+                    f"This run has made its allowance of {self.policy.max_calls} tracking calls."
+                )
+            kind = ROUTES.get((method, path))
+            if kind is None:
+                raise _denied(self._refusal_message(method, path))
+            self._check_credentials(request)
+            query = request.rel_url.query
+            own_name = [self.policy.experiment_name]
+            if (
+                kind == "own_experiment"
+                and query.getall("experiment_name", []) != own_name
+            ):
+                raise _denied(
+                    f"runs may only use the experiment {self.policy.experiment_name}"
+                )
+            # Read (and charged) for every method, GET included: its query string is data too.
+            body = await self._read_metered_body(request)
+            if method == "GET":
+                body = b""  # MLflow reads GET parameters from the query only
+            if kind == "tag_run":
+                body = self._add_submission_tag(body)
+            if kind == "guard_tag":
+                _refuse_submission_tag_changes(body)
+            return await self._forward(request, path, body, kind != "no_auth")
+        except Refused as refusal:
+            with self._lock:
+                self._stats.refused += 1
+                if len(self._stats.refusals) < MAX_REFUSALS_KEPT:
+                    self._stats.refusals.append(
+                        f"{method} {path[:200]}: {refusal.message}"
+                    )
+            return _json_error(refusal.status, refusal.error_code, refusal.message)
+
+    def _refusal_message(self, method: str, path: str) -> str:
+        for pattern, message in REFUSAL_MESSAGES:
+            if pattern.search(path):
+                return message.format(experiment=self.policy.experiment_name)
+        return f"{method} {path[:200]} is not available from runs."
+
+    def _check_credentials(self, request: web.Request) -> None:
+        headers = request.headers.getall("Authorization", [])
+        if not headers:
+            return  # injected on the way out
+        if len(headers) == 1:
+            scheme, _, encoded = headers[0].strip().partition(" ")
+            if scheme.lower() == "basic":
+                try:
+                    given = base64.b64decode(encoded.strip(), validate=True)
+                except (binascii.Error, ValueError):
+                    given = b""
+                if hmac.compare_digest(given, self._credentials):
+                    return
+        raise _denied(
+            f"This run may only use its owner's MLflow credentials ({self.policy.username})."
+        )
+
+    def _allowance_refusal(self) -> Refused:
+        return _exhausted(
+            f"This run has sent its tracking allowance of {self.policy.max_bytes} bytes; "
+            "log fewer or smaller metrics/params."
+        )
+
+    async def _read_metered_body(self, request: web.Request) -> bytes:
+        """Read the body, refusing it once it passes the per-request or the run's allowance.
+
+        The head is charged too, so a run cannot move data in query strings for free.
+        """
+        head = len(request.method) + len(request.raw_path) + 11  # "M /p HTTP/1.1\r\n"
+        head += sum(len(k) + len(v) + 4 for k, v in request.raw_headers) + 2
+        with self._lock:
+            used = self._stats.bytes_in + self._stats.bytes_out
+        remaining = self.policy.max_bytes - used - head
+        if remaining < 0:
+            raise self._allowance_refusal()
+        limit = min(MAX_BODY_BYTES, remaining)
+        too_big = self._allowance_refusal()
+        if remaining >= MAX_BODY_BYTES:
+            too_big = _exhausted(
+                f"A tracking request may carry at most {MAX_BODY_BYTES} bytes."
+            )
+        # Refuse on the declared length before reading anything, then enforce while streaming
+        # (chunked bodies, lying lengths).
+        if request.content_length is not None and request.content_length > limit:
+            raise too_big
+        chunks, size = [], 0
+        try:
+            async for chunk in request.content.iter_chunked(64 * 1024):
+                size += len(chunk)
+                if size > limit:
+                    raise too_big
+                chunks.append(chunk)
+        except Refused:
+            raise
+        except Exception as exc:  # broken chunking, client gone: the run's fault
+            raise Refused(
+                422, "MALFORMED_REQUEST", f"unreadable request body ({exc})"
+            ) from exc
+        with self._lock:
+            # Charged before forwarding (no await in between), so concurrent requests cannot
+            # both squeeze through the same remaining allowance.
+            if (
+                self._stats.bytes_in + self._stats.bytes_out + head + size
+                > self.policy.max_bytes
+            ):
+                raise self._allowance_refusal()
+            self._stats.bytes_in += head + size
+        return b"".join(chunks)
+
+    def _add_submission_tag(self, body: bytes) -> bytes:
+        """Tag every run with its submission, so the platform can find a submission's runs."""
+        message = _json_object(body)
+        if not isinstance(message.get("tags", []), list):
+            raise Refused(422, "INVALID_PARAMETER_VALUE", "tags must be a list")
+        tags = [
+            tag
+            for tag in message.get("tags", [])
+            # A run may not pose as another submission.
+            if not (isinstance(tag, dict) and tag.get("key") == SUBMISSION_TAG)
+        ]
+        tags.append({"key": SUBMISSION_TAG, "value": str(self.policy.submission_id)})
+        message["tags"] = tags
+        # user_id is client-supplied and shown as the run's user; the owner is known here.
+        message["user_id"] = self.policy.username
+        return json.dumps(message).encode("utf-8")
+
+    async def _forward(
+        self, request: web.Request, path: str, body: bytes, with_credentials: bool
+    ) -> web.Response:
+        headers = {
+            name: request.headers[name]
+            for name in FORWARDED_REQUEST_HEADERS
+            if name in request.headers
+        }
+        # MLflow rejects Host names it does not know (DNS-rebinding check), e.g. mlflow-server:3001.
+        headers["Host"] = self.upstream.host_port_subcomponent or ""
+        if with_credentials:
+            headers["Authorization"] = self._auth_header
+        # Rebuilt from the parsed query, so MLflow reads exactly the values checked above.
+        url = self.upstream.with_path(self.upstream.path.rstrip("/") + path)
+        url = url.with_query(request.rel_url.query)
+        assert self._session is not None
+        try:
+            async with self._session.request(
+                request.method,
+                url,
+                data=body or None,
+                headers=headers,
+                allow_redirects=False,
+            ) as upstream:
+                payload = await upstream.read()
+                content_type = upstream.headers.get("Content-Type")
+                status = upstream.status
+        except (TimeoutError, aiohttp.ClientError) as exc:
+            log.warning(
+                "gateway %s: %s failed: %r", self.policy.submission_id, path, exc
+            )
+            # The one 5xx: a platform fault, which the client may retry (few retries in runs).
+            return _json_error(
+                502,
+                "TEMPORARILY_UNAVAILABLE",
+                "the tracking server is unreachable (platform fault)",
+            )
+        with self._lock:
+            # Charged after the fact: the call already happened upstream, so the answer is
+            # delivered, and the next request is the one refused.
+            self._stats.bytes_out += len(payload)
+        response = web.Response(status=status, body=payload)
+        if content_type:
+            response.headers["Content-Type"] = content_type
+        return response
+
+
+def _json_object(body: bytes) -> dict:
+    # Parsed as MLflow parses it (json.loads), so both read the same message.
+    try:
+        message = json.loads(body or b"{}")
+    except (UnicodeDecodeError, ValueError):
+        message = None
+    if not isinstance(message, dict):
+        raise Refused(422, "INVALID_PARAMETER_VALUE", "the body must be a JSON object")
+    return message
+
+
+def _refuse_submission_tag_changes(body: bytes) -> None:
+    message = _json_object(body)
+    tags = message.get("tags") if isinstance(message.get("tags"), list) else []
+    keys = [
+        message.get("key"),
+        *(tag.get("key") for tag in tags if isinstance(tag, dict)),
+    ]
+    if SUBMISSION_TAG in keys:
+        raise _denied(f"the {SUBMISSION_TAG} tag is set by the platform")
+
+
+def _json_error(status: int, error_code: str, message: str) -> web.Response:
+    return web.json_response(
+        {"error_code": error_code, "message": message}, status=status
+    )

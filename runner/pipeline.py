@@ -1,0 +1,279 @@
+"""From a received submission to a finished one: build, queue, run, collect.
+
+Workers call these; each step is idempotent and moves the submission only through
+`submissions.transitions`. Faults of the platform end as stage `infrastructure`.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import shutil
+import socket
+from pathlib import Path
+
+from django.conf import settings
+from django.db import transaction
+
+from accounts.models import Researcher
+from exports.services import export_collect
+from submissions.models import Submission
+from submissions.transitions import TransitionConflict, transition
+from tracking.client import MlflowAdmin, MlflowUnavailable
+
+from . import docker_api
+from .dispatch import wake_run_slots
+from .gateway import GatewayPolicy, TrackingGateway
+
+log = logging.getLogger(__name__)
+S = Submission.Status
+Stage = Submission.Stage
+
+
+def image_tag(submission_id: int) -> str:
+    return f"m2d-submission:{settings.M2D_INSTANCE}-{submission_id}"
+
+
+def container_name(submission_id: int) -> str:
+    return f"m2d-{settings.M2D_INSTANCE}-run-{submission_id}"
+
+
+def log_dir(submission_id: int) -> Path:
+    return settings.VAR_DIR / "logs" / str(submission_id)
+
+
+def labels(submission: Submission, slot: str = "") -> dict[str, str]:
+    return {
+        docker_api.LABEL_INSTANCE: settings.M2D_INSTANCE,
+        docker_api.LABEL_SUBMISSION: str(submission.pk),
+        docker_api.LABEL_SLOT: slot,
+        "org.m2d.owner": submission.owner.username,
+    }
+
+
+def _fail(submission: Submission, stage: str, reason: str, **fields) -> None:
+    try:
+        transition(submission, S.FAILED, failure_stage=stage, reason=reason[:4000], note=reason[:500], **fields)
+    except TransitionConflict:
+        log.info("submission %s moved on before it could be failed (%s)", submission.pk, reason)
+
+
+# --- build ---------------------------------------------------------------------------------------
+
+def build(submission_id: int) -> None:
+    submission = Submission.objects.select_related("owner").get(pk=submission_id)
+    if submission.status != S.RECEIVED:
+        return  # already handled: a duplicate message
+    try:
+        transition(submission, S.BUILDING)
+    except TransitionConflict:
+        return
+    dockerfile = "execute_code" if settings.M2D_USE_GPU else "execute_code-without-gpu"
+    spec = docker_api.BuildSpec(
+        submission_id=submission.pk,
+        archive=Path(submission.archive.path),
+        dockerfile=settings.M2D_DOCKER_SCRIPTS_DIR / dockerfile,
+        unpack_script=settings.M2D_DOCKER_SCRIPTS_DIR / "unpack_submission.py",
+        runtime_image=settings.M2D_RUNTIME_IMAGE,
+        tag=image_tag(submission.pk),
+        labels=labels(submission),
+        log_path=log_dir(submission.pk) / "build.log",
+        timeout=settings.M2D_BUILD_TIMEOUT,
+        log_max_bytes=settings.M2D_LOG_MAX_BYTES,
+    )
+    try:
+        image_id = docker_api.build_image(spec)
+    except docker_api.BuildFailed as exc:
+        _fail(submission, Stage.BUILD, _build_reason(str(exc), exc.log), build_log_tail=exc.log)
+        return
+    except TimeoutError as exc:
+        transition(submission, S.TIMED_OUT, failure_stage=Stage.BUILD, reason=str(exc),
+                   build_log_tail=docker_api.tail(spec.log_path, settings.M2D_LOG_TAIL_LINES))
+        return
+    except docker_api.PlatformFault as exc:
+        _fail(submission, Stage.INFRASTRUCTURE, f"The platform could not build the image: {exc}")
+        return
+    transition(submission, S.QUEUED, image_id=image_id,
+               build_log_tail=docker_api.tail(spec.log_path, settings.M2D_LOG_TAIL_LINES))
+    transaction.on_commit(wake_run_slots)
+
+
+def _build_reason(error: str, build_log: str) -> str:
+    if "pip install -r /opt/submission/requirements.txt" in error or "No matching distribution" in build_log:
+        missing = re.findall(r"No matching distribution found for (\S+)", build_log)
+        what = f" ({', '.join(sorted(set(missing)))})" if missing else ""
+        return (f"Installing requirements.txt failed{what}. Check the package names and versions; "
+                "the end of the build log shows pip's message.")
+    return f"The image build failed: {error}"
+
+
+# --- run -----------------------------------------------------------------------------------------
+
+def slot_name() -> str:
+    return os.environ.get("M2D_SLOT", f"{socket.gethostname()}/0")
+
+
+def claim_next(slot: str) -> Submission | None:
+    """Take the oldest queued submission for this slot; a conditional update settles races."""
+    for candidate in Submission.objects.filter(status=S.QUEUED).order_by("created_at", "id")[:20]:
+        try:
+            return transition(candidate, S.RUNNING, expected=S.QUEUED, slot=slot)
+        except TransitionConflict:
+            continue
+    return None
+
+
+def run_queued(slot: str | None = None) -> int:
+    """Run queued submissions one after another until none is left; returns how many ran."""
+    slot = slot or slot_name()
+    count = 0
+    while (submission := claim_next(slot)) is not None:
+        run(submission)
+        count += 1
+    return count
+
+
+def _prepare_folder(path: Path, uid: int, mode: int) -> Path:
+    if path.exists():
+        shutil.rmtree(path)
+    path.mkdir(parents=True)
+    os.chown(path, uid, uid) if os.geteuid() == 0 else None
+    path.chmod(mode)
+    return path
+
+
+def run(submission: Submission) -> None:
+    researcher = Researcher.objects.get(user=submission.owner)
+    export_dir = _prepare_folder(settings.M2D_EXPORT_ROOT / str(submission.pk), settings.M2D_RUN_UID, 0o700)
+    gateway_dir = _prepare_folder(settings.M2D_GATEWAY_DIR / str(submission.pk), 0, 0o755)
+    tracking_uri = "http://mlflow-server:3001"
+    spec = docker_api.RunSpec(
+        submission_id=submission.pk,
+        name=container_name(submission.pk),
+        image=submission.image_id,
+        forwarder_image=settings.M2D_FORWARDER_IMAGE,
+        slot=submission.slot,
+        labels=labels(submission, submission.slot),
+        dataset_dir=settings.M2D_DATASET_DIR,
+        export_dir=export_dir,
+        gateway_dir=gateway_dir,
+        environment={
+            "MLFLOW_TRACKING_URI": tracking_uri,
+            "MLFLOW_TRACKING_USERNAME": researcher.mlflow_username,
+            "MLFLOW_TRACKING_PASSWORD": researcher.mlflow_password,
+            "MLFLOW_EXPERIMENT_NAME": researcher.mlflow_experiment_name,
+            # a refused or unreachable tracking call fails fast instead of retrying for minutes
+            "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2",
+            "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+            "MLFLOW_DISABLE_TELEMETRY": "true",
+            "DO_NOT_TRACK": "true",
+            "GIT_PYTHON_REFRESH": "quiet",
+            "PYTHONUNBUFFERED": "1",
+            "HOME": "/tmp",
+            "M2D_SUBMISSION_ID": str(submission.pk),
+        },
+        run_user=f"{settings.M2D_RUN_UID}:{settings.M2D_RUN_UID}",
+        forwarder_user=f"{settings.M2D_FORWARDER_UID}:{settings.M2D_FORWARDER_UID}",
+        memory=settings.M2D_RUN_MEMORY,
+        cpus=settings.M2D_RUN_CPUS,
+        pids=settings.M2D_RUN_PIDS,
+        shm_size=settings.M2D_RUN_SHM,
+        tmp_size=settings.M2D_RUN_TMP,
+        timeout=settings.M2D_RUN_TIMEOUT,
+        log_path=log_dir(submission.pk) / "run.log",
+        log_max_bytes=settings.M2D_LOG_MAX_BYTES,
+    )
+    gateway = TrackingGateway(
+        socket_path=gateway_dir / "gateway.sock",
+        upstream_url=settings.MLFLOW_URL,
+        policy=GatewayPolicy(
+            submission_id=submission.pk,
+            username=researcher.mlflow_username,
+            password=researcher.mlflow_password,
+            experiment_name=researcher.mlflow_experiment_name,
+            max_bytes=settings.M2D_TRACKING_MAX_BYTES,
+        ),
+        socket_uid=settings.M2D_FORWARDER_UID if os.geteuid() == 0 else None,
+    )
+    outcome = None
+    gateway.start()
+    try:
+        docker_api.start_run(spec)
+        outcome = docker_api.wait_run(spec)
+    except docker_api.PlatformFault as exc:
+        fault = str(exc)
+    else:
+        fault = ""
+    finally:
+        stats = gateway.stop()
+        shutil.rmtree(gateway_dir, ignore_errors=True)
+        try:
+            docker_api.remove_run(spec.name)
+            if not settings.M2D_KEEP_IMAGES:
+                docker_api.remove_image(image_tag(submission.pk))
+        except docker_api.PlatformFault:
+            log.warning("could not clean up after submission %s; the reconciler will", submission.pk)
+    _finish(submission, researcher, spec, outcome, fault, stats)
+
+
+def _finish(submission, researcher, spec, outcome, fault: str, stats) -> None:
+    log_tail = docker_api.tail(spec.log_path, settings.M2D_LOG_TAIL_LINES)
+    export_collect(submission=submission, folder=spec.export_dir)
+    common = {
+        "run_log_tail": log_tail,
+        "tracking_calls": stats.calls,
+        "tracking_bytes": stats.bytes_in + stats.bytes_out,
+        "metrics": _final_metrics(researcher, submission.pk),
+    }
+    if fault:
+        _fail(submission, Stage.INFRASTRUCTURE, f"The platform lost the run: {fault}", **common)
+    elif outcome.timed_out:
+        transition(submission, S.TIMED_OUT, failure_stage=Stage.RUN, exit_code=outcome.exit_code,
+                   reason=f"timed_out after {_duration(settings.M2D_RUN_TIMEOUT)} (the run time limit)", **common)
+    elif outcome.oom_killed:
+        _fail(submission, Stage.RUN, f"out of memory at {_size(settings.M2D_RUN_MEMORY)}: the run used all the "
+              "memory it may use and was stopped. Use smaller batches or a smaller model.",
+              exit_code=outcome.exit_code, **common)
+    elif outcome.exit_code == 0:
+        transition(submission, S.SUCCEEDED, exit_code=0, **common)
+    else:
+        _fail(submission, Stage.RUN, _run_reason(outcome.exit_code, log_tail), exit_code=outcome.exit_code, **common)
+
+
+def _run_reason(exit_code: int, log_tail: str) -> str:
+    reason = f"main.py exited with code {exit_code}."
+    start = log_tail.rfind("Traceback (most recent call last):")
+    if start >= 0:
+        reason += "\n" + log_tail[start:]
+    elif log_tail:
+        reason += " The end of its output:\n" + "\n".join(log_tail.splitlines()[-10:])
+    return reason
+
+
+def _final_metrics(researcher: Researcher, submission_id: int) -> dict:
+    if not researcher.mlflow_experiment_id:
+        return {}
+    try:
+        runs = MlflowAdmin().submission_runs(researcher.mlflow_experiment_id, submission_id)
+    except MlflowUnavailable as exc:
+        log.warning("metrics of submission %s not read back: %s", submission_id, exc)
+        return {}
+    metrics: dict[str, float] = {}
+    for mlflow_run in reversed(runs):  # newest last, so its values win
+        metrics.update(mlflow_run.metrics)
+    return metrics
+
+
+def _duration(seconds: int) -> str:
+    if seconds % 3600 == 0:
+        return f"{seconds // 3600} h"
+    if seconds % 60 == 0:
+        return f"{seconds // 60} min"
+    return f"{seconds} s"
+
+
+def _size(docker_size: str) -> str:
+    units = {"k": "KiB", "m": "MiB", "g": "GiB"}
+    number, unit = docker_size[:-1], docker_size[-1:].lower()
+    return f"{number} {units[unit]}" if unit in units else f"{docker_size} bytes"

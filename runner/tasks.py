@@ -1,0 +1,25 @@
+"""Celery tasks: thin wrappers that load and call the pipeline."""
+
+from celery import shared_task
+
+from . import pipeline
+
+
+@shared_task(acks_late=True)
+def build_submission(submission_id: int) -> None:
+    pipeline.build(submission_id)
+
+
+@shared_task(acks_late=True)
+def wake_run_slots() -> None:
+    pipeline.run_queued()
+
+
+@shared_task
+def reconcile() -> None:
+    from accounts.services import provision_pending
+
+    provision_pending()
+    from .reconciler import reconcile as run_reconciler
+
+    run_reconciler()

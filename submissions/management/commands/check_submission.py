@@ -1,0 +1,27 @@
+from pathlib import Path
+
+from django.core.management.base import BaseCommand
+
+from submissions import intake
+from submissions.services import intake_limits
+
+
+class Command(BaseCommand):
+    help = "Check a submission zip exactly as the portal's intake does, and print warnings."
+
+    def add_arguments(self, parser):
+        parser.add_argument("zip", type=Path)
+
+    def handle(self, *args, zip: Path, **options):
+        try:
+            report = intake.inspect_zip(zip, intake_limits())
+        except intake.IntakeError as exc:
+            self.stderr.write(f"REFUSED: {exc}")
+            raise SystemExit(1) from exc
+        except OSError as exc:
+            self.stderr.write(f"REFUSED: cannot read {zip}: {exc.strerror}")
+            raise SystemExit(1) from exc
+        where = f" (inside the folder {report.prefix})" if report.prefix else ""
+        self.stdout.write(f"OK: {len(report.files)} files, {report.uncompressed_bytes} bytes unpacked{where}")
+        for warning in report.warnings:
+            self.stdout.write(f"warning: {warning}")

@@ -1,0 +1,38 @@
+"""A submission as one plain dictionary: what `manage.py submit --json` prints (and later the API)."""
+
+from .models import Submission
+
+S = Submission.Status
+
+
+def _first_event_time(events, statuses) -> str | None:
+    for event in events:
+        if event.to_status in statuses:
+            return event.at.isoformat()
+    return None
+
+
+def submission_summary(submission: Submission) -> dict:
+    events = list(submission.events.all())
+    finished = (S.SUCCEEDED, S.FAILED, S.CANCELLED, S.TIMED_OUT)
+    build_end = next((e.at.isoformat() for e in events if e.from_status == S.BUILDING), None)
+    export = getattr(submission, "export", None)
+    return {
+        "id": submission.pk,
+        "status": submission.status,
+        "failure_stage": submission.failure_stage or None,
+        "reason": submission.reason or None,
+        "exit_code": submission.exit_code,
+        "log_tail": submission.run_log_tail or submission.build_log_tail,
+        "metrics": submission.metrics,
+        "exports": [{k: f[k] for k in ("path", "size", "sha256")} for f in export.files] if export else [],
+        "warnings": submission.warnings,
+        "timings": {
+            "received": submission.created_at.isoformat(),
+            "build_start": _first_event_time(events, (S.BUILDING,)),
+            "build_end": build_end,
+            "run_start": _first_event_time(events, (S.RUNNING,)),
+            "run_end": next((e.at.isoformat() for e in events if e.from_status == S.RUNNING and e.to_status in finished),
+                            None),
+        },
+    }

@@ -1,0 +1,10 @@
+from django.urls import path
+
+from . import views
+
+app_name = "submissions"
+urlpatterns = [
+    path("", views.submission_list, name="list"),
+    path("new/", views.submission_upload, name="upload"),
+    path("<int:pk>/", views.submission_detail, name="detail"),
+]
