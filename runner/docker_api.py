@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import io
+import os
 import tarfile
 import threading
 import time
@@ -27,6 +28,10 @@ LABEL_SLOT = "org.m2d.slot"
 API_TIMEOUT = 60
 
 
+def engine_url() -> str:
+    return os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock")
+
+
 class PlatformFault(RuntimeError):
     """The engine is down or misbehaved: not the researcher's fault."""
 
@@ -40,7 +45,7 @@ class BuildFailed(RuntimeError):
 @functools.cache
 def client() -> docker.DockerClient:
     try:
-        return docker.DockerClient(base_url="unix:///var/run/docker.sock", version="auto", timeout=API_TIMEOUT)
+        return docker.DockerClient(base_url=engine_url(), version="auto", timeout=API_TIMEOUT)
     except DockerException as exc:
         raise PlatformFault(f"the Docker engine is not reachable: {exc}") from exc
 
@@ -48,7 +53,7 @@ def client() -> docker.DockerClient:
 def streaming_client(timeout: float) -> docker.APIClient:
     """A client for long streams (build output, run logs) that stay silent for long stretches."""
     try:
-        return docker.APIClient(base_url="unix:///var/run/docker.sock", version="auto", timeout=timeout)
+        return docker.APIClient(base_url=engine_url(), version="auto", timeout=timeout)
     except DockerException as exc:
         raise PlatformFault(f"the Docker engine is not reachable: {exc}") from exc
 

@@ -1,0 +1,145 @@
+"""The whole path on real components: upload page → real Celery workers → real Docker build and
+sandboxed run → the tracking gateway → the real MLflow server with its auth app → e-mails through
+a real SMTP server."""
+
+import hashlib
+import time
+
+import pytest
+import requests
+from django.conf import settings
+from django.urls import reverse
+
+from submissions.models import Submission
+from tests.conftest import make_zip
+
+pytestmark = [pytest.mark.docker, pytest.mark.services]
+
+PASTED_MAIN = '''
+import os
+from pathlib import Path
+
+import mlflow
+
+# Credentials pasted into the file, as researchers are used to (the platform sets them too).
+os.environ["MLFLOW_TRACKING_USERNAME"] = "{username}"
+os.environ["MLFLOW_TRACKING_PASSWORD"] = "{password}"
+mlflow.set_tracking_uri("http://mlflow-server:3001")
+mlflow.set_experiment("{username}")
+
+rows = Path("/mnt/dataset/clam-details-image.csv").read_text().splitlines()
+with mlflow.start_run():
+    mlflow.log_param("rows_seen", len(rows) - 1)
+    mlflow.log_metric("dataset_rows", len(rows) - 1)
+    for step in range(3):
+        mlflow.log_metric("loss", 1.0 / (step + 1), step=step)
+Path("/mnt/export/report.txt").write_text("first line of the data set: " + rows[0] + "\\n")
+print("done")
+'''
+
+
+def wait_finished(submission_id: int, timeout: float = 300) -> Submission:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        submission = Submission.objects.get(pk=submission_id)
+        if submission.is_finished:
+            return submission
+        time.sleep(0.3)
+    pytest.fail(f"submission {submission_id} did not finish in {timeout} s (status {submission.status})")
+
+
+def upload(client, user, files) -> int:
+    client.force_login(user)
+    response = client.post(reverse("submissions:upload"), {"archive": make_zip(files)})
+    assert response.status_code == 302, response.content.decode()[:2000]
+    return int(response.url.rstrip("/").split("/")[-1])
+
+
+def mlflow_runs(researcher) -> list[dict]:
+    response = requests.post(
+        f"{settings.MLFLOW_URL}/api/2.0/mlflow/runs/search",
+        json={"experiment_ids": [researcher.mlflow_experiment_id], "max_results": 10},
+        auth=(researcher.mlflow_username, researcher.mlflow_password), timeout=10,
+    )
+    response.raise_for_status()
+    return response.json().get("runs", [])
+
+
+def test_upload_to_metrics_exports_and_mail(client, celery_workers, mailbox, make_researcher):
+    researcher = make_researcher()
+    main = PASTED_MAIN.format(username=researcher.mlflow_username, password=researcher.mlflow_password)
+    submission_id = upload(client, researcher.user, {"main.py": main, "requirements.txt": "mlflow==3.17.2\n"})
+
+    submission = wait_finished(submission_id)
+    assert submission.status == "succeeded", submission.reason + submission.run_log_tail
+    assert submission.exit_code == 0
+
+    # Metrics and params in MLflow, in the researcher's own experiment, tagged with the submission.
+    expected_rows = len((settings.M2D_DATASET_DIR / "clam-details-image.csv").read_text().splitlines()) - 1
+    runs = mlflow_runs(researcher)
+    assert len(runs) == 1
+    data = runs[0]["data"]
+    assert {m["key"]: m["value"] for m in data["metrics"]}["dataset_rows"] == expected_rows
+    assert {p["key"]: p["value"] for p in data["params"]}["rows_seen"] == str(expected_rows)
+    assert {t["key"]: t["value"] for t in data["tags"]}["m2d.submission_id"] == str(submission_id)
+    assert submission.metrics == {"dataset_rows": expected_rows, "loss": pytest.approx(1 / 3)}
+    assert submission.tracking_calls > 0 and submission.tracking_bytes > 0
+
+    # The export is on the host, in the manifest with its sha256.
+    exported = settings.M2D_EXPORT_ROOT / str(submission_id) / "report.txt"
+    content = exported.read_bytes()
+    assert content.startswith(b"first line of the data set: Patient_Id;CaseName")
+    assert submission.export.files == [
+        {"path": "report.txt", "size": len(content), "sha256": hashlib.sha256(content).hexdigest()}
+    ]
+
+    # The e-mails went out in order, each naming the submission.
+    mails = mailbox.wait_for(researcher.user.email, 4)
+    subjects = [m["Subject"] for m in mails]
+    assert subjects == [
+        f"[M2D] Submission {submission_id}: code received",
+        f"[M2D] Submission {submission_id}: queued for execution",
+        f"[M2D] Submission {submission_id}: execution started",
+        f"[M2D] Submission {submission_id}: execution finished",
+    ]
+    assert "dataset_rows = " in mails[-1].get_payload()
+
+    # The researcher sees the outcome on the page.
+    page = client.get(reverse("submissions:detail", args=[submission_id])).content.decode()
+    assert "succeeded" in page and "dataset_rows" in page and "report.txt" in page
+
+    # Nothing is left behind on the engine.
+    from runner import docker_api
+
+    assert docker_api.list_labelled(settings.M2D_INSTANCE) == []
+
+
+def test_failing_main_reports_its_traceback(client, celery_workers, mailbox, make_researcher):
+    researcher = make_researcher()
+    main = "import json\n\ndef train():\n    raise ValueError('learning rate must be positive')\n\ntrain()\n"
+    submission_id = upload(client, researcher.user, {"main.py": main, "requirements.txt": "numpy\n"})
+
+    submission = wait_finished(submission_id)
+    assert (submission.status, submission.failure_stage, submission.exit_code) == ("failed", "run", 1)
+    assert "main.py exited with code 1" in submission.reason
+    assert "Traceback (most recent call last):" in submission.reason
+    assert "ValueError: learning rate must be positive" in submission.reason
+    mails = mailbox.wait_for(researcher.user.email, 4)
+    assert mails[-1]["Subject"] == f"[M2D] Submission {submission_id}: execution failed"
+    assert "ValueError: learning rate must be positive" in mails[-1].get_payload()
+
+
+def test_requirement_that_does_not_exist_fails_the_build(client, celery_workers, mailbox, make_researcher):
+    researcher = make_researcher()
+    submission_id = upload(client, researcher.user, {
+        "main.py": "print('never runs')\n",
+        "requirements.txt": "m2d-this-package-does-not-exist==0.0.1\n",
+    })
+
+    submission = wait_finished(submission_id)
+    assert (submission.status, submission.failure_stage) == ("failed", "build")
+    assert "m2d-this-package-does-not-exist" in submission.reason
+    assert "No matching distribution found" in submission.build_log_tail
+    mails = mailbox.wait_for(researcher.user.email, 2)
+    assert [m["Subject"].split(": ", 1)[1] for m in mails] == ["code received", "execution failed"]
+    assert "stage build" in mails[-1].get_payload()

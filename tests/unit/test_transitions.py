@@ -1,0 +1,65 @@
+"""The submission state machine: every allowed move works and records an event; every other
+move is refused; a stale expectation loses the race."""
+
+import pytest
+from django.contrib.auth import get_user_model
+
+from submissions.models import Submission, SubmissionEvent
+from submissions.transitions import ALLOWED, IllegalTransition, TransitionConflict, transition
+
+S = Submission.Status
+ALL = [s.value for s in S]
+
+
+@pytest.fixture
+def owner(db):
+    return get_user_model().objects.create_user("owner", "owner@example.org")
+
+
+def _submission(owner, status):
+    return Submission.objects.create(owner=owner, status=status, archive="submissions/x.zip", archive_sha256="0" * 64)
+
+
+def test_every_state_has_a_row():
+    assert set(ALLOWED) == set(ALL)
+    for finished in Submission.FINISHED:
+        assert ALLOWED[finished] == frozenset(), f"{finished} must be final"
+
+
+@pytest.mark.parametrize("source,target", [(s, t) for s in ALL for t in sorted(ALLOWED[s])])
+def test_allowed_moves_update_and_record(owner, source, target):
+    submission = _submission(owner, source)
+    transition(submission, target, note="because")
+    submission.refresh_from_db()
+    assert submission.status == target
+    event = SubmissionEvent.objects.get(submission=submission)
+    assert (event.from_status, event.to_status, event.note) == (source, target, "because")
+
+
+@pytest.mark.parametrize("source,target", [(s, t) for s in ALL for t in ALL if t not in ALLOWED[s]])
+def test_other_moves_are_refused(owner, source, target):
+    submission = _submission(owner, source)
+    with pytest.raises(IllegalTransition):
+        transition(submission, target)
+    submission.refresh_from_db()
+    assert submission.status == source
+    assert not SubmissionEvent.objects.filter(submission=submission).exists()
+
+
+def test_stale_expectation_loses(owner):
+    submission = _submission(owner, S.QUEUED)
+    other_copy = Submission.objects.get(pk=submission.pk)
+    transition(submission, S.RUNNING, slot="a")
+    with pytest.raises(TransitionConflict):
+        transition(other_copy, S.RUNNING, slot="b")
+    submission.refresh_from_db()
+    assert submission.slot == "a"
+    assert SubmissionEvent.objects.filter(submission=submission).count() == 1
+
+
+def test_fields_move_with_the_status(owner):
+    submission = _submission(owner, S.RUNNING)
+    transition(submission, S.FAILED, failure_stage=Submission.Stage.RUN, reason="main.py exited with code 1.")
+    submission.refresh_from_db()
+    assert (submission.status, submission.failure_stage) == (S.FAILED, "run")
+    assert submission.reason == "main.py exited with code 1."
