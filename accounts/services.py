@@ -32,8 +32,9 @@ def _mlflow_username_for(username: str) -> str:
 
 
 @transaction.atomic
-def researcher_create(*, username: str, email: str, password: str | None = None,
-                      institution: str = "", intended_use: str = "") -> Researcher:
+def researcher_create(
+    *, username: str, email: str, password: str | None = None, institution: str = "", intended_use: str = ""
+) -> Researcher:
     if User.objects.filter(username=username).exists():
         raise AccountError(f"The username {username!r} is taken.")
     if email and User.objects.filter(email__iexact=email).exists():

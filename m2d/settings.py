@@ -157,6 +157,7 @@ M2D_BUILD_TIMEOUT = env.int("M2D_BUILD_TIMEOUT", default=3600)
 M2D_LOG_MAX_BYTES = env.int("M2D_LOG_MAX_BYTES", default=10 * 1024**2)
 M2D_LOG_TAIL_LINES = env.int("M2D_LOG_TAIL_LINES", default=40)
 M2D_TRACKING_MAX_BYTES = env.int("M2D_TRACKING_MAX_BYTES", default=1_000_000)
+M2D_STOP_GRACE_SECONDS = env.int("M2D_STOP_GRACE_SECONDS", default=10)
 M2D_KEEP_IMAGES = env.bool("M2D_KEEP_IMAGES", default=False)
 
 # --- MLflow -----------------------------------------------------------------------------------

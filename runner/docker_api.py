@@ -114,6 +114,7 @@ def tail(path: Path, lines: int, max_bytes: int = 16384) -> str:
 
 # --- build ---------------------------------------------------------------------------------------
 
+
 @dataclass(frozen=True)
 class BuildSpec:
     submission_id: int
@@ -147,8 +148,14 @@ def build_image(spec: BuildSpec) -> str:
     deadline = time.monotonic() + spec.timeout
     try:
         stream = api.build(
-            fileobj=_build_context(spec), custom_context=True, tag=spec.tag, rm=True, forcerm=True,
-            decode=True, labels=spec.labels, buildargs={"RUNTIME_IMAGE": spec.runtime_image},
+            fileobj=_build_context(spec),
+            custom_context=True,
+            tag=spec.tag,
+            rm=True,
+            forcerm=True,
+            decode=True,
+            labels=spec.labels,
+            buildargs={"RUNTIME_IMAGE": spec.runtime_image},
             timeout=spec.timeout + 30,
         )
         for chunk in stream:
@@ -178,6 +185,7 @@ def remove_image(tag_or_id: str) -> None:
 
 
 # --- run -----------------------------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class RunSpec:

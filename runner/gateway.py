@@ -168,9 +168,7 @@ class TrackingGateway:
         )
         self._thread.start()
         try:
-            asyncio.run_coroutine_threadsafe(self._serve(sock), self._loop).result(
-                timeout=10
-            )
+            asyncio.run_coroutine_threadsafe(self._serve(sock), self._loop).result(timeout=10)
         except BaseException:
             sock.close()
             self.stop()
@@ -181,9 +179,7 @@ class TrackingGateway:
         self._loop = None
         if loop is not None and thread is not None:
             try:
-                asyncio.run_coroutine_threadsafe(self._shutdown(), loop).result(
-                    timeout=10
-                )
+                asyncio.run_coroutine_threadsafe(self._shutdown(), loop).result(timeout=10)
             except Exception:
                 log.exception("gateway %s: unclean shutdown", self.policy.submission_id)
             loop.call_soon_threadsafe(loop.stop)
@@ -267,22 +263,15 @@ class TrackingGateway:
                 self._stats.calls += 1
                 calls = self._stats.calls
             if calls > self.policy.max_calls:
-                raise _exhausted(
-                    f"This run has made its allowance of {self.policy.max_calls} tracking calls."
-                )
+                raise _exhausted(f"This run has made its allowance of {self.policy.max_calls} tracking calls.")
             kind = ROUTES.get((method, path))
             if kind is None:
                 raise _denied(self._refusal_message(method, path))
             self._check_credentials(request)
             query = request.rel_url.query
             own_name = [self.policy.experiment_name]
-            if (
-                kind == "own_experiment"
-                and query.getall("experiment_name", []) != own_name
-            ):
-                raise _denied(
-                    f"runs may only use the experiment {self.policy.experiment_name}"
-                )
+            if kind == "own_experiment" and query.getall("experiment_name", []) != own_name:
+                raise _denied(f"runs may only use the experiment {self.policy.experiment_name}")
             # Read (and charged) for every method, GET included: its query string is data too.
             body = await self._read_metered_body(request)
             if method == "GET":
@@ -296,9 +285,7 @@ class TrackingGateway:
             with self._lock:
                 self._stats.refused += 1
                 if len(self._stats.refusals) < MAX_REFUSALS_KEPT:
-                    self._stats.refusals.append(
-                        f"{method} {path[:200]}: {refusal.message}"
-                    )
+                    self._stats.refusals.append(f"{method} {path[:200]}: {refusal.message}")
             return _json_error(refusal.status, refusal.error_code, refusal.message)
 
     def _refusal_message(self, method: str, path: str) -> str:
@@ -320,9 +307,7 @@ class TrackingGateway:
                     given = b""
                 if hmac.compare_digest(given, self._credentials):
                     return
-        raise _denied(
-            f"This run may only use its owner's MLflow credentials ({self.policy.username})."
-        )
+        raise _denied(f"This run may only use its owner's MLflow credentials ({self.policy.username}).")
 
     def _allowance_refusal(self) -> Refused:
         return _exhausted(
@@ -345,9 +330,7 @@ class TrackingGateway:
         limit = min(MAX_BODY_BYTES, remaining)
         too_big = self._allowance_refusal()
         if remaining >= MAX_BODY_BYTES:
-            too_big = _exhausted(
-                f"A tracking request may carry at most {MAX_BODY_BYTES} bytes."
-            )
+            too_big = _exhausted(f"A tracking request may carry at most {MAX_BODY_BYTES} bytes.")
         # Refuse on the declared length before reading anything, then enforce while streaming
         # (chunked bodies, lying lengths).
         if request.content_length is not None and request.content_length > limit:
@@ -362,16 +345,11 @@ class TrackingGateway:
         except Refused:
             raise
         except Exception as exc:  # broken chunking, client gone: the run's fault
-            raise Refused(
-                422, "MALFORMED_REQUEST", f"unreadable request body ({exc})"
-            ) from exc
+            raise Refused(422, "MALFORMED_REQUEST", f"unreadable request body ({exc})") from exc
         with self._lock:
             # Charged before forwarding (no await in between), so concurrent requests cannot
             # both squeeze through the same remaining allowance.
-            if (
-                self._stats.bytes_in + self._stats.bytes_out + head + size
-                > self.policy.max_bytes
-            ):
+            if self._stats.bytes_in + self._stats.bytes_out + head + size > self.policy.max_bytes:
                 raise self._allowance_refusal()
             self._stats.bytes_in += head + size
         return b"".join(chunks)
@@ -393,14 +371,8 @@ class TrackingGateway:
         message["user_id"] = self.policy.username
         return json.dumps(message).encode("utf-8")
 
-    async def _forward(
-        self, request: web.Request, path: str, body: bytes, with_credentials: bool
-    ) -> web.Response:
-        headers = {
-            name: request.headers[name]
-            for name in FORWARDED_REQUEST_HEADERS
-            if name in request.headers
-        }
+    async def _forward(self, request: web.Request, path: str, body: bytes, with_credentials: bool) -> web.Response:
+        headers = {name: request.headers[name] for name in FORWARDED_REQUEST_HEADERS if name in request.headers}
         # MLflow rejects Host names it does not know (DNS-rebinding check), e.g. mlflow-server:3001.
         headers["Host"] = self.upstream.host_port_subcomponent or ""
         if with_credentials:
@@ -421,9 +393,7 @@ class TrackingGateway:
                 content_type = upstream.headers.get("Content-Type")
                 status = upstream.status
         except (TimeoutError, aiohttp.ClientError) as exc:
-            log.warning(
-                "gateway %s: %s failed: %r", self.policy.submission_id, path, exc
-            )
+            log.warning("gateway %s: %s failed: %r", self.policy.submission_id, path, exc)
             # The one 5xx: a platform fault, which the client may retry (few retries in runs).
             return _json_error(
                 502,
@@ -463,6 +433,4 @@ def _refuse_submission_tag_changes(body: bytes) -> None:
 
 
 def _json_error(status: int, error_code: str, message: str) -> web.Response:
-    return web.json_response(
-        {"error_code": error_code, "message": message}, status=status
-    )
+    return web.json_response({"error_code": error_code, "message": message}, status=status)

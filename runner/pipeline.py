@@ -52,14 +52,23 @@ def labels(submission: Submission, slot: str = "") -> dict[str, str]:
     }
 
 
-def _fail(submission: Submission, stage: str, reason: str, **fields) -> None:
+def _settle(submission: Submission, to: str, **fields) -> bool:
+    """Move to an outcome unless someone (a cancel, the reconciler) settled it first."""
     try:
-        transition(submission, S.FAILED, failure_stage=stage, reason=reason[:4000], note=reason[:500], **fields)
+        transition(submission, to, **fields)
+        return True
     except TransitionConflict:
-        log.info("submission %s moved on before it could be failed (%s)", submission.pk, reason)
+        submission.refresh_from_db()
+        log.info("submission %s was %s before it could become %s", submission.pk, submission.status, to)
+        return False
+
+
+def _fail(submission: Submission, stage: str, reason: str, **fields) -> bool:
+    return _settle(submission, S.FAILED, failure_stage=stage, reason=reason[:4000], note=reason[:500], **fields)
 
 
 # --- build ---------------------------------------------------------------------------------------
+
 
 def build(submission_id: int) -> None:
     submission = Submission.objects.select_related("owner").get(pk=submission_id)
@@ -88,27 +97,41 @@ def build(submission_id: int) -> None:
         _fail(submission, Stage.BUILD, _build_reason(str(exc), exc.log), build_log_tail=exc.log)
         return
     except TimeoutError as exc:
-        transition(submission, S.TIMED_OUT, failure_stage=Stage.BUILD, reason=str(exc),
-                   build_log_tail=docker_api.tail(spec.log_path, settings.M2D_LOG_TAIL_LINES))
+        _settle(
+            submission,
+            S.TIMED_OUT,
+            failure_stage=Stage.BUILD,
+            reason=str(exc),
+            build_log_tail=docker_api.tail(spec.log_path, settings.M2D_LOG_TAIL_LINES),
+        )
         return
     except docker_api.PlatformFault as exc:
         _fail(submission, Stage.INFRASTRUCTURE, f"The platform could not build the image: {exc}")
         return
-    transition(submission, S.QUEUED, image_id=image_id,
-               build_log_tail=docker_api.tail(spec.log_path, settings.M2D_LOG_TAIL_LINES))
-    transaction.on_commit(wake_run_slots)
+    if _settle(
+        submission,
+        S.QUEUED,
+        image_id=image_id,
+        build_log_tail=docker_api.tail(spec.log_path, settings.M2D_LOG_TAIL_LINES),
+    ):
+        transaction.on_commit(wake_run_slots)
+    else:
+        docker_api.remove_image(spec.tag)
 
 
 def _build_reason(error: str, build_log: str) -> str:
     if "pip install -r /opt/submission/requirements.txt" in error or "No matching distribution" in build_log:
         missing = re.findall(r"No matching distribution found for (\S+)", build_log)
         what = f" ({', '.join(sorted(set(missing)))})" if missing else ""
-        return (f"Installing requirements.txt failed{what}. Check the package names and versions; "
-                "the end of the build log shows pip's message.")
+        return (
+            f"Installing requirements.txt failed{what}. Check the package names and versions; "
+            "the end of the build log shows pip's message."
+        )
     return f"The image build failed: {error}"
 
 
 # --- run -----------------------------------------------------------------------------------------
+
 
 def slot_name() -> str:
     return os.environ.get("M2D_SLOT", f"{socket.gethostname()}/0")
@@ -229,14 +252,25 @@ def _finish(submission, researcher, spec, outcome, fault: str, stats) -> None:
     if fault:
         _fail(submission, Stage.INFRASTRUCTURE, f"The platform lost the run: {fault}", **common)
     elif outcome.timed_out:
-        transition(submission, S.TIMED_OUT, failure_stage=Stage.RUN, exit_code=outcome.exit_code,
-                   reason=f"timed_out after {_duration(settings.M2D_RUN_TIMEOUT)} (the run time limit)", **common)
+        _settle(
+            submission,
+            S.TIMED_OUT,
+            failure_stage=Stage.RUN,
+            exit_code=outcome.exit_code,
+            reason=f"timed_out after {_duration(settings.M2D_RUN_TIMEOUT)} (the run time limit)",
+            **common,
+        )
     elif outcome.oom_killed:
-        _fail(submission, Stage.RUN, f"out of memory at {_size(settings.M2D_RUN_MEMORY)}: the run used all the "
-              "memory it may use and was stopped. Use smaller batches or a smaller model.",
-              exit_code=outcome.exit_code, **common)
+        _fail(
+            submission,
+            Stage.RUN,
+            f"out of memory at {_size(settings.M2D_RUN_MEMORY)}: the run used all the "
+            "memory it may use and was stopped. Use smaller batches or a smaller model.",
+            exit_code=outcome.exit_code,
+            **common,
+        )
     elif outcome.exit_code == 0:
-        transition(submission, S.SUCCEEDED, exit_code=0, **common)
+        _settle(submission, S.SUCCEEDED, exit_code=0, **common)
     else:
         _fail(submission, Stage.RUN, _run_reason(outcome.exit_code, log_tail), exit_code=outcome.exit_code, **common)
 

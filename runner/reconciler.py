@@ -21,7 +21,9 @@ S = Submission.Status
 def reconcile() -> None:
     grace = timezone.now() - timedelta(seconds=settings.M2D_RECONCILE_SECONDS)
     # A build message that never arrived: ask again (the build task ignores duplicates).
-    for submission_id in Submission.objects.filter(status=S.RECEIVED, updated_at__lt=grace).values_list("pk", flat=True):
+    for submission_id in Submission.objects.filter(status=S.RECEIVED, updated_at__lt=grace).values_list(
+        "pk", flat=True
+    ):
         request_build(submission_id)
     # Queued work with no slot awake: wake the slots.
     if Submission.objects.filter(status=S.QUEUED).exists():
@@ -35,10 +37,7 @@ def _remove_orphans() -> None:
     except docker_api.PlatformFault as exc:
         log.warning("reconciler: engine unavailable: %s", exc)
         return
-    live = set(
-        Submission.objects.filter(status__in=[S.BUILDING, S.QUEUED, S.RUNNING])
-        .values_list("pk", flat=True)
-    )
+    live = set(Submission.objects.filter(status__in=[S.BUILDING, S.QUEUED, S.RUNNING]).values_list("pk", flat=True))
     for container in containers:
         submission_id = container.labels.get(docker_api.LABEL_SUBMISSION, "")
         if submission_id.isdigit() and int(submission_id) not in live:

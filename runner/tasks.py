@@ -23,3 +23,12 @@ def reconcile() -> None:
     from .reconciler import reconcile as run_reconciler
 
     run_reconciler()
+
+
+@shared_task(acks_late=True)
+def stop_cancelled_run(submission_id: int) -> None:
+    from django.conf import settings
+
+    from . import docker_api
+
+    docker_api.stop_run(pipeline.container_name(submission_id), grace=settings.M2D_STOP_GRACE_SECONDS)

@@ -51,6 +51,8 @@ up() {
         --without-gossip --without-mingle -l INFO
     start_bg run-worker "$PY" -m celery -A m2d worker -Q run -c 1 -n "run-$M2D_STACK@%h" \
         --without-gossip --without-mingle -l INFO
+    start_bg ops-worker "$PY" -m celery -A m2d worker -Q default -c 1 -n "ops-$M2D_STACK@%h" \
+        --without-gossip --without-mingle -l INFO
     start_bg beat "$PY" -m celery -A m2d beat -l INFO -s "$VAR_DIR/run/$M2D_STACK-beat-schedule"
     for _ in $(seq 1 100); do
         curl -fsS -o /dev/null "$M2D_PORTAL_URL/accounts/login/" 2>/dev/null && break

@@ -5,11 +5,13 @@
 source "$(dirname "$0")/lib.sh"
 cd "$REPO_ROOT"
 
-export M2D_STACK=test
-export M2D_REDIS_PORT="${M2D_TEST_REDIS_PORT:-6389}"
-export M2D_MLFLOW_PORT="${M2D_TEST_MLFLOW_PORT:-3011}"
-export M2D_INSTANCE=m2dtest
-export M2D_VAR_DIR_TEST="$VAR_DIR/test"
+# Each run is its own stack (name, ports, containers, files), so runs side by side never meet.
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+export M2D_STACK="${M2D_TEST_STACK:-test$$}"
+export M2D_REDIS_PORT="${M2D_TEST_REDIS_PORT:-$(free_port)}"
+export M2D_MLFLOW_PORT="${M2D_TEST_MLFLOW_PORT:-$(free_port)}"
+export M2D_INSTANCE="m2d$M2D_STACK"
+export M2D_VAR_DIR_TEST="$VAR_DIR/$M2D_STACK"
 
 engine=$("$REPO_ROOT/scripts/docker-engine.sh")
 "$REPO_ROOT/scripts/stack.sh" setup
@@ -20,6 +22,7 @@ cleanup() {
     "$REPO_ROOT/scripts/services.sh" wipe
     docker ps -aq --filter "label=org.m2d.instance=$M2D_INSTANCE" | xargs -r docker rm -f >/dev/null 2>&1 || true
     docker images -q --filter "label=org.m2d.instance=$M2D_INSTANCE" | xargs -r docker rmi -f >/dev/null 2>&1 || true
+    [ "${status:-1}" = 0 ] && rm -rf "$M2D_VAR_DIR_TEST"
     if [ "$engine" = started ] && [ -f "$VAR_DIR/run/dockerd.pid" ]; then
         as_root kill "$(cat "$VAR_DIR/run/dockerd.pid")" 2>/dev/null || true
     fi

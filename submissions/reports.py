@@ -32,7 +32,8 @@ def submission_summary(submission: Submission) -> dict:
             "build_start": _first_event_time(events, (S.BUILDING,)),
             "build_end": build_end,
             "run_start": _first_event_time(events, (S.RUNNING,)),
-            "run_end": next((e.at.isoformat() for e in events if e.from_status == S.RUNNING and e.to_status in finished),
-                            None),
+            "run_end": next(
+                (e.at.isoformat() for e in events if e.from_status == S.RUNNING and e.to_status in finished), None
+            ),
         },
     }

@@ -13,6 +13,7 @@ from django.db import transaction
 
 from . import intake
 from .models import Submission, SubmissionEvent
+from .transitions import TransitionConflict, transition
 
 log = logging.getLogger(__name__)
 
@@ -63,8 +64,11 @@ def submission_create(*, by, upload: BinaryIO, filename: str = "submission.zip")
 
 def _record(*, by, report, archive, sha256: str, filename: str) -> Submission:
     submission = Submission(
-        owner=by, archive_sha256=sha256, original_name=filename[:255],
-        requirements=report.requirements, warnings=list(report.warnings),
+        owner=by,
+        archive_sha256=sha256,
+        original_name=filename[:255],
+        requirements=report.requirements,
+        warnings=list(report.warnings),
     )
     stored_name = None
     try:
@@ -84,3 +88,38 @@ def _record(*, by, report, archive, sha256: str, filename: str) -> Submission:
             submission.archive.storage.delete(stored_name)
         raise
     return submission
+
+
+def submission_cancel(*, by, submission: Submission, reason: str = "") -> Submission:
+    """Cancel in any unfinished state. A running container is stopped by the runner once the
+    cancellation has committed; a build in progress finds its submission cancelled and stops."""
+    if not (by is None or by.is_staff or by.pk == submission.owner_id):
+        raise SubmissionRefused("You can only cancel your own submissions.")
+    for _ in range(3):  # the state may move under us (queued -> running); follow it
+        submission.refresh_from_db()
+        if submission.is_finished:
+            raise SubmissionRefused(f"Submission {submission.pk} has already {submission.status}; nothing to cancel.")
+        who = (
+            "you"
+            if by is not None and by.pk == submission.owner_id
+            else "an admin"
+            if by is not None
+            else "the platform"
+        )
+        try:
+            with transaction.atomic():
+                was_running = submission.status == Submission.Status.RUNNING
+                transition(
+                    submission,
+                    Submission.Status.CANCELLED,
+                    reason=reason or f"Cancelled by {who}.",
+                    note=f"cancelled by {getattr(by, 'username', 'the platform')}",
+                )
+                if was_running:
+                    from runner.dispatch import stop_run
+
+                    transaction.on_commit(lambda: stop_run(submission.pk))
+            return submission
+        except TransitionConflict:
+            continue
+    raise SubmissionRefused(f"Submission {submission.pk} is changing state right now; try again.")

@@ -35,8 +35,7 @@ class TransitionConflict(RuntimeError):
     """The submission was not in the expected state any more: someone else moved it first."""
 
 
-def transition(submission: Submission, to: str, *, expected: str | None = None, note: str = "",
-               **fields) -> Submission:
+def transition(submission: Submission, to: str, *, expected: str | None = None, note: str = "", **fields) -> Submission:
     """Move `submission` from `expected` (default: its current in-memory status) to `to`."""
     source = expected or submission.status
     if to not in ALLOWED[source]:

@@ -38,8 +38,12 @@ def submission_upload(request):
 def submission_detail(request, pk: int):
     submission = submission_for(request.user, pk)
     export = getattr(submission, "export", None)
-    return render(request, "submissions/detail.html", {
-        "submission": submission,
-        "events": submission.events.all(),
-        "export": export,
-    })
+    return render(
+        request,
+        "submissions/detail.html",
+        {
+            "submission": submission,
+            "events": submission.events.all(),
+            "export": export,
+        },
+    )

@@ -94,15 +94,37 @@ def celery_workers(django_db_setup, django_db_blocker, smtp_server):
     log_dir = Path(settings.VAR_DIR) / "log"
     log_dir.mkdir(parents=True, exist_ok=True)
     processes = []
-    for queue in ("build", "run"):
+    for queue in ("build", "run", "default"):
         log = open(log_dir / f"worker-{queue}.log", "ab")  # noqa: SIM115
-        processes.append(subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "m2d", "worker", "-Q", queue, "-c", "1",
-             "-n", f"{queue}-test@%h", "--without-gossip", "--without-mingle", "-l", "INFO"],
-            cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-        ))
+        processes.append(
+            subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "celery",
+                    "-A",
+                    "m2d",
+                    "worker",
+                    "-Q",
+                    queue,
+                    "-c",
+                    "1",
+                    "-n",
+                    f"{queue}-test@%h",
+                    "--without-gossip",
+                    "--without-mingle",
+                    "-l",
+                    "INFO",
+                ],
+                cwd=REPO,
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        )
     deadline = time.monotonic() + 60
-    for queue in ("build", "run"):
+    for queue in ("build", "run", "default"):
         while b"ready." not in (log_dir / f"worker-{queue}.log").read_bytes():
             assert time.monotonic() < deadline, f"the {queue} worker did not start; see {log_dir}"
             time.sleep(0.2)

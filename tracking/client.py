@@ -67,7 +67,9 @@ class MlflowAdmin:
     def ensure_user(self, username: str, password: str) -> None:
         """Create the user, or set its password when it exists (so a retried approval converges)."""
         created = self._call(
-            "POST", f"{API}/users/create", json={"username": username, "password": password},
+            "POST",
+            f"{API}/users/create",
+            json={"username": username, "password": password},
             ok_errors=("RESOURCE_ALREADY_EXISTS",),
         )
         if created.get("error_code"):
@@ -82,7 +84,9 @@ class MlflowAdmin:
     # --- experiments and permissions -----------------------------------------------------------
     def ensure_experiment(self, name: str) -> str:
         found = self._call(
-            "GET", f"{API}/experiments/get-by-name", params={"experiment_name": name},
+            "GET",
+            f"{API}/experiments/get-by-name",
+            params={"experiment_name": name},
             ok_errors=("RESOURCE_DOES_NOT_EXIST",),
         )
         if not found.get("error_code"):
@@ -92,31 +96,43 @@ class MlflowAdmin:
     def grant_experiment(self, username: str, experiment_id: str, permission: str = "EDIT") -> None:
         """Give exactly this permission (EDIT: log runs, but neither delete nor share)."""
         self._call(
-            "POST", "/api/3.0/mlflow/users/permissions/revoke",
+            "POST",
+            "/api/3.0/mlflow/users/permissions/revoke",
             json={"username": username, "resource_type": "experiment", "resource_id": experiment_id},
             ok_errors=("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"),
         )
         self._call(
-            "POST", "/api/3.0/mlflow/users/permissions/grant",
-            json={"username": username, "resource_type": "experiment", "resource_id": experiment_id,
-                  "permission": permission},
+            "POST",
+            "/api/3.0/mlflow/users/permissions/grant",
+            json={
+                "username": username,
+                "resource_type": "experiment",
+                "resource_id": experiment_id,
+                "permission": permission,
+            },
         )
 
     # --- read-back -----------------------------------------------------------------------------
     def submission_runs(self, experiment_id: str, submission_id: int) -> list[RunMetrics]:
         body = self._call(
-            "POST", f"{API}/runs/search",
-            json={"experiment_ids": [experiment_id], "max_results": 100,
-                  "filter": f"tags.`{SUBMISSION_TAG}` = '{int(submission_id)}'"},
+            "POST",
+            f"{API}/runs/search",
+            json={
+                "experiment_ids": [experiment_id],
+                "max_results": 100,
+                "filter": f"tags.`{SUBMISSION_TAG}` = '{int(submission_id)}'",
+            },
         )
         runs = []
         for run in body.get("runs", []):
             data = run.get("data", {})
-            runs.append(RunMetrics(
-                run_id=run["info"]["run_id"],
-                run_name=run["info"].get("run_name", ""),
-                status=run["info"].get("status", ""),
-                metrics={m["key"]: m["value"] for m in data.get("metrics", [])},
-                params={p["key"]: p["value"] for p in data.get("params", [])},
-            ))
+            runs.append(
+                RunMetrics(
+                    run_id=run["info"]["run_id"],
+                    run_name=run["info"].get("run_name", ""),
+                    status=run["info"].get("status", ""),
+                    metrics={m["key"]: m["value"] for m in data.get("metrics", [])},
+                    params={p["key"]: p["value"] for p in data.get("params", [])},
+                )
+            )
         return runs

@@ -39,7 +39,8 @@ async def handle(client_reader: asyncio.StreamReader, client_writer: asyncio.Str
         print(f"forwarder: cannot reach the gateway: {exc}", file=sys.stderr, flush=True)
         client_writer.write(
             b"HTTP/1.1 502 Bad Gateway\r\nContent-Type: application/json\r\nConnection: close\r\n"
-            + f"Content-Length: {len(body)}\r\n\r\n".encode() + body
+            + f"Content-Length: {len(body)}\r\n\r\n".encode()
+            + body
         )
         await client_writer.drain()
         client_writer.close()

@@ -63,7 +63,9 @@ def test_refused_with_a_message_and_nothing_stored(client, researcher, case, dja
     assert callbacks == []  # no build task, no e-mail
 
 
-def test_a_github_style_zip_is_accepted_with_its_folder_stripped(client, researcher, django_capture_on_commit_callbacks):
+def test_a_github_style_zip_is_accepted_with_its_folder_stripped(
+    client, researcher, django_capture_on_commit_callbacks
+):
     client.force_login(researcher.user)
     archive = make_zip({"project-main/main.py": "print(1)\n", "project-main/requirements.txt": "numpy==2.4.6\n"})
     with django_capture_on_commit_callbacks() as callbacks:
@@ -83,6 +85,8 @@ def test_a_researcher_not_yet_approved_cannot_upload(client, db):
 
     pending = researcher_create(username="pat", email="pat@example.org", password="pw-pat-pat-pat-pat")
     client.force_login(pending.user)
-    response = client.post(reverse("submissions:upload"), {"archive": make_zip({"main.py": "", "requirements.txt": ""})})
+    response = client.post(
+        reverse("submissions:upload"), {"archive": make_zip({"main.py": "", "requirements.txt": ""})}
+    )
     assert "not approved" in response.content.decode()
     assert not Submission.objects.exists()

@@ -4,7 +4,6 @@ stage infrastructure, and the researcher is told it was not their code."""
 import pytest
 
 from runner import docker_api, pipeline
-from submissions.models import Submission
 from tests.conftest import make_zip
 
 

@@ -15,7 +15,7 @@ from tests.conftest import make_zip
 
 pytestmark = [pytest.mark.docker, pytest.mark.services]
 
-PASTED_MAIN = '''
+PASTED_MAIN = """
 import os
 from pathlib import Path
 
@@ -35,7 +35,7 @@ with mlflow.start_run():
         mlflow.log_metric("loss", 1.0 / (step + 1), step=step)
 Path("/mnt/export/report.txt").write_text("first line of the data set: " + rows[0] + "\\n")
 print("done")
-'''
+"""
 
 
 def wait_finished(submission_id: int, timeout: float = 300) -> Submission:
@@ -59,7 +59,8 @@ def mlflow_runs(researcher) -> list[dict]:
     response = requests.post(
         f"{settings.MLFLOW_URL}/api/2.0/mlflow/runs/search",
         json={"experiment_ids": [researcher.mlflow_experiment_id], "max_results": 10},
-        auth=(researcher.mlflow_username, researcher.mlflow_password), timeout=10,
+        auth=(researcher.mlflow_username, researcher.mlflow_password),
+        timeout=10,
     )
     response.raise_for_status()
     return response.json().get("runs", [])
@@ -131,10 +132,14 @@ def test_failing_main_reports_its_traceback(client, celery_workers, mailbox, mak
 
 def test_requirement_that_does_not_exist_fails_the_build(client, celery_workers, mailbox, make_researcher):
     researcher = make_researcher()
-    submission_id = upload(client, researcher.user, {
-        "main.py": "print('never runs')\n",
-        "requirements.txt": "m2d-this-package-does-not-exist==0.0.1\n",
-    })
+    submission_id = upload(
+        client,
+        researcher.user,
+        {
+            "main.py": "print('never runs')\n",
+            "requirements.txt": "m2d-this-package-does-not-exist==0.0.1\n",
+        },
+    )
 
     submission = wait_finished(submission_id)
     assert (submission.status, submission.failure_stage) == ("failed", "build")

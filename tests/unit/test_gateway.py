@@ -41,9 +41,7 @@ class EchoUpstream:
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
         self.thread.start()
-        self.runner, self.port = asyncio.run_coroutine_threadsafe(
-            self._start(), self.loop
-        ).result()
+        self.runner, self.port = asyncio.run_coroutine_threadsafe(self._start(), self.loop).result()
         self.url = f"http://127.0.0.1:{self.port}"
 
     async def _start(self):
@@ -135,9 +133,7 @@ def make_gateway(tmp_path, upstream):
                 **policy_fields,
             }
         )
-        gateway = TrackingGateway(
-            tmp_path / "gw.sock", upstream_url or upstream.url, policy
-        )
+        gateway = TrackingGateway(tmp_path / "gw.sock", upstream_url or upstream.url, policy)
         gateway.start()
         gateways.append(gateway)
         return gateway, unix_session(gateway.socket_path)
@@ -168,9 +164,7 @@ def test_injects_credentials_rewrites_host_and_strips_headers(make_gateway, upst
 
 def test_owner_credentials_pass(make_gateway):
     _, http = make_gateway()
-    r = http.post(
-        BASE + API + "runs/log-metric", json={"key": "acc"}, auth=(OWNER, PASSWORD)
-    )
+    r = http.post(BASE + API + "runs/log-metric", json={"key": "acc"}, auth=(OWNER, PASSWORD))
     assert r.status_code == 200
     assert r.json()["headers"]["Authorization"] == basic(OWNER, PASSWORD)
     assert r.json()["body"] == {"key": "acc"}
@@ -187,13 +181,9 @@ def test_owner_credentials_pass(make_gateway):
     ],
     ids=["other-user", "wrong-password", "bearer", "bad-base64", "empty"],
 )
-def test_foreign_or_malformed_credentials_are_refused(
-    make_gateway, upstream, authorization
-):
+def test_foreign_or_malformed_credentials_are_refused(make_gateway, upstream, authorization):
     gateway, http = make_gateway()
-    r = http.get(
-        BASE + API + "runs/get?run_id=1", headers={"Authorization": authorization}
-    )
+    r = http.get(BASE + API + "runs/get?run_id=1", headers={"Authorization": authorization})
     assert r.status_code == 403
     assert r.json() == {
         "error_code": "PERMISSION_DENIED",
@@ -231,34 +221,25 @@ def test_runs_create_is_tagged_with_the_submission(make_gateway):
         ("runs/log-batch", "tags", [{"key": "m2d.submission_id", "value": "1"}]),
     ],
 )
-def test_the_submission_tag_cannot_be_changed(
-    make_gateway, upstream, path, field, value
-):
+def test_the_submission_tag_cannot_be_changed(make_gateway, upstream, path, field, value):
     _, http = make_gateway()
     r = http.post(BASE + API + path, json={"run_id": "r", field: value})
     assert r.status_code == 403
     assert r.json()["message"] == "the m2d.submission_id tag is set by the platform"
     assert upstream.received == []
     other = "other" if field == "key" else [{"key": "other", "value": "1"}]
-    assert (
-        http.post(BASE + API + path, json={"run_id": "r", field: other}).status_code
-        == 200
-    )
+    assert http.post(BASE + API + path, json={"run_id": "r", field: other}).status_code == 200
 
 
 def test_owner_experiment_and_health(make_gateway):
     _, http = make_gateway()
-    r = http.get(
-        BASE + API + "experiments/get-by-name", params={"experiment_name": OWNER}
-    )
+    r = http.get(BASE + API + "experiments/get-by-name", params={"experiment_name": OWNER})
     assert r.status_code == 200 and r.json()["query"] == f"experiment_name={OWNER}"
     r = http.get(BASE + "/health", auth=(OWNER, PASSWORD))
     assert r.status_code == 200 and "Authorization" not in r.json()["headers"]
 
 
-CREATE_MESSAGE = (
-    f'experiments are provisioned by the platform; use mlflow.set_experiment("{OWNER}")'
-)
+CREATE_MESSAGE = f'experiments are provisioned by the platform; use mlflow.set_experiment("{OWNER}")'
 
 
 @pytest.mark.parametrize(
@@ -311,9 +292,7 @@ CREATE_MESSAGE = (
         ),
     ],
 )
-def test_refused_calls_never_reach_upstream(
-    make_gateway, upstream, method, path, message
-):
+def test_refused_calls_never_reach_upstream(make_gateway, upstream, method, path, message):
     gateway, http = make_gateway()
     r = http.request(method, BASE + path, data=b'{"x": 1}')
     assert r.status_code == 403
@@ -341,13 +320,10 @@ def test_byte_allowance_is_enforced_and_stats_add_up(make_gateway, upstream):
         else:
             assert r.status_code == 413
             assert r.json()["message"] == (
-                "This run has sent its tracking allowance of 6000 bytes; "
-                "log fewer or smaller metrics/params."
+                "This run has sent its tracking allowance of 6000 bytes; log fewer or smaller metrics/params."
             )
     forwarded = statuses.count(200)
-    assert 0 < forwarded < 20 and statuses == [200] * forwarded + [413] * (
-        20 - forwarded
-    )
+    assert 0 < forwarded < 20 and statuses == [200] * forwarded + [413] * (20 - forwarded)
     assert len(upstream.received) == forwarded
     stats = gateway.stats
     assert stats.calls == 20 and stats.refused == 20 - forwarded
@@ -422,9 +398,7 @@ def test_socket_lifecycle(tmp_path, upstream):
     stale = socket.socket(socket.AF_UNIX)
     stale.bind(str(path))  # a killed gateway leaves its file behind
     stale.close()
-    policy = GatewayPolicy(
-        submission_id=7, username=OWNER, password=PASSWORD, experiment_name=OWNER
-    )
+    policy = GatewayPolicy(submission_id=7, username=OWNER, password=PASSWORD, experiment_name=OWNER)
     gateway = TrackingGateway(path, upstream.url, policy, socket_uid=os.getuid())
     gateway.start()
     try:
@@ -443,9 +417,7 @@ def test_socket_lifecycle(tmp_path, upstream):
 
 
 def test_refuses_links_and_other_files(tmp_path, upstream):
-    policy = GatewayPolicy(
-        submission_id=7, username=OWNER, password=PASSWORD, experiment_name=OWNER
-    )
+    policy = GatewayPolicy(submission_id=7, username=OWNER, password=PASSWORD, experiment_name=OWNER)
     target = tmp_path / "precious"
     target.write_text("keep me")
     link = tmp_path / "gw.sock"

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import pickle
 import stat
 import struct
 import subprocess
@@ -84,8 +85,12 @@ def zeros_deflated(mib: int) -> bytes:
 
 def local_header(m: Raw) -> bytes:
     name = m.name.encode() if isinstance(m.name, str) else m.name
-    return struct.pack("<4s5H3I2H", b"PK\x03\x04", 20, m.flags, m.method, 0, 0x21, _crc(m),
-                       len(m.data), _size(m), len(name), 0) + name
+    return (
+        struct.pack(
+            "<4s5H3I2H", b"PK\x03\x04", 20, m.flags, m.method, 0, 0x21, _crc(m), len(m.data), _size(m), len(name), 0
+        )
+        + name
+    )
 
 
 def _size(m: Raw) -> int:
@@ -107,9 +112,29 @@ def raw_zip(members: list[Raw]) -> bytes:
         offset = len(body)
         if m.local:
             body += local_header(m) + m.data
-        central += struct.pack("<4s6H3I5H2I", b"PK\x01\x02", (3 << 8) | 20, 20, m.flags, m.method, 0, 0x21,
-                               _crc(m), len(m.data), _size(m), len(name), 0, 0, 0, 0, m.mode << 16,
-                               offset if m.offset is None else m.offset) + name
+        central += (
+            struct.pack(
+                "<4s6H3I5H2I",
+                b"PK\x01\x02",
+                (3 << 8) | 20,
+                20,
+                m.flags,
+                m.method,
+                0,
+                0x21,
+                _crc(m),
+                len(m.data),
+                _size(m),
+                len(name),
+                0,
+                0,
+                0,
+                0,
+                m.mode << 16,
+                offset if m.offset is None else m.offset,
+            )
+            + name
+        )
     eocd = struct.pack("<4s4H2IH", b"PK\x05\x06", 0, 0, len(members), len(members), len(central), len(body), 0)
     return bytes(body + central + eocd)
 
@@ -160,6 +185,11 @@ def test_compressed_size_limit():
 # -- unsafe members -------------------------------------------------------------
 
 
+def test_error_survives_pickling():
+    err = pickle.loads(pickle.dumps(IntakeError("symlink", "'x' is a symbolic link")))
+    assert (err.code, str(err)) == ("symlink", "'x' is a symbolic link")
+
+
 def test_encrypted_member():
     refused(good_raw(Raw("secret.py", b"x = 1\n", flags=0x1)), "encrypted", "secret.py", "password")
 
@@ -191,7 +221,7 @@ def test_symlink():
 
 @pytest.mark.parametrize("kind", [stat.S_IFIFO, stat.S_IFCHR, stat.S_IFBLK, stat.S_IFSOCK])
 def test_special_files(kind):
-    refused(good_raw(Raw("dev0", b"", mode=kind | 0o600)), "special_file", "'dev0'", "Remove it")
+    refused(good_raw(Raw("dev0", b"", mode=kind | 0o600)), "special_file", "'dev0'", "remove it from the zip")
 
 
 def test_exact_duplicate():
@@ -232,8 +262,12 @@ def test_overall_ratio_of_many_small_members():
 
 
 def test_declared_total_too_large():
-    refused(make_zip(good_files(**{"data.csv": b"1,2,3\n" * 2000})), "too_large", "data.csv",
-            limits=IntakeLimits(max_uncompressed_bytes=5000))
+    refused(
+        make_zip(good_files(**{"data.csv": b"1,2,3\n" * 2000})),
+        "too_large",
+        "data.csv",
+        limits=IntakeLimits(max_uncompressed_bytes=5000),
+    )
 
 
 def test_header_that_lies_about_its_size():
@@ -258,8 +292,9 @@ def test_overlapping_entries_sharing_one_kernel():
 
 def test_nested_zip_bomb():
     inner = raw_zip([Raw("zeros.bin", zeros_deflated(512), method=8, size=512 * 1024**2, crc=0)])
-    refused(make_zip(good_files(**{"assets/inner.zip": inner}), zipfile.ZIP_STORED), "ratio",
-            "assets/inner.zip > zeros.bin")
+    refused(
+        make_zip(good_files(**{"assets/inner.zip": inner}), zipfile.ZIP_STORED), "ratio", "assets/inner.zip > zeros.bin"
+    )
 
 
 def test_nested_zip_contents_count_toward_the_total():
@@ -314,19 +349,28 @@ def test_missing_main_py():
 def test_main_py_too_deep_names_where_it_is():
     data = make_zip({"src/project/main.py": MAIN_PY, "src/project/requirements.txt": REQUIREMENTS})
     err = refused(data, "missing_main")
-    assert str(err) == ("main.py is missing at the top of the zip (found: src/project/main.py). "
-                        "Zip the contents of src/project, not the folder.")
+    assert str(err) == (
+        "main.py is missing at the top of the zip (found: src/project/main.py). "
+        "Zip the contents of src/project, not the folder."
+    )
 
 
 def test_missing_requirements():
     refused(make_zip({"main.py": MAIN_PY}), "missing_requirements", "requirements.txt is missing next to main.py")
-    refused(make_zip({"main.py": MAIN_PY, "conf/requirements.txt": b""}), "missing_requirements",
-            "found: conf/requirements.txt")
+    refused(
+        make_zip({"main.py": MAIN_PY, "conf/requirements.txt": b""}),
+        "missing_requirements",
+        "found: conf/requirements.txt",
+    )
 
 
 def test_requirements_must_be_utf8():
-    refused(make_zip({"main.py": MAIN_PY, "requirements.txt": "numpy==1.26.4\n".encode("utf-16")}),
-            "requirements_encoding", "UTF-16", "Out-File")
+    refused(
+        make_zip({"main.py": MAIN_PY, "requirements.txt": "numpy==1.26.4\n".encode("utf-16")}),
+        "requirements_encoding",
+        "UTF-16",
+        "Out-File",
+    )
 
 
 def test_root_layout():
@@ -421,8 +465,10 @@ def warnings_for(requirements: bytes = REQUIREMENTS, main_py: bytes = MAIN_PY) -
 
 
 def test_requirement_warnings():
-    warnings = warnings_for(b"# comment\nnumpy\npandas>=2\nscikit-learn==1.5.2  # pinned\n"
-                            b"torch>=2.0\ntorchvision==0.20.0\n--index-url https://x/simple\n\n")
+    warnings = warnings_for(
+        b"# comment\nnumpy\npandas>=2\nscikit-learn==1.5.2  # pinned\n"
+        b"torch>=2.0\ntorchvision==0.20.0\n--index-url https://x/simple\n\n"
+    )
     text = "\n".join(warnings)
     assert len(warnings) == 4, text
     assert "line 2: 'numpy' has no pinned version" in text
@@ -496,7 +542,8 @@ def test_cli_runs_standalone_without_site_packages(tmp_path):
     good.write_bytes(make_zip(github_layout()))
     script = ROOT / "submissions" / "intake.py"
     # -I -S: no site-packages, so the script can only be using the standard library.
-    run = subprocess.run([sys.executable, "-I", "-S", str(script), str(good)], capture_output=True, text=True,
-                         timeout=60)
+    run = subprocess.run(
+        [sys.executable, "-I", "-S", str(script), str(good)], capture_output=True, text=True, timeout=60
+    )
     assert run.returncode == 0, run.stderr
     assert "OK:" in run.stdout and "'proj-main/' will be stripped" in run.stdout

@@ -1,7 +1,6 @@
 import json
 
 from django.conf import settings
-
 from django.core.management.base import BaseCommand, CommandError
 
 from accounts.models import Researcher
@@ -23,8 +22,9 @@ class Command(BaseCommand):
         researcher = Researcher.objects.filter(user__username=username).first()
         if researcher is None:
             try:
-                researcher = researcher_create(username=username, email=email, password=password,
-                                               institution=institution)
+                researcher = researcher_create(
+                    username=username, email=email, password=password, institution=institution
+                )
             except AccountError as exc:
                 raise CommandError(str(exc)) from exc
         elif password:
@@ -37,12 +37,16 @@ class Command(BaseCommand):
             researcher = researcher_approve(by=None, researcher=researcher, provision_now=True)
         except MlflowUnavailable as exc:
             raise CommandError(f"approved, but MLflow could not be provisioned yet: {exc}") from exc
-        self.stdout.write(json.dumps({
-            "username": username,
-            "status": researcher.status,
-            "mlflow_url": settings.MLFLOW_PUBLIC_URL,
-            "mlflow_username": researcher.mlflow_username,
-            "mlflow_password": researcher.mlflow_password,
-            "mlflow_experiment": researcher.mlflow_experiment_name,
-            "mlflow_experiment_id": researcher.mlflow_experiment_id,
-        }))
+        self.stdout.write(
+            json.dumps(
+                {
+                    "username": username,
+                    "status": researcher.status,
+                    "mlflow_url": settings.MLFLOW_PUBLIC_URL,
+                    "mlflow_username": researcher.mlflow_username,
+                    "mlflow_password": researcher.mlflow_password,
+                    "mlflow_experiment": researcher.mlflow_experiment_name,
+                    "mlflow_experiment_id": researcher.mlflow_experiment_id,
+                }
+            )
+        )

@@ -28,18 +28,31 @@ class Command(BaseCommand):
         username, email, password = RESEARCHER
         researcher = Researcher.objects.filter(user__username=username).first()
         if researcher is None:
-            researcher = researcher_create(username=username, email=email, password=password,
-                                           institution="Demo University", intended_use="Trying the platform.")
+            researcher = researcher_create(
+                username=username,
+                email=email,
+                password=password,
+                institution="Demo University",
+                intended_use="Trying the platform.",
+            )
         researcher = researcher_approve(by=admin, researcher=researcher, provision_now=True)
         submitted = None
         if sample and not researcher.user.submissions.exists():
             with open(sample, "rb") as upload:
                 submitted = submission_create(by=researcher.user, upload=upload, filename=sample.name).pk
-        self.stdout.write(json.dumps({
-            "portal": settings.PORTAL_URL,
-            "mlflow": settings.MLFLOW_PUBLIC_URL,
-            "admin": {"username": ADMIN[0], "password": ADMIN[2]},
-            "researcher": {"username": RESEARCHER[0], "password": RESEARCHER[2]},
-            "researcher_mlflow": {"username": researcher.mlflow_username, "password": researcher.mlflow_password},
-            "submitted": submitted,
-        }, indent=2))
+        self.stdout.write(
+            json.dumps(
+                {
+                    "portal": settings.PORTAL_URL,
+                    "mlflow": settings.MLFLOW_PUBLIC_URL,
+                    "admin": {"username": ADMIN[0], "password": ADMIN[2]},
+                    "researcher": {"username": RESEARCHER[0], "password": RESEARCHER[2]},
+                    "researcher_mlflow": {
+                        "username": researcher.mlflow_username,
+                        "password": researcher.mlflow_password,
+                    },
+                    "submitted": submitted,
+                },
+                indent=2,
+            )
+        )
