@@ -2,6 +2,7 @@
 
 import base64
 import hashlib
+import hmac
 import secrets
 import string
 
@@ -17,6 +18,12 @@ def _fernet() -> Fernet:
     return Fernet(key)
 
 
+def experiment_claim(name: str) -> str:
+    """A tag value only the platform can compute, marking the MLflow experiment it made for `name`."""
+    key = ("m2d-experiment-claim:" + (settings.M2D_ENCRYPTION_KEY or settings.SECRET_KEY)).encode()
+    return hmac.new(key, name.encode(), hashlib.sha256).hexdigest()
+
+
 def encrypt(plaintext: str) -> str:
     return _fernet().encrypt(plaintext.encode()).decode()
 
@@ -25,6 +32,6 @@ def decrypt(token: str) -> str:
     return _fernet().decrypt(token.encode()).decode()
 
 
-def generate_password(length: int = 24) -> str:
+def generate_password(length: int = 32) -> str:
     alphabet = string.ascii_letters + string.digits
     return "".join(secrets.choice(alphabet) for _ in range(length))

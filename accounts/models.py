@@ -13,10 +13,17 @@ class Researcher(models.Model):
         REJECTED = "rejected", "rejected"
         DISABLED = "disabled", "disabled"
 
+    class MlflowAccess(models.TextChoices):
+        NONE = "none", "none"
+        PENDING = "pending", "MLflow: pending"
+        ACTIVE = "active", "active"
+        REVOKING = "revoking", "MLflow: revocation pending"
+
     user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="researcher")
+    full_name = models.CharField(max_length=200, blank=True)
     institution = models.CharField(max_length=200, blank=True)
     intended_use = models.TextField(blank=True)
-    status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING, db_index=True)
     decided_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
@@ -26,9 +33,17 @@ class Researcher(models.Model):
     mlflow_password_encrypted = models.TextField(blank=True)
     mlflow_experiment_id = models.CharField(max_length=64, blank=True)
     mlflow_provisioned_at = models.DateTimeField(null=True, blank=True)
+    # Every change MLflow must learn of (approval, rotation, revocation) bumps the generation; the
+    # sync records the generation it brought MLflow to. They differ while MLflow is behind.
+    mlflow_generation = models.PositiveIntegerField(default=0)
+    mlflow_synced_generation = models.PositiveIntegerField(default=0)
 
     def __str__(self) -> str:
-        return f"{self.user.username} ({self.get_status_display()})"
+        return f"{self.display_name} ({self.get_status_display()})"
+
+    @property
+    def display_name(self) -> str:
+        return self.full_name or self.user.get_username()
 
     @property
     def is_approved(self) -> bool:
@@ -41,3 +56,42 @@ class Researcher(models.Model):
     @property
     def mlflow_experiment_name(self) -> str:
         return self.mlflow_username or ""
+
+    @property
+    def mlflow_in_sync(self) -> bool:
+        return self.mlflow_generation == self.mlflow_synced_generation
+
+    @property
+    def mlflow_access(self) -> str:
+        if self.status == self.Status.APPROVED:
+            return self.MlflowAccess.ACTIVE if self.mlflow_in_sync else self.MlflowAccess.PENDING
+        return self.MlflowAccess.NONE if self.mlflow_in_sync else self.MlflowAccess.REVOKING
+
+
+class AccountEvent(models.Model):
+    """The audit trail of an account: who did what to it, when, and why."""
+
+    class Action(models.TextChoices):
+        SIGNED_UP = "signed_up", "signed up"
+        EMAIL_VERIFIED = "email_verified", "verified the e-mail address"
+        APPROVED = "approved", "approved"
+        REJECTED = "rejected", "rejected"
+        DISABLED = "disabled", "disabled"
+        MLFLOW_PROVISIONED = "mlflow_provisioned", "MLflow account set up"
+        MLFLOW_REVOKED = "mlflow_revoked", "MLflow access removed"
+        MLFLOW_PASSWORD_ROTATED = "mlflow_password_rotated", "MLflow password rotated"
+        API_TOKEN_CREATED = "api_token_created", "API token created"
+        API_TOKEN_REVOKED = "api_token_revoked", "API token revoked"
+
+    researcher = models.ForeignKey(Researcher, on_delete=models.CASCADE, related_name="events")
+    action = models.CharField(max_length=32, choices=Action.choices)
+    by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    at = models.DateTimeField(auto_now_add=True, db_index=True)
+    reason = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["at", "id"]
+
+    def __str__(self) -> str:
+        who = self.by.get_username() if self.by else "the platform"
+        return f"{self.get_action_display()} by {who}"

@@ -1,16 +1,397 @@
+"""Every change in the exports airlock: collect, request, cancel, review, expire, download, register.
+
+Keyword-only, atomic, audited; files are deleted and mail is sent once the change has committed.
+Portal views, the API, the CLI and the periodic sweep all call these.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 
+from django.conf import settings
+from django.core import signing
 from django.db import transaction
+from django.utils import timezone
 
-from .manifest import build_manifest
-from .models import Export
+from . import audit, notifications, storage
+from .dataset_index import dataset_index
+from .inspection import detect_kind, flags_for, preview
+from .manifest import build_manifest, file_digest
+from .models import Export, ExportEvent, ExportFile, RegisteredModel
+
+log = logging.getLogger(__name__)
+A = ExportEvent.Action
+LOG_KINDS = ("build", "run")
+DOWNLOAD_SALT = "m2d.exports.download"
 
 
-@transaction.atomic
+class ExportRefused(ValueError):
+    """The step is not allowed or the input is wrong; the message says what to do instead."""
+
+
+class LinkExpired(ExportRefused):
+    pass
+
+
+def _expiry_from(now):
+    return now + timedelta(days=settings.M2D_EXPORT_RETENTION_DAYS)
+
+
+# --- after the run -------------------------------------------------------------------------------
+
+
 def export_collect(*, submission, folder: Path) -> Export:
-    files = build_manifest(folder) if folder.is_dir() else []
-    export, _ = Export.objects.update_or_create(
-        submission=submission,
-        defaults={"folder": str(folder), "files": files, "total_bytes": sum(f["size"] for f in files)},
+    """Record what the run wrote: manifest, detected types, reviewer flags, previews."""
+    manifest = build_manifest(folder) if folder.is_dir() else []
+    try:
+        index = dataset_index()
+    except OSError as exc:
+        log.error("the data set index could not be built (%s); exports are not checked against it", exc)
+        index = None
+    entries = []
+    for item in manifest:
+        source = folder / item["path"]
+        kind = detect_kind(source, item["path"])
+        matches = index.matches(item["sha256"]) if index and item["size"] > 0 else []
+        flags = flags_for(kind, item["size"], settings.M2D_EXPORT_LARGE_FILE_BYTES, matches)
+        entries.append((item, kind, flags, matches, preview(source, kind)))
+    problem = ""
+    try:
+        storage.store_run_files(submission.pk, folder, [item["path"] for item in manifest])
+    except Exception as exc:  # kept on the host; the reviewer is told
+        log.exception("export of submission %s could not be moved to its storage", submission.pk)
+        problem = f"The files could not be moved to export storage ({exc}); they are still on the host."
+    with transaction.atomic():
+        export, _ = Export.objects.update_or_create(
+            submission=submission,
+            defaults={
+                "folder": str(folder),
+                "files": manifest,
+                "total_bytes": sum(f["size"] for f in manifest),
+                "expires_at": _expiry_from(timezone.now()),
+                "dataset_fingerprint": index.fingerprint if index else "",
+            },
+        )
+        export.entries.filter(source=ExportFile.Source.RUN).delete()
+        ExportFile.objects.bulk_create(
+            ExportFile(
+                export=export,
+                path=item["path"],
+                size=item["size"],
+                sha256=item["sha256"],
+                kind=kind,
+                flags=flags,
+                dataset_matches=matches[:20],
+                preview=shown,
+                storage_key=storage.run_file_key(submission.pk, item["path"]),
+            )
+            for item, kind, flags, matches, shown in entries
+        )
+        audit.record(submission, A.COLLECTED, comment=problem or f"{len(manifest)} files", mail=False)
+    return export
+
+
+def _export_of(submission) -> Export:
+    export, _ = Export.objects.get_or_create(
+        submission=submission, defaults={"folder": "", "expires_at": _expiry_from(timezone.now())}
     )
     return export
+
+
+def _attach_log(export: Export, kind: str, by) -> ExportFile:
+    from runner.pipeline import log_dir
+
+    if kind not in LOG_KINDS:
+        raise ExportRefused(f"There is no {kind!r} log; choose one of: {', '.join(LOG_KINDS)}.")
+    existing = export.entries.filter(source=ExportFile.Source.LOG, path=f"{kind}.log").first()
+    if existing is not None and existing.state in (ExportFile.State.HELD, ExportFile.State.RELEASED):
+        return existing
+    source = log_dir(export.submission_id) / f"{kind}.log"
+    if not source.is_file():
+        raise ExportRefused(f"Submission {export.submission_id} has no full {kind} log on this platform.")
+    if existing is not None:
+        existing.delete()
+    key = storage.log_key(export.submission_id, kind)
+    storage.store_file(key, source)
+    size, sha256 = file_digest(source)
+    file = ExportFile.objects.create(
+        export=export,
+        source=ExportFile.Source.LOG,
+        path=f"{kind}.log",
+        size=size,
+        sha256=sha256,
+        kind="log",
+        flags=[],
+        preview=preview(source, "log"),
+        storage_key=key,
+    )
+    audit.record(export.submission, A.LOG_ATTACHED, by=by, file=file, mail=False)
+    return file
+
+
+# --- the researcher's side -----------------------------------------------------------------------
+
+
+def export_request_release(*, by, submission, justification: str, logs: tuple[str, ...] = ()) -> Export:
+    if by.pk != submission.owner_id:
+        raise ExportRefused("Only the researcher who submitted the code can ask for its files.")
+    if not submission.is_finished:
+        raise ExportRefused(f"Submission {submission.pk} is still {submission.status}; ask once it has finished.")
+    justification = (justification or "").strip()
+    if len(justification) < 10:
+        raise ExportRefused("Say in a sentence why you need these files (at least 10 characters).")
+    if len(justification) > 2000:
+        raise ExportRefused(f"Keep the justification under 2000 characters (it has {len(justification)}).")
+    with transaction.atomic():
+        export = _export_of(submission)
+        export = Export.objects.select_for_update().get(pk=export.pk)
+        if export.status == Export.Status.REQUESTED:
+            raise ExportRefused("The release is already requested. Cancel the request first to change it.")
+        if export.status == Export.Status.EXPIRED:
+            raise ExportRefused(f"This export expired on {export.expires_at:%Y-%m-%d}; its files are deleted.")
+        for kind in logs:
+            _attach_log(export, kind, by)
+        if not export.entries.filter(state=ExportFile.State.HELD).exists():
+            raise ExportRefused("There is nothing left to release: no file of this export is waiting for review.")
+        export.status, export.justification, export.requested_at = (
+            Export.Status.REQUESTED,
+            justification,
+            timezone.now(),
+        )
+        export.save(update_fields=["status", "justification", "requested_at"])
+        audit.record(submission, A.REQUESTED, by=by, comment=justification)
+    return export
+
+
+def export_cancel_request(*, by, export: Export) -> Export:
+    if by.pk != export.submission.owner_id:
+        raise ExportRefused("Only the researcher who asked for the release can cancel it.")
+    now = timezone.now()
+    with transaction.atomic():
+        # Cancelling must not let the export expire before its owner has been warned again.
+        earliest = now + timedelta(days=settings.M2D_EXPORT_EXPIRY_WARNING_DAYS)
+        moved = Export.objects.filter(pk=export.pk, status=Export.Status.REQUESTED).update(
+            status=Export.Status.HELD, expiry_warned_at=None, expires_at=max(export.expires_at or now, earliest)
+        )
+        if not moved:
+            raise ExportRefused("There is no open release request to cancel.")
+        audit.record(export.submission, A.CANCELLED, by=by)
+    export.refresh_from_db()
+    return export
+
+
+# --- the admin's side ----------------------------------------------------------------------------
+
+
+def _ensure_reviewer(by, export: Export) -> None:
+    if by is None or not (by.is_active and by.is_staff):
+        raise ExportRefused("Only admins review exports.")
+    if by.pk == export.submission.owner_id:
+        raise ExportRefused("You cannot review an export of your own submission; another admin must.")
+    if export.status != Export.Status.REQUESTED:
+        raise ExportRefused(
+            f"The export of submission {export.submission_id} is not waiting for review "
+            f"({export.get_status_display()})."
+        )
+
+
+def export_add_log(*, by, export: Export, kind: str) -> ExportFile:
+    """An admin puts the full build or run log into a review, to be released like any file."""
+    _ensure_reviewer(by, export)
+    with transaction.atomic():
+        return _attach_log(export, kind, by)
+
+
+def export_decide(*, by, export: Export, decisions: dict[int, str], comment: str = "") -> dict[str, list[str]]:
+    """Release or reject held files. With the two-person rule a release needs a second admin;
+    a rejection by one admin is final (the safe direction). Returns the paths per outcome."""
+    comment = (comment or "").strip()
+    if not decisions:
+        raise ExportRefused("Choose release or reject for at least one file.")
+    if set(decisions.values()) - {"release", "reject"}:
+        raise ExportRefused("Each decision is either 'release' or 'reject'.")
+    if "reject" in decisions.values() and not comment:
+        raise ExportRefused("Say why you reject, so the researcher knows what to change.")
+    outcome: dict[str, list[str]] = {"released": [], "rejected": [], "approved": []}
+    with transaction.atomic():
+        export = Export.objects.select_for_update().select_related("submission").get(pk=export.pk)
+        _ensure_reviewer(by, export)
+        held = {f.pk: f for f in export.entries.filter(state=ExportFile.State.HELD, pk__in=list(decisions))}
+        unknown = [str(pk) for pk in decisions if pk not in held]
+        if unknown:
+            raise ExportRefused(f"File(s) {', '.join(unknown)} of this export are not waiting for a decision.")
+        now = timezone.now()
+        for pk, decision in decisions.items():
+            file = held[pk]
+            if decision == "reject":
+                _set_state(file, ExportFile.State.REJECTED, now)
+                audit.record(export.submission, A.REJECTED, by=by, file=file, comment=comment, mail=False)
+                transaction.on_commit(lambda key=file.storage_key: storage.delete(key))
+                outcome["rejected"].append(file.display_path)
+            elif _approve(export, file, by, comment):
+                _set_state(file, ExportFile.State.RELEASED, now)
+                audit.record(export.submission, A.RELEASED, by=by, file=file, comment=comment, mail=False)
+                outcome["released"].append(file.display_path)
+            else:
+                outcome["approved"].append(file.display_path)
+        if not export.entries.filter(state=ExportFile.State.HELD).exists():
+            export.status = Export.Status.REVIEWED
+            export.save(update_fields=["status"])
+        transaction.on_commit(lambda: notifications.review_done(export.pk, by.pk, outcome, comment))
+    return outcome
+
+
+def _approvals_needed() -> int:
+    return 2 if settings.M2D_EXPORT_TWO_PERSON_RULE else 1
+
+
+def _approve(export: Export, file: ExportFile, by, comment: str) -> bool:
+    """Record this admin's approval; True once enough different admins approved since the request."""
+    if _approvals_needed() == 1:
+        return True
+    approvals = ExportEvent.objects.filter(file=file, action=A.APPROVED, at__gte=export.requested_at)
+    if approvals.filter(by=by).exists():
+        raise ExportRefused(f"You already approved {file.display_path}; a second, different admin must approve it.")
+    audit.record(export.submission, A.APPROVED, by=by, file=file, comment=comment, mail=False)
+    return approvals.exclude(by=export.submission.owner_id).values("by").distinct().count() >= _approvals_needed()
+
+
+def _set_state(file: ExportFile, state: str, now) -> None:
+    file.state, file.decided_at = state, now
+    file.save(update_fields=["state", "decided_at"])
+
+
+def export_decide_all(*, by, export: Export, decision: str, comment: str = "") -> dict[str, list[str]]:
+    held = export.entries.filter(state=ExportFile.State.HELD).values_list("pk", flat=True)
+    return export_decide(by=by, export=export, decisions={pk: decision for pk in held}, comment=comment)
+
+
+# --- retention -----------------------------------------------------------------------------------
+
+
+def export_expire_due(*, now=None) -> dict[str, int]:
+    """Warn owners of unrequested exports that are about to expire; delete those that have."""
+    now = now or timezone.now()
+    counts = {"warned": 0, "expired": 0}
+    held = Export.objects.filter(status=Export.Status.HELD, entries__state=ExportFile.State.HELD).distinct()
+    for export in held.filter(expires_at__lte=now).select_related("submission"):
+        with transaction.atomic():
+            if not Export.objects.filter(pk=export.pk, status=Export.Status.HELD).update(status=Export.Status.EXPIRED):
+                continue  # requested meanwhile
+            for file in export.entries.filter(state=ExportFile.State.HELD):
+                _set_state(file, ExportFile.State.EXPIRED, now)
+                transaction.on_commit(lambda key=file.storage_key: storage.delete(key))
+            audit.record(
+                export.submission, A.EXPIRED, comment=f"retention of {settings.M2D_EXPORT_RETENTION_DAYS:g} days"
+            )
+        counts["expired"] += 1
+    warn_before = now + timedelta(days=settings.M2D_EXPORT_EXPIRY_WARNING_DAYS)
+    for export in held.filter(expires_at__lte=warn_before, expires_at__gt=now, expiry_warned_at__isnull=True):
+        with transaction.atomic():
+            if Export.objects.filter(pk=export.pk, expiry_warned_at__isnull=True).update(expiry_warned_at=now):
+                audit.record(export.submission, A.EXPIRY_WARNED, comment=f"expires {export.expires_at:%Y-%m-%d %H:%M}")
+                counts["warned"] += 1
+    return counts
+
+
+# --- downloads -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Download:
+    filename: str
+    key: str
+    size: int | None
+
+
+def download_token(*, user, export: Export, file: ExportFile | None = None) -> str:
+    """A signed, expiring token for one released file (or the whole release) of the user's own export."""
+    if user.pk != export.submission.owner_id:
+        raise ExportRefused("Only the owner of an export can download it.")
+    if file is not None and (file.export_id != export.pk or file.state != ExportFile.State.RELEASED):
+        raise ExportRefused(f"{file.display_path} is not released.")
+    if file is None and not export.entries.filter(state=ExportFile.State.RELEASED).exists():
+        raise ExportRefused("Nothing of this export is released yet.")
+    payload = {"u": user.pk, "e": export.pk, "f": file.pk if file else 0}
+    return signing.TimestampSigner(salt=DOWNLOAD_SALT).sign_object(payload)
+
+
+def download_open(*, by, token: str) -> Download:
+    """Check a download token for this user and what it points to; audit the download."""
+    try:
+        payload = signing.TimestampSigner(salt=DOWNLOAD_SALT).unsign_object(
+            token, max_age=settings.M2D_EXPORT_LINK_SECONDS
+        )
+    except signing.SignatureExpired as exc:
+        raise LinkExpired("This download link has expired. Open the submission page for a fresh one.") from exc
+    except signing.BadSignature as exc:
+        raise ExportRefused("This download link is not valid.") from exc
+    export = Export.objects.select_related("submission").filter(pk=payload.get("e")).first()
+    if export is None or by.pk != payload.get("u") or by.pk != export.submission.owner_id:
+        raise ExportRefused("This download link is not yours. Only the owner of an export can download it.")
+    released = export.entries.filter(state=ExportFile.State.RELEASED)
+    if payload.get("f"):
+        file = released.filter(pk=payload["f"]).first()
+        if file is None:
+            raise ExportRefused("This file is not released.")
+        with transaction.atomic():
+            audit.record(export.submission, A.DOWNLOADED, by=by, file=file)
+        return Download(file.display_path.rsplit("/", 1)[-1], file.storage_key, file.size)
+    files = list(released)
+    if not files:
+        raise ExportRefused("Nothing of this export is released.")
+    key = storage.release_zip_key(export.submission_id, [(f.display_path, f.storage_key, f.sha256) for f in files])
+    with transaction.atomic():
+        audit.record(export.submission, A.DOWNLOADED, by=by, comment=f"whole release as a zip ({len(files)} files)")
+    return Download(f"submission-{export.submission_id}-release.zip", key, None)
+
+
+# --- models --------------------------------------------------------------------------------------
+
+MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+
+
+def model_register(*, by, file: ExportFile, name: str, version: str = "", description: str = "") -> RegisteredModel:
+    """Register a released file as one of the researcher's models, with a snapshot of its metrics."""
+    from .provenance import final_metrics
+
+    submission = file.export.submission
+    if by.pk != submission.owner_id:
+        raise ExportRefused("Only the owner of a released file can register it as a model.")
+    if file.state != ExportFile.State.RELEASED:
+        raise ExportRefused(f"{file.display_path} is not released; only released files can become models.")
+    name, version, description = name.strip(), version.strip(), description.strip()
+    if not MODEL_NAME.match(name):
+        raise ExportRefused("Name the model with letters, digits, '.', '_' or '-' (up to 100, e.g. clam-resnet18).")
+    if len(version) > 40 or (version and not MODEL_NAME.match(version)):
+        raise ExportRefused(
+            "Give the version as letters, digits, '.', '_' or '-' (e.g. 1 or 2.0.1), or leave it empty."
+        )
+    metrics, metrics_source = final_metrics(submission)
+    with transaction.atomic():
+        existing = RegisteredModel.objects.filter(owner=by, name=name)
+        if not version:
+            numbers = [int(v) for v in existing.values_list("version", flat=True) if v.isdigit()]
+            version = str(max(numbers, default=0) + 1)
+        if existing.filter(version=version).exists():
+            raise ExportRefused(f"You already have {name} version {version}; choose another version.")
+        model = RegisteredModel.objects.create(
+            owner=by,
+            name=name,
+            version=version,
+            description=description[:5000],
+            submission=submission,
+            file=file,
+            file_path=file.display_path,
+            file_sha256=file.sha256,
+            file_size=file.size,
+            format=file.kind,
+            metrics=metrics,
+            metrics_source=metrics_source,
+        )
+        audit.record(submission, A.MODEL_REGISTERED, by=by, file=file, comment=f"{name} {version}")
+    return model

@@ -9,6 +9,8 @@ from pathlib import Path
 import environ
 from kombu import Queue
 
+from ops.logs import logging_config
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 env = environ.Env()
@@ -34,16 +36,28 @@ INSTALLED_APPS = [
     "runner",
     "tracking",
     "exports",
+    "ops",
+    # after "accounts", whose templates restyle allauth's pages
+    "allauth",
+    "allauth.account",
+    "allauth.mfa",
+    "rest_framework",
+    "rest_framework.authtoken",
 ]
 
 MIDDLEWARE = [
+    "ops.middleware.OpsEndpointsMiddleware",
     "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
+    "allauth.account.middleware.AccountMiddleware",
+    "accounts.middleware.StaffSecondFactorMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "ops.middleware.SubmissionLogContextMiddleware",
 ]
 
 ROOT_URLCONF = "m2d.urls"
@@ -72,8 +86,9 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     DATABASES["default"].setdefault("OPTIONS", {}).update(
         {"timeout": 30, "transaction_mode": "IMMEDIATE", "init_command": "PRAGMA journal_mode=WAL;"}
     )
-    if test_name := env("M2D_TEST_DATABASE_NAME", default=""):
-        DATABASES["default"]["TEST"] = {"NAME": test_name}
+# The test run's database must be one the test's worker processes can open too.
+if test_name := env("M2D_TEST_DATABASE_NAME", default=""):
+    DATABASES["default"]["TEST"] = {"NAME": test_name}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTH_PASSWORD_VALIDATORS = [
@@ -82,9 +97,34 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
-LOGIN_URL = "login"
+LOGIN_URL = "account_login"
 LOGIN_REDIRECT_URL = "submissions:list"
-LOGOUT_REDIRECT_URL = "login"
+LOGOUT_REDIRECT_URL = "account_login"
+AUTHENTICATION_BACKENDS = [
+    "django.contrib.auth.backends.ModelBackend",
+    "allauth.account.auth_backends.AuthenticationBackend",
+]
+
+# --- accounts (django-allauth) ----------------------------------------------------------------
+ACCOUNT_ADAPTER = "accounts.adapter.ResearcherAccountAdapter"
+ACCOUNT_FORMS = {"signup": "accounts.forms.ResearcherSignupForm", "login": "accounts.forms.PortalLoginForm"}
+ACCOUNT_LOGIN_METHODS = {"email", "username"}
+ACCOUNT_SIGNUP_FIELDS = ["email*", "password1*", "password2*"]
+ACCOUNT_EMAIL_VERIFICATION = "mandatory"
+ACCOUNT_UNIQUE_EMAIL = True
+ACCOUNT_LOGIN_ON_EMAIL_CONFIRMATION = True
+ACCOUNT_EMAIL_SUBJECT_PREFIX = "[M2D] "
+# Sign-up says plainly that an address is taken, instead of mailing its owner in silence.
+ACCOUNT_PREVENT_ENUMERATION = env.bool("M2D_PREVENT_ACCOUNT_ENUMERATION", default=False)
+# allauth's rate limits (sign-up, failed logins, e-mail confirmations, MFA) are on by default;
+# they count in the cache, so several web processes need a shared one (CACHE_URL=rediscache://…).
+CACHES = {"default": env.cache("CACHE_URL", default="locmemcache://")}
+MFA_SUPPORTED_TYPES = ["totp", "recovery_codes"]
+MFA_TOTP_ISSUER = env("M2D_MFA_ISSUER", default="M2D")
+M2D_STAFF_MFA_REQUIRED = env.bool("M2D_STAFF_MFA_REQUIRED", default=True)
+M2D_SIGNUP_OPEN = env.bool("M2D_SIGNUP_OPEN", default=True)
+# Who is told that a researcher waits for approval (default: every active staff user with an e-mail).
+M2D_APPROVER_EMAILS = env.list("M2D_APPROVER_EMAILS", default=[])
 
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = env("TZ", default="UTC")
@@ -92,7 +132,7 @@ USE_I18N = True
 USE_TZ = True
 
 STATIC_URL = "static/"
-STATIC_ROOT = VAR_DIR / "static"
+STATIC_ROOT = Path(env("M2D_STATIC_ROOT", default=str(VAR_DIR / "static")))
 MEDIA_ROOT = Path(env("M2D_MEDIA_ROOT", default=str(VAR_DIR / "media")))
 DATA_UPLOAD_MAX_MEMORY_SIZE = 5 * 1024 * 1024
 FILE_UPLOAD_MAX_MEMORY_SIZE = 2 * 1024 * 1024
@@ -115,17 +155,18 @@ CELERY_TASK_IGNORE_RESULT = True
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
-CELERY_TASK_QUEUES = (Queue("build"), Queue("run"), Queue("default"))
-CELERY_TASK_DEFAULT_QUEUE = "default"
-CELERY_TASK_ROUTES = {
-    "runner.tasks.build_submission": {"queue": "build"},
-    "runner.tasks.wake_run_slots": {"queue": "run"},
-}
+# Queue names are settings so that separate worker pools (another site, a test) never mix.
+M2D_QUEUE_BUILD = env("M2D_QUEUE_BUILD", default="build")
+M2D_QUEUE_RUN = env("M2D_QUEUE_RUN", default="run")
+M2D_QUEUE_OPS = env("M2D_QUEUE_OPS", default="default")
+CELERY_TASK_QUEUES = (Queue(M2D_QUEUE_BUILD), Queue(M2D_QUEUE_RUN), Queue(M2D_QUEUE_OPS))
+CELERY_TASK_DEFAULT_QUEUE = M2D_QUEUE_OPS
 CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": env.int("M2D_BROKER_VISIBILITY_TIMEOUT", default=3600)}
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 M2D_RECONCILE_SECONDS = env.float("M2D_RECONCILE_SECONDS", default=30.0)
 CELERY_BEAT_SCHEDULE = {
-    "reconcile": {"task": "runner.tasks.reconcile", "schedule": M2D_RECONCILE_SECONDS},
+    "reconcile": {"task": "runner.tasks.reconcile", "schedule": M2D_RECONCILE_SECONDS,
+                  "options": {"queue": M2D_QUEUE_OPS}},
 }
 
 # --- intake -----------------------------------------------------------------------------------
@@ -138,6 +179,16 @@ M2D_BASE_IMAGE = env("M2D_BASE_IMAGE", default="python:3.11-slim-bookworm")
 M2D_RUNTIME_IMAGE = env("M2D_RUNTIME_IMAGE", default="m2d-runtime:latest")
 M2D_FORWARDER_IMAGE = env("M2D_FORWARDER_IMAGE", default="m2d-forwarder:latest")
 M2D_GPU_IDS = env.list("M2D_GPU_IDS", default=[])
+# Run slots: one per GPU of M2D_GPU_IDS on a GPU host, else this many CPU slots. A slot is named
+# by host and GPU; each host's run worker runs one process per slot.
+M2D_CPU_SLOTS = env.int("M2D_CPU_SLOTS", default=1)
+M2D_HOST_NAME = env("M2D_HOST_NAME", default="")
+M2D_MAX_RUNNING_PER_RESEARCHER = env.int("M2D_MAX_RUNNING_PER_RESEARCHER", default=2)
+M2D_MAX_QUEUED_PER_RESEARCHER = env.int("M2D_MAX_QUEUED_PER_RESEARCHER", default=20)
+# A run worker says it is alive this often; a run unheard of for three beats is adopted.
+M2D_HEARTBEAT_SECONDS = env.int("M2D_HEARTBEAT_SECONDS", default=10)
+# How often a run lost to a platform fault is requeued before it fails at stage infrastructure.
+M2D_INFRASTRUCTURE_RETRIES = env.int("M2D_INFRASTRUCTURE_RETRIES", default=1)
 # Which Dockerfile builds submissions: GPU hosts use docker_scripts/execute_code.
 M2D_USE_GPU = env.bool("M2D_USE_GPU", default=bool(M2D_GPU_IDS))
 M2D_DOCKER_SCRIPTS_DIR = BASE_DIR / "docker_scripts"
@@ -153,6 +204,12 @@ M2D_RUN_PIDS = env.int("M2D_RUN_PIDS", default=512)
 M2D_RUN_SHM = env("M2D_RUN_SHM", default="1g")
 M2D_RUN_TMP = env("M2D_RUN_TMP", default="1g")
 M2D_RUN_TIMEOUT = env.int("M2D_RUN_TIMEOUT", default=24 * 3600)
+# A run that prints nothing for this long is stopped (a hung data loader, a deadlock).
+M2D_RUN_SILENCE_TIMEOUT = env.int("M2D_RUN_SILENCE_TIMEOUT", default=2 * 3600)
+# Hard cap on what a run may write to /mnt/export (a loop-mounted file system of this size).
+M2D_EXPORT_MAX_BYTES = env.int("M2D_EXPORT_MAX_BYTES", default=5 * 1024**3)
+M2D_EXPORT_VOLUME_DIR = Path(env("M2D_EXPORT_VOLUME_DIR", default=str(VAR_DIR / "export-volumes")))
+M2D_BUILD_MEMORY = env("M2D_BUILD_MEMORY", default="4g")
 M2D_BUILD_TIMEOUT = env.int("M2D_BUILD_TIMEOUT", default=3600)
 M2D_LOG_MAX_BYTES = env.int("M2D_LOG_MAX_BYTES", default=10 * 1024**2)
 M2D_LOG_TAIL_LINES = env.int("M2D_LOG_TAIL_LINES", default=40)
@@ -168,11 +225,89 @@ MLFLOW_ADMIN_PASSWORD = env("MLFLOW_ADMIN_PASSWORD", default="m2d-local-mlflow-a
 # Key for MLflow passwords at rest (Fernet); derived from SECRET_KEY when not given.
 M2D_ENCRYPTION_KEY = env("M2D_ENCRYPTION_KEY", default="")
 
-LOGGING = {
-    "version": 1,
-    "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
-    "root": {"handlers": ["console"], "level": env("M2D_LOG_LEVEL", default="INFO")},
-    "loggers": {"django.db.backends": {"level": "WARNING"}},
+# --- exports airlock --------------------------------------------------------------------------
+# What a researcher may see of a build or run log (portal, e-mail, API, CLI): the last lines, and
+# never more than this many bytes of them. Admins read whole logs.
+M2D_LOG_TAIL_BYTES = env.int("M2D_LOG_TAIL_BYTES", default=8 * 1024)
+# An export nobody asked to release is deleted after this many days; its owner is warned before.
+M2D_EXPORT_RETENTION_DAYS = env.float("M2D_EXPORT_RETENTION_DAYS", default=30)
+M2D_EXPORT_EXPIRY_WARNING_DAYS = env.float("M2D_EXPORT_EXPIRY_WARNING_DAYS", default=7)
+M2D_EXPORT_SWEEP_SECONDS = env.float("M2D_EXPORT_SWEEP_SECONDS", default=3600)
+# Files above this size are flagged for the reviewer.
+M2D_EXPORT_LARGE_FILE_BYTES = env.int("M2D_EXPORT_LARGE_FILE_BYTES", default=100 * 1024**2)
+# A release needs two different admins, neither of them the export's owner.
+M2D_EXPORT_TWO_PERSON_RULE = env.bool("M2D_EXPORT_TWO_PERSON_RULE", default=False)
+# How long a download link (and, with S3, the presigned URL behind it) stays valid.
+M2D_EXPORT_LINK_SECONDS = env.int("M2D_EXPORT_LINK_SECONDS", default=15 * 60)
+# Hashes of every data set file, rebuilt when the data set changes: flags exports that copy it.
+M2D_DATASET_INDEX_DIR = Path(env("M2D_DATASET_INDEX_DIR", default=str(VAR_DIR / "dataset-index")))
+# Where exports are kept after the run: "local" (under M2D_EXPORT_ROOT) or "s3" (a private bucket).
+M2D_EXPORT_STORAGE = env("M2D_EXPORT_STORAGE", default="local")
+if M2D_EXPORT_STORAGE == "s3":
+    _EXPORTS_STORAGE = {
+        "BACKEND": "storages.backends.s3.S3Storage",
+        "OPTIONS": {
+            "bucket_name": env("M2D_EXPORT_S3_BUCKET"),
+            "location": env("M2D_EXPORT_S3_PREFIX", default="exports"),
+            "endpoint_url": env("M2D_EXPORT_S3_ENDPOINT_URL", default=None),
+            "region_name": env("M2D_EXPORT_S3_REGION", default=None),
+            "access_key": env("M2D_EXPORT_S3_ACCESS_KEY_ID", default=None),
+            "secret_key": env("M2D_EXPORT_S3_SECRET_ACCESS_KEY", default=None),
+            "default_acl": None,
+            "querystring_expire": M2D_EXPORT_LINK_SECONDS,
+            "file_overwrite": True,
+            "signature_version": "s3v4",
+        },
+    }
+elif M2D_EXPORT_STORAGE == "local":
+    _EXPORTS_STORAGE = {
+        "BACKEND": "django.core.files.storage.FileSystemStorage",
+        # No URL route serves this folder: only the signed download view reads released files.
+        "OPTIONS": {"location": str(M2D_EXPORT_ROOT)},
+    }
+else:
+    raise environ.ImproperlyConfigured(f"M2D_EXPORT_STORAGE must be 'local' or 's3', not {M2D_EXPORT_STORAGE!r}")
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+    "exports": _EXPORTS_STORAGE,
 }
+CELERY_BEAT_SCHEDULE["expire-exports"] = {
+    "task": "exports.tasks.expire_exports",
+    "schedule": M2D_EXPORT_SWEEP_SECONDS,
+    "options": {"queue": M2D_QUEUE_OPS},
+}
+
+# --- operations -------------------------------------------------------------------------------
+# Behind the TLS-terminating proxy (platform/): trust its X-Forwarded-Proto, send browsers to HTTPS.
+if env.bool("DJANGO_BEHIND_TLS_PROXY", default=False):
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+SECURE_SSL_REDIRECT = env.bool("DJANGO_SECURE_SSL_REDIRECT", default=False)
+SESSION_COOKIE_SECURE = env.bool("DJANGO_SESSION_COOKIE_SECURE", default=False)
+CSRF_COOKIE_SECURE = env.bool("DJANGO_CSRF_COOKIE_SECURE", default=False)
+SECURE_HSTS_SECONDS = env.int("DJANGO_SECURE_HSTS_SECONDS", default=0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env.bool("DJANGO_SECURE_HSTS_INCLUDE_SUBDOMAINS", default=False)
+SECURE_HSTS_PRELOAD = env.bool("DJANGO_SECURE_HSTS_PRELOAD", default=False)
+# Static files are served by the web process itself (whitenoise); production uses the hashed,
+# compressed copies collected into the image.
+STORAGES["staticfiles"]["BACKEND"] = env(
+    "M2D_STATICFILES_STORAGE", default="django.contrib.staticfiles.storage.StaticFilesStorage"
+)
+# Where nothing was collected (tests, a fresh checkout), look files up per request rather than
+# warn at every start.
+WHITENOISE_AUTOREFRESH = DEBUG or not STATIC_ROOT.is_dir()
+# Every e-mail goes through a backend that records failures (admin, /metrics), then to the real one.
+M2D_EMAIL_BACKEND = EMAIL_BACKEND
+EMAIL_BACKEND = "ops.mail.MeteredEmailBackend"
+# /metrics answers only with this token (Authorization: Bearer, or basic auth with it as the
+# password); empty turns metrics off.
+M2D_METRICS_TOKEN = env("M2D_METRICS_TOKEN", default="")
+# What /readyz and `manage.py readyz` check in this process, and the folders it must be able to write.
+M2D_READY_CHECKS = env.list("M2D_READY_CHECKS", default=["database", "redis", "docker", "mlflow", "storage"])
+M2D_READY_STORAGE_PATHS = env.list("M2D_READY_STORAGE_PATHS", default=[str(MEDIA_ROOT), str(M2D_EXPORT_ROOT)])
+M2D_READY_MIN_FREE_BYTES = env.int("M2D_READY_MIN_FREE_BYTES", default=1024**3)
+# How long a worker's report on its Docker engine counts for the portal's /readyz.
+M2D_ENGINE_REPORT_TTL = env.int("M2D_ENGINE_REPORT_TTL", default=180)
+# text or json (one object per line, with submission_id on every line that concerns one).
+M2D_LOG_FORMAT = env("M2D_LOG_FORMAT", default="text")
+LOGGING = logging_config(M2D_LOG_FORMAT, env("M2D_LOG_LEVEL", default="INFO"))

@@ -1,16 +1,42 @@
-"""Sending work to the workers. Messages only wake workers up: the database is the record."""
+"""Sending work to the workers. Messages only wake workers up: the database is the record, so a
+message lost to a broker outage delays work by at most one reconciler period, and never fails
+the request that sent it."""
+
+import logging
+
+from django.conf import settings
+
+log = logging.getLogger(__name__)
+
+
+def _send(task, args: tuple, queue: str) -> None:
+    try:
+        task.apply_async(args, queue=queue, retry=True, retry_policy={"max_retries": 2, "interval_start": 0.2})
+    except Exception as exc:  # the broker is down: the reconciler sends it again later
+        log.warning("could not send %s%s to queue %s (%s); the reconciler will", task.name, args, queue, exc)
+
+
+def queue_length(queue: str) -> int | None:
+    """Messages waiting in a queue, or None when the broker cannot say."""
+    from m2d.celery import app
+
+    try:
+        with app.connection_for_write() as conn:
+            return conn.default_channel.client.llen(queue)
+    except Exception:
+        return None
 
 
 def request_build(submission_id: int) -> None:
     from .tasks import build_submission
 
-    build_submission.delay(submission_id)
+    _send(build_submission, (submission_id,), settings.M2D_QUEUE_BUILD)
 
 
 def wake_run_slots() -> None:
     from .tasks import wake_run_slots as task
 
-    task.delay()
+    _send(task, (), settings.M2D_QUEUE_RUN)
 
 
 def stop_run(submission_id: int) -> None:
@@ -18,4 +44,4 @@ def stop_run(submission_id: int) -> None:
     waiting on it)."""
     from .tasks import stop_cancelled_run
 
-    stop_cancelled_run.delay(submission_id)
+    _send(stop_cancelled_run, (submission_id,), settings.M2D_QUEUE_OPS)

@@ -7,6 +7,7 @@ Everything created carries labels, so a restarted worker can find what it left b
 
 from __future__ import annotations
 
+import collections
 import functools
 import io
 import os
@@ -20,6 +21,7 @@ import docker
 import requests
 from docker.errors import APIError, DockerException, ImageNotFound, NotFound
 from docker.types import DeviceRequest, LogConfig
+from docker.utils import parse_bytes
 
 LABEL_ROLE = "org.m2d.role"
 LABEL_SUBMISSION = "org.m2d.submission"
@@ -34,6 +36,10 @@ def engine_url() -> str:
 
 class PlatformFault(RuntimeError):
     """The engine is down or misbehaved: not the researcher's fault."""
+
+
+class BuildCancelled(RuntimeError):
+    """The build was stopped because its submission was cancelled."""
 
 
 class BuildFailed(RuntimeError):
@@ -76,28 +82,58 @@ def engine_errors(fn):
 
 
 class CappedLog:
-    """Keeps a stream's bytes in a file up to a cap, with a marker where it was cut."""
+    """Keeps a stream within a byte cap: its head and its tail (where the traceback is), with a
+    marker saying how much was cut between them. Memory stays bounded by half the cap."""
 
     def __init__(self, path: Path, max_bytes: int):
-        self.path, self.max_bytes, self.written, self.cut = path, max_bytes, 0, False
+        self.path, self.head_room, self.tail_room = path, max_bytes // 2, max_bytes - max_bytes // 2
+        self.head_written, self.cut_bytes = 0, 0
+        self._tail: collections.deque[bytes] = collections.deque()
+        self._tail_size = 0
         path.parent.mkdir(parents=True, exist_ok=True)
         self._file = open(path, "wb")  # noqa: SIM115 - closed in close()
 
+    @property
+    def cut(self) -> bool:
+        return self.cut_bytes > 0
+
+    def replace_tail(self, data: bytes) -> None:
+        """Take the engine's own copy of the last output as the tail: a follower can lose lines
+        while the engine rotates the log of a flood, the engine's copy of the end is whole."""
+        seen = self.cut_bytes + self._tail_size
+        data = data[-self.tail_room :]
+        self._tail = collections.deque([data])
+        self._tail_size = len(data)
+        self.cut_bytes = max(seen - len(data), 1)
+
     def write(self, data: bytes) -> None:
-        if self.cut:
+        if self.head_written < self.head_room:
+            taken = data[: self.head_room - self.head_written]
+            self._file.write(taken)
+            self._file.flush()
+            self.head_written += len(taken)
+            data = data[len(taken) :]
+        if not data:
             return
-        room = self.max_bytes - self.written
-        if len(data) > room:
-            self._file.write(data[:room])
-            self._file.write(f"\n[log cut here: it passed the limit of {self.max_bytes} bytes]\n".encode())
-            self.cut = True
-            self.written = self.max_bytes
-        else:
-            self._file.write(data)
-            self.written += len(data)
-        self._file.flush()
+        self._tail.append(data)
+        self._tail_size += len(data)
+        while self._tail_size > self.tail_room:
+            oldest = self._tail.popleft()
+            excess = self._tail_size - self.tail_room
+            if len(oldest) > excess:
+                self._tail.appendleft(oldest[excess:])
+                oldest = oldest[:excess]
+            self._tail_size -= len(oldest)
+            self.cut_bytes += len(oldest)
 
     def close(self) -> None:
+        if self.cut:
+            self._file.write(
+                f"\n[... {self.cut_bytes} bytes of output cut here: the log keeps its first and "
+                f"last {self.head_room + self.tail_room} bytes ...]\n".encode()
+            )
+        for chunk in self._tail:
+            self._file.write(chunk)
         self._file.close()
 
 
@@ -127,6 +163,7 @@ class BuildSpec:
     log_path: Path
     timeout: int
     log_max_bytes: int
+    memory: str = "4g"
 
 
 def _build_context(spec: BuildSpec) -> io.BytesIO:
@@ -140,12 +177,30 @@ def _build_context(spec: BuildSpec) -> io.BytesIO:
 
 
 @engine_errors
-def build_image(spec: BuildSpec) -> str:
-    """Build the submission image; returns its id. Raises BuildFailed with the log on failure."""
+def build_image(spec: BuildSpec, should_stop=None) -> str:
+    """Build the submission image; returns its id. Raises BuildFailed with the log on failure,
+    TimeoutError past the time limit, BuildCancelled when `should_stop()` turns true."""
     api = streaming_client(spec.timeout + 30)
     log = CappedLog(spec.log_path, spec.log_max_bytes)
     image_id, error = None, None
     deadline = time.monotonic() + spec.timeout
+    stopped: list[str] = []
+    finished = threading.Event()
+
+    def watch() -> None:
+        # Closing the connection makes the engine abandon the build, even a silent one.
+        while not finished.wait(1.0):
+            if time.monotonic() > deadline:
+                stopped.append("timeout")
+            elif should_stop is not None and should_stop():
+                stopped.append("cancelled")
+            else:
+                continue
+            api.close()
+            return
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
     try:
         stream = api.build(
             fileobj=_build_context(spec),
@@ -156,6 +211,7 @@ def build_image(spec: BuildSpec) -> str:
             decode=True,
             labels=spec.labels,
             buildargs={"RUNTIME_IMAGE": spec.runtime_image},
+            container_limits={"memory": parse_bytes(spec.memory), "memswap": parse_bytes(spec.memory)},
             timeout=spec.timeout + 30,
         )
         for chunk in stream:
@@ -166,11 +222,17 @@ def build_image(spec: BuildSpec) -> str:
                 log.write(f"{error}\n".encode())
             if "aux" in chunk and "ID" in chunk["aux"]:
                 image_id = chunk["aux"]["ID"]
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"the build took longer than {spec.timeout} s")
+    except Exception:
+        if not stopped:
+            raise
     finally:
+        finished.set()
         log.close()
         api.close()
+    if stopped == ["timeout"]:
+        raise TimeoutError(f"the build took longer than its limit of {spec.timeout} s")
+    if stopped == ["cancelled"]:
+        raise BuildCancelled("the submission was cancelled during its build")
     if error or not image_id:
         raise BuildFailed(error or "the build produced no image", tail(spec.log_path, 60))
     return image_id
@@ -209,6 +271,7 @@ class RunSpec:
     timeout: int
     log_path: Path
     log_max_bytes: int
+    silence_timeout: int = 0
     gpu_id: str | None = None
     command: tuple[str, ...] = ("python3", "main.py")
 
@@ -218,6 +281,7 @@ class RunOutcome:
     exit_code: int | None
     oom_killed: bool = False
     timed_out: bool = False
+    silent: bool = False
     log_cut: bool = False
     seconds: float = 0.0
     notes: list[str] = field(default_factory=list)
@@ -312,31 +376,69 @@ def _wait_forwarder_ready(forwarder, timeout: float = 15.0) -> None:
     raise PlatformFault("the tracking forwarder did not start in time")
 
 
+class _Watchdog(threading.Thread):
+    """Stops the run at its wall-clock limit, or when it has printed nothing for too long."""
+
+    def __init__(self, container, timeout: float, silence_timeout: float, heartbeat=None, heartbeat_seconds=10.0):
+        super().__init__(daemon=True)
+        self.container, self.timeout, self.silence_timeout = container, timeout, silence_timeout
+        self.heartbeat, self.heartbeat_seconds = heartbeat, heartbeat_seconds
+        self.started = self.last_output = self.last_beat = time.monotonic()
+        self.timed_out = threading.Event()
+        self.silent = threading.Event()
+        self.done = threading.Event()
+
+    def output_seen(self) -> None:
+        self.last_output = time.monotonic()
+
+    def run(self) -> None:
+        while not self.done.wait(0.5):
+            now = time.monotonic()
+            if self.heartbeat is not None and now - self.last_beat >= self.heartbeat_seconds:
+                self.last_beat = now
+                try:
+                    self.heartbeat()
+                except Exception:  # a missed beat only delays nothing; the next one follows
+                    pass
+            if now - self.started >= self.timeout:
+                self.timed_out.set()
+            elif now - self.last_output >= self.silence_timeout:
+                self.silent.set()
+            else:
+                continue
+            try:
+                self.container.stop(timeout=10)
+            except (NotFound, APIError, requests.RequestException):
+                pass
+            return
+
+
 @engine_errors
-def wait_run(spec: RunSpec) -> RunOutcome:
-    """Follow the run's output into its capped log until it exits, or stop it at the time limit."""
+def run_exists(name: str) -> bool:
+    return _existing(name) is not None
+
+
+@engine_errors
+def wait_run(spec: RunSpec, heartbeat=None, heartbeat_seconds: float = 10.0) -> RunOutcome:
+    """Follow the run's output into its capped log until it exits or the watchdog stops it."""
     started = time.monotonic()
     container = client().containers.get(spec.name)
-    timed_out = threading.Event()
-
-    def stop_at_deadline() -> None:
-        timed_out.set()
-        try:
-            container.stop(timeout=10)
-        except (NotFound, APIError):
-            pass
-
-    watchdog = threading.Timer(spec.timeout, stop_at_deadline)
-    watchdog.daemon = True
+    watchdog = _Watchdog(container, spec.timeout, spec.silence_timeout or spec.timeout, heartbeat, heartbeat_seconds)
     watchdog.start()
     log = CappedLog(spec.log_path, spec.log_max_bytes)
     api = streaming_client(spec.timeout + 120)
     try:
-        for chunk in api.logs(container.id, stream=True, follow=True, stdout=True, stderr=True):
-            log.write(chunk)
+        try:
+            for chunk in api.logs(container.id, stream=True, follow=True, stdout=True, stderr=True):
+                watchdog.output_seen()
+                log.write(chunk)
+        except Exception as exc:  # the engine went away mid-stream (restart, crash)
+            raise PlatformFault(f"the Docker engine dropped the run's output: {exc}") from exc
         result = api.wait(container.id)
+        if log.cut:
+            log.replace_tail(api.logs(container.id, stdout=True, stderr=True, tail=2000))
     finally:
-        watchdog.cancel()
+        watchdog.done.set()
         log.close()
         api.close()
     container.reload()
@@ -344,7 +446,8 @@ def wait_run(spec: RunSpec) -> RunOutcome:
     return RunOutcome(
         exit_code=result.get("StatusCode", state.get("ExitCode")),
         oom_killed=bool(state.get("OOMKilled")),
-        timed_out=timed_out.is_set(),
+        timed_out=watchdog.timed_out.is_set(),
+        silent=watchdog.silent.is_set(),
         log_cut=log.cut,
         seconds=time.monotonic() - started,
     )
@@ -371,3 +474,57 @@ def stop_run(name: str, grace: int = 10) -> None:
 @engine_errors
 def list_labelled(instance: str) -> list:
     return client().containers.list(all=True, filters={"label": f"{LABEL_INSTANCE}={instance}"})
+
+
+# --- provenance ----------------------------------------------------------------------------------
+
+
+@engine_errors
+def describe_image(ref: str) -> dict | None:
+    """An image's identity: its id (the digest of its configuration), registry digests and layers."""
+    try:
+        image = client().images.get(ref)
+    except (ImageNotFound, NotFound):
+        return None
+    return {
+        "id": image.id,
+        "repo_digests": image.attrs.get("RepoDigests") or [],
+        "layers": image.attrs.get("RootFS", {}).get("Layers") or [],
+        "created": image.attrs.get("Created", ""),
+    }
+
+
+@engine_errors
+def read_image_files(image: str, paths: list[str], labels: dict[str, str], max_bytes: int = 4 * 1024**2) -> dict:
+    """The contents of files inside an image, read from a container that is created but never
+    started; a missing file maps to None."""
+    container = client().containers.create(image, command=["true"], labels={**labels, LABEL_ROLE: "inspect"})
+    found: dict[str, bytes | None] = {}
+    try:
+        for path in paths:
+            try:
+                stream, _ = container.get_archive(path)
+            except NotFound:
+                found[path] = None
+                continue
+            archive = io.BytesIO()
+            for chunk in stream:
+                archive.write(chunk)
+            archive.seek(0)
+            with tarfile.open(fileobj=archive) as tar:
+                member = tar.next()
+                handle = tar.extractfile(member) if member is not None and member.isfile() else None
+                found[path] = handle.read(max_bytes) if handle is not None else None
+    finally:
+        container.remove(force=True)
+    return found
+
+
+@engine_errors
+def container_gpus(name: str) -> list[str]:
+    """The GPUs the engine handed a run container (its device requests)."""
+    container = _existing(name)
+    if container is None:
+        return []
+    requests_ = container.attrs.get("HostConfig", {}).get("DeviceRequests") or []
+    return [device for request in requests_ for device in (request.get("DeviceIDs") or [])]

@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import contextvars
 import dataclasses
 import hmac
 import json
@@ -99,7 +100,8 @@ class GatewayPolicy:
     username: str  # the submission owner's MLflow username
     password: str
     experiment_name: str  # == username on this platform
-    # Request + response bytes for the whole run (M2D_TRACKING_MAX_BYTES).
+    # Bytes the run may send out over its whole life (M2D_TRACKING_MAX_BYTES). Answers flowing
+    # back into the sandbox are counted but not capped: they cannot carry data out.
     max_bytes: int = 1_000_000
     max_calls: int = 100_000
 
@@ -161,8 +163,10 @@ class TrackingGateway:
             raise RuntimeError("gateway already started")
         sock = self._bind_socket()
         self._loop = asyncio.new_event_loop()
+        # The loop's thread starts from the caller's context, so log lines carry its submission id.
         self._thread = threading.Thread(
-            target=self._loop.run_forever,
+            target=contextvars.copy_context().run,
+            args=(self._loop.run_forever,),
             name=f"gateway-{self.policy.submission_id}",
             daemon=True,
         )
@@ -323,7 +327,7 @@ class TrackingGateway:
         head = len(request.method) + len(request.raw_path) + 11  # "M /p HTTP/1.1\r\n"
         head += sum(len(k) + len(v) + 4 for k, v in request.raw_headers) + 2
         with self._lock:
-            used = self._stats.bytes_in + self._stats.bytes_out
+            used = self._stats.bytes_in
         remaining = self.policy.max_bytes - used - head
         if remaining < 0:
             raise self._allowance_refusal()
@@ -349,7 +353,7 @@ class TrackingGateway:
         with self._lock:
             # Charged before forwarding (no await in between), so concurrent requests cannot
             # both squeeze through the same remaining allowance.
-            if self._stats.bytes_in + self._stats.bytes_out + head + size > self.policy.max_bytes:
+            if self._stats.bytes_in + head + size > self.policy.max_bytes:
                 raise self._allowance_refusal()
             self._stats.bytes_in += head + size
         return b"".join(chunks)

@@ -10,20 +10,24 @@ import logging
 import os
 import re
 import shutil
-import socket
+import time
 from pathlib import Path
 
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
+from django.utils import timezone
 
 from accounts.models import Researcher
+from exports.provenance import provenance_capture
 from exports.services import export_collect
+from ops.logs import submission_context
 from submissions.models import Submission
 from submissions.transitions import TransitionConflict, transition
 from tracking.client import MlflowAdmin, MlflowUnavailable
 
-from . import docker_api
+from . import docker_api, scheduling
 from .dispatch import wake_run_slots
+from .export_volume import ExportVolume, ExportVolumeError
 from .gateway import GatewayPolicy, TrackingGateway
 
 log = logging.getLogger(__name__)
@@ -75,7 +79,7 @@ def build(submission_id: int) -> None:
     if submission.status != S.RECEIVED:
         return  # already handled: a duplicate message
     try:
-        transition(submission, S.BUILDING)
+        transition(submission, S.BUILDING, heartbeat_at=timezone.now())
     except TransitionConflict:
         return
     dockerfile = "execute_code" if settings.M2D_USE_GPU else "execute_code-without-gpu"
@@ -90,9 +94,13 @@ def build(submission_id: int) -> None:
         log_path=log_dir(submission.pk) / "build.log",
         timeout=settings.M2D_BUILD_TIMEOUT,
         log_max_bytes=settings.M2D_LOG_MAX_BYTES,
+        memory=settings.M2D_BUILD_MEMORY,
     )
     try:
-        image_id = docker_api.build_image(spec)
+        image_id = docker_api.build_image(spec, should_stop=_build_watch(submission.pk))
+    except docker_api.BuildCancelled:
+        log.info("build of submission %s stopped: cancelled", submission.pk)
+        return
     except docker_api.BuildFailed as exc:
         _fail(submission, Stage.BUILD, _build_reason(str(exc), exc.log), build_log_tail=exc.log)
         return
@@ -119,6 +127,23 @@ def build(submission_id: int) -> None:
         docker_api.remove_image(spec.tag)
 
 
+def _build_watch(submission_id: int):
+    """Asked every second from the build's watcher thread: beat now and then, and say whether
+    the submission was cancelled."""
+    last_beat = [0.0]
+
+    def should_stop() -> bool:
+        try:
+            if time.monotonic() - last_beat[0] >= settings.M2D_HEARTBEAT_SECONDS:
+                last_beat[0] = time.monotonic()
+                scheduling.beat(submission_id)
+            return Submission.objects.filter(pk=submission_id, status=S.CANCELLED).exists()
+        finally:
+            connection.close()
+
+    return should_stop
+
+
 def _build_reason(error: str, build_log: str) -> str:
     if "pip install -r /opt/submission/requirements.txt" in error or "No matching distribution" in build_log:
         missing = re.findall(r"No matching distribution found for (\S+)", build_log)
@@ -133,26 +158,19 @@ def _build_reason(error: str, build_log: str) -> str:
 # --- run -----------------------------------------------------------------------------------------
 
 
-def slot_name() -> str:
-    return os.environ.get("M2D_SLOT", f"{socket.gethostname()}/0")
-
-
-def claim_next(slot: str) -> Submission | None:
-    """Take the oldest queued submission for this slot; a conditional update settles races."""
-    for candidate in Submission.objects.filter(status=S.QUEUED).order_by("created_at", "id")[:20]:
-        try:
-            return transition(candidate, S.RUNNING, expected=S.QUEUED, slot=slot)
-        except TransitionConflict:
-            continue
-    return None
-
-
-def run_queued(slot: str | None = None) -> int:
-    """Run queued submissions one after another until none is left; returns how many ran."""
-    slot = slot or slot_name()
+def run_queued(slot: scheduling.Slot | None = None) -> int:
+    """Wait for this slot's orphaned run if there is one, then run queued submissions one after
+    another until none is left for this slot; returns how many ran."""
+    slot = slot or scheduling.slot_for_process()
     count = 0
-    while (submission := claim_next(slot)) is not None:
-        run(submission)
+    for orphan in scheduling.stale_runs().filter(slot=slot.label):
+        if scheduling.take_over(orphan):
+            with submission_context(orphan.pk):
+                run(orphan, adopt=True)
+            count += 1
+    while (submission := scheduling.claim_next(slot)) is not None:
+        with submission_context(submission.pk):
+            run(submission)
         count += 1
     return count
 
@@ -166,10 +184,29 @@ def _prepare_folder(path: Path, uid: int, mode: int) -> Path:
     return path
 
 
-def run(submission: Submission) -> None:
+def export_volume(submission_id: int) -> ExportVolume:
+    return ExportVolume(
+        image=settings.M2D_EXPORT_VOLUME_DIR / f"{submission_id}.img",
+        mountpoint=settings.M2D_EXPORT_VOLUME_DIR / str(submission_id),
+        size_bytes=settings.M2D_EXPORT_MAX_BYTES,
+        uid=settings.M2D_RUN_UID,
+    )
+
+
+def run(submission: Submission, adopt: bool = False) -> None:
+    """Run a claimed submission to its end. With `adopt`, a run whose worker died is waited for
+    where it stands: its container, export volume and gateway folder are still there."""
     researcher = Researcher.objects.get(user=submission.owner)
-    export_dir = _prepare_folder(settings.M2D_EXPORT_ROOT / str(submission.pk), settings.M2D_RUN_UID, 0o700)
-    gateway_dir = _prepare_folder(settings.M2D_GATEWAY_DIR / str(submission.pk), 0, 0o755)
+    volume = export_volume(submission.pk)
+    try:
+        export_dir = volume.mountpoint if adopt and volume.mountpoint.exists() else volume.create()
+    except (ExportVolumeError, OSError) as exc:
+        volume.destroy()
+        _platform_lost(submission, f"The platform could not prepare /mnt/export: {exc}")
+        return
+    gateway_dir = settings.M2D_GATEWAY_DIR / str(submission.pk)
+    if not (adopt and gateway_dir.is_dir()):
+        _prepare_folder(gateway_dir, 0, 0o755)
     tracking_uri = "http://mlflow-server:3001"
     spec = docker_api.RunSpec(
         submission_id=submission.pk,
@@ -204,6 +241,7 @@ def run(submission: Submission) -> None:
         shm_size=settings.M2D_RUN_SHM,
         tmp_size=settings.M2D_RUN_TMP,
         timeout=settings.M2D_RUN_TIMEOUT,
+        silence_timeout=settings.M2D_RUN_SILENCE_TIMEOUT,
         log_path=log_dir(submission.pk) / "run.log",
         log_max_bytes=settings.M2D_LOG_MAX_BYTES,
     )
@@ -222,8 +260,12 @@ def run(submission: Submission) -> None:
     outcome = None
     gateway.start()
     try:
+        if adopt and not docker_api.run_exists(spec.name):
+            raise docker_api.PlatformFault("its container is gone")
         docker_api.start_run(spec)
-        outcome = docker_api.wait_run(spec)
+        outcome = docker_api.wait_run(
+            spec, heartbeat=lambda: _beat(submission.pk), heartbeat_seconds=settings.M2D_HEARTBEAT_SECONDS
+        )
     except docker_api.PlatformFault as exc:
         fault = str(exc)
     else:
@@ -231,26 +273,44 @@ def run(submission: Submission) -> None:
     finally:
         stats = gateway.stop()
         shutil.rmtree(gateway_dir, ignore_errors=True)
+        # What ran (pip freeze, image digests, GPUs) must be read before the image and container go.
+        provenance_capture(submission=submission, image=image_tag(submission.pk), container=spec.name)
         try:
             docker_api.remove_run(spec.name)
-            if not settings.M2D_KEEP_IMAGES:
-                docker_api.remove_image(image_tag(submission.pk))
         except docker_api.PlatformFault:
             log.warning("could not clean up after submission %s; the reconciler will", submission.pk)
+        try:
+            volume.collect(settings.M2D_EXPORT_ROOT / str(submission.pk))
+        finally:
+            volume.destroy()
     _finish(submission, researcher, spec, outcome, fault, stats)
+    submission.refresh_from_db()
+    if submission.is_finished and not settings.M2D_KEEP_IMAGES:
+        try:
+            docker_api.remove_image(image_tag(submission.pk))
+        except docker_api.PlatformFault:
+            log.warning("could not remove the image of submission %s; the reconciler will", submission.pk)
 
 
 def _finish(submission, researcher, spec, outcome, fault: str, stats) -> None:
+    log.info(
+        "submission %s: tracking gateway %s calls (%s refused), %s bytes in, %s bytes out",
+        submission.pk,
+        stats.calls,
+        stats.refused,
+        stats.bytes_in,
+        stats.bytes_out,
+    )
     log_tail = docker_api.tail(spec.log_path, settings.M2D_LOG_TAIL_LINES)
-    export_collect(submission=submission, folder=spec.export_dir)
+    export_collect(submission=submission, folder=settings.M2D_EXPORT_ROOT / str(submission.pk))
     common = {
         "run_log_tail": log_tail,
         "tracking_calls": stats.calls,
-        "tracking_bytes": stats.bytes_in + stats.bytes_out,
+        "tracking_bytes": stats.bytes_in,  # what left the sandbox; capped by M2D_TRACKING_MAX_BYTES
         "metrics": _final_metrics(researcher, submission.pk),
     }
     if fault:
-        _fail(submission, Stage.INFRASTRUCTURE, f"The platform lost the run: {fault}", **common)
+        _platform_lost(submission, f"The platform lost the run: {fault}", **common)
     elif outcome.timed_out:
         _settle(
             submission,
@@ -258,6 +318,16 @@ def _finish(submission, researcher, spec, outcome, fault: str, stats) -> None:
             failure_stage=Stage.RUN,
             exit_code=outcome.exit_code,
             reason=f"timed_out after {_duration(settings.M2D_RUN_TIMEOUT)} (the run time limit)",
+            **common,
+        )
+    elif outcome.silent:
+        _settle(
+            submission,
+            S.TIMED_OUT,
+            failure_stage=Stage.RUN,
+            exit_code=outcome.exit_code,
+            reason=f"timed_out: no output for {_duration(settings.M2D_RUN_SILENCE_TIMEOUT)}, so the run was stopped. "
+            "Print progress regularly; a hung data loader or a deadlock looks like this.",
             **common,
         )
     elif outcome.oom_killed:
@@ -273,6 +343,32 @@ def _finish(submission, researcher, spec, outcome, fault: str, stats) -> None:
         _settle(submission, S.SUCCEEDED, exit_code=0, **common)
     else:
         _fail(submission, Stage.RUN, _run_reason(outcome.exit_code, log_tail), exit_code=outcome.exit_code, **common)
+
+
+def _beat(submission_id: int) -> None:
+    """Called from the watchdog's thread: say the run is watched, and give the thread's
+    database connection back."""
+    try:
+        scheduling.beat(submission_id)
+    finally:
+        connection.close()
+
+
+def _platform_lost(submission: Submission, reason: str, **fields) -> None:
+    """A fault of the platform, not of the code: requeue it (a limited number of times), else fail
+    it at stage infrastructure. Neither counts against the researcher."""
+    retries = submission.infrastructure_retries
+    if retries < settings.M2D_INFRASTRUCTURE_RETRIES:
+        if _settle(
+            submission,
+            S.QUEUED,
+            infrastructure_retries=retries + 1,
+            note=f"{reason}; requeued",
+            **{k: v for k, v in fields.items() if k != "metrics"},
+        ):
+            transaction.on_commit(wake_run_slots)
+        return
+    _fail(submission, Stage.INFRASTRUCTURE, reason, **fields)
 
 
 def _run_reason(exit_code: int, log_tail: str) -> str:

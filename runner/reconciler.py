@@ -10,25 +10,42 @@ from django.conf import settings
 from django.utils import timezone
 
 from submissions.models import Submission
+from submissions.transitions import TransitionConflict, transition
 
-from . import docker_api
-from .dispatch import request_build, wake_run_slots
+from . import docker_api, scheduling
+from .dispatch import queue_length, request_build, wake_run_slots
 
 log = logging.getLogger(__name__)
 S = Submission.Status
 
 
 def reconcile() -> None:
-    grace = timezone.now() - timedelta(seconds=settings.M2D_RECONCILE_SECONDS)
-    # A build message that never arrived: ask again (the build task ignores duplicates).
-    for submission_id in Submission.objects.filter(status=S.RECEIVED, updated_at__lt=grace).values_list(
-        "pk", flat=True
-    ):
-        request_build(submission_id)
-    # Queued work with no slot awake: wake the slots.
-    if Submission.objects.filter(status=S.QUEUED).exists():
-        wake_run_slots()
+    _restart_interrupted_builds()
+    # Build messages lost (a broker outage, a crash): when the build queue is empty, every
+    # submission still waiting for its build needs a new message. Duplicates are harmless.
+    if queue_length(settings.M2D_QUEUE_BUILD) == 0:
+        grace = timezone.now() - timedelta(seconds=settings.M2D_RECONCILE_SECONDS)
+        for submission_id in Submission.objects.filter(status=S.RECEIVED, updated_at__lt=grace).values_list(
+            "pk", flat=True
+        ):
+            request_build(submission_id)
+    # Queued work with no slot awake, or runs whose worker died: wake the slots (a restarted
+    # worker waits for its orphaned run where it stands).
+    wakes = scheduling.stale_runs().count() + Submission.objects.filter(status=S.QUEUED).exists()
+    if wakes and queue_length(settings.M2D_QUEUE_RUN) in (0, None):
+        for _ in range(wakes):
+            wake_run_slots()
     _remove_orphans()
+
+
+def _restart_interrupted_builds() -> None:
+    """A build whose worker died is built again from the start."""
+    for submission in scheduling.stale_builds():
+        try:
+            transition(submission, S.RECEIVED, expected=S.BUILDING, note="its build was interrupted; building again")
+        except TransitionConflict:
+            continue
+        request_build(submission.pk)
 
 
 def _remove_orphans() -> None:

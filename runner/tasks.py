@@ -2,7 +2,7 @@
 
 from celery import shared_task
 
-from . import pipeline
+from . import pipeline, worker_signals  # noqa: F401 - connects the worker's signal handlers
 
 
 @shared_task(acks_late=True)

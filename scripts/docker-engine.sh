@@ -4,6 +4,9 @@
 # to stop it), "running" otherwise.
 source "$(dirname "$0")/lib.sh"
 
+# The researchers' local dry run (docker-compose*.yaml) needs Compose; Debian ships version 1.29.
+command -v docker-compose >/dev/null || docker compose version >/dev/null 2>&1 || apt_ensure docker-compose
+
 if docker info >/dev/null 2>&1; then echo running; exit 0; fi
 command -v dockerd >/dev/null || apt_ensure docker.io
 command -v dockerd >/dev/null || die "dockerd is not installed and could not be installed"

@@ -49,7 +49,9 @@ up() {
     start_bg web "$PY" manage.py runserver --noreload --insecure "$WEB_ADDR"
     start_bg build-worker "$PY" -m celery -A m2d worker -Q build -c 1 -n "build-$M2D_STACK@%h" \
         --without-gossip --without-mingle -l INFO
-    start_bg run-worker "$PY" -m celery -A m2d worker -Q run -c 1 -n "run-$M2D_STACK@%h" \
+    # One run-worker process per slot: per GPU of M2D_GPU_IDS, else M2D_CPU_SLOTS.
+    slots=$("$PY" -c 'import os; g=[x for x in os.environ.get("M2D_GPU_IDS","").split(",") if x.strip()]; print(len(g) or int(os.environ.get("M2D_CPU_SLOTS","1")))')
+    start_bg run-worker "$PY" -m celery -A m2d worker -Q run -c "$slots" -n "run-$M2D_STACK@%h" \
         --without-gossip --without-mingle -l INFO
     start_bg ops-worker "$PY" -m celery -A m2d worker -Q default -c 1 -n "ops-$M2D_STACK@%h" \
         --without-gossip --without-mingle -l INFO

@@ -19,7 +19,7 @@ source "$VAR_DIR/images.env"
 export M2D_BASE_IMAGE M2D_RUNTIME_IMAGE M2D_FORWARDER_IMAGE M2D_MLFLOW_IMAGE
 
 cleanup() {
-    "$REPO_ROOT/scripts/services.sh" wipe
+    M2D_VAR_DIR="$VAR_DIR" "$REPO_ROOT/scripts/services.sh" wipe
     docker ps -aq --filter "label=org.m2d.instance=$M2D_INSTANCE" | xargs -r docker rm -f >/dev/null 2>&1 || true
     docker images -q --filter "label=org.m2d.instance=$M2D_INSTANCE" | xargs -r docker rmi -f >/dev/null 2>&1 || true
     [ "${status:-1}" = 0 ] && rm -rf "$M2D_VAR_DIR_TEST"
@@ -37,9 +37,26 @@ export M2D_VAR_DIR="$M2D_VAR_DIR_TEST"
 rm -rf "$M2D_VAR_DIR" && mkdir -p "$M2D_VAR_DIR"
 export M2D_TEST_DATABASE_NAME="$M2D_VAR_DIR/test.sqlite3"
 
-set +e
-"$REPO_ROOT/.venv/bin/python" -m pytest "$@"
-status=$?
-set -e
-[ $status = 5 ] && { echo "no tests were collected: that is a failure" >&2; status=1; }
+run_pytest() {
+    set +e
+    "$REPO_ROOT/.venv/bin/python" -m pytest "$@"
+    local code=$?
+    set -e
+    [ $code = 5 ] && { echo "no tests were collected: that is a failure" >&2; code=1; }
+    return $code
+}
+
+# The whole suite on SQLite (the embedded default).
+status=0
+run_pytest "$@" || status=$?
+
+# Scheduling and reliability once more on a real PostgreSQL (the production database), for the
+# whole suite, or when asked with M2D_TEST_POSTGRES=1.
+if [ $# = 0 ] || [ "${M2D_TEST_POSTGRES:-0}" = 1 ]; then
+    pg_url=$("$REPO_ROOT/scripts/postgres.sh" start "$M2D_STACK")
+    trap '"$REPO_ROOT/scripts/postgres.sh" stop "$M2D_STACK"; cleanup' EXIT
+    log "PostgreSQL pass: scheduling and reliability"
+    DATABASE_URL="$pg_url" M2D_TEST_DATABASE_NAME=test_m2d \
+        run_pytest -q tests/unit/test_transitions.py tests/unit/test_scheduling.py tests/reliability || status=$?
+fi
 exit $status

@@ -9,6 +9,8 @@ from django.core.mail import send_mail
 from django.template.loader import render_to_string
 from django.urls import reverse
 
+from exports.logpolicy import researcher_log_view, researcher_reason
+
 from .models import Submission
 
 log = logging.getLogger(__name__)
@@ -37,6 +39,9 @@ def status_changed(submission_id: int, status: str) -> None:
         "subject": SUBJECTS[status],
         "url": settings.PORTAL_URL + reverse("submissions:detail", args=[submission.pk]),
         "mlflow_url": settings.MLFLOW_PUBLIC_URL,
+        # What of the logs a researcher may read is decided by the exports log policy alone.
+        "reason": researcher_reason(submission),
+        "log_view": researcher_log_view(submission, "run") or researcher_log_view(submission, "build"),
     }
     subject = f"[M2D] Submission {submission.pk}: {SUBJECTS[status]}"
     body = render_to_string("submissions/email/status.txt", context)

@@ -1,5 +1,7 @@
 """A submission as one plain dictionary: what `manage.py submit --json` prints (and later the API)."""
 
+from exports.logpolicy import researcher_log_view, researcher_reason
+
 from .models import Submission
 
 S = Submission.Status
@@ -21,9 +23,9 @@ def submission_summary(submission: Submission) -> dict:
         "id": submission.pk,
         "status": submission.status,
         "failure_stage": submission.failure_stage or None,
-        "reason": submission.reason or None,
+        "reason": researcher_reason(submission) or None,
         "exit_code": submission.exit_code,
-        "log_tail": submission.run_log_tail or submission.build_log_tail,
+        "log_tail": (researcher_log_view(submission, "run") or researcher_log_view(submission, "build")).text,
         "metrics": submission.metrics,
         "exports": [{k: f[k] for k in ("path", "size", "sha256")} for f in export.files] if export else [],
         "warnings": submission.warnings,

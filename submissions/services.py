@@ -45,6 +45,14 @@ def submission_create(*, by, upload: BinaryIO, filename: str = "submission.zip")
 
     Nothing is stored unless every check passes."""
     ensure_may_submit(by)
+    waiting = Submission.objects.filter(
+        owner=by, status__in=[Submission.Status.RECEIVED, Submission.Status.BUILDING, Submission.Status.QUEUED]
+    ).count()
+    if settings.M2D_MAX_QUEUED_PER_RESEARCHER and waiting >= settings.M2D_MAX_QUEUED_PER_RESEARCHER:
+        raise SubmissionRefused(
+            f"You have {waiting} submissions waiting, the most one researcher may have. "
+            "Wait for some to start, or cancel the ones you no longer need."
+        )
     size = getattr(upload, "size", None)
     if size is not None and size > settings.M2D_MAX_UPLOAD_BYTES:
         raise SubmissionRefused(

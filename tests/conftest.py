@@ -74,6 +74,15 @@ def mailbox(smtp_server, settings):
     return smtp_server
 
 
+def _worker_database_url() -> str:
+    """The URL of the database the test run created, for worker processes."""
+    name = _test_database_path()
+    url = os.environ.get("DATABASE_URL", "")
+    if url.startswith(("postgres://", "postgresql://")):
+        return url.rsplit("/", 1)[0] + "/" + name
+    return f"sqlite:///{name}"
+
+
 def _test_database_path() -> str:
     name = os.environ.get("M2D_TEST_DATABASE_NAME")
     if not name:
@@ -81,61 +90,147 @@ def _test_database_path() -> str:
     return name
 
 
+class WorkerPool:
+    """Real Celery worker processes (build, run, ops), as in production, on the test database.
+
+    A pool with a `prefix` listens on its own queues, so a test can run workers with other
+    limits beside the shared ones; point the test process at them with `use(settings)`."""
+
+    def __init__(self, smtp_port: int, prefix: str = "", overrides: dict[str, object] | None = None):
+        self.overrides = overrides or {}
+        self.queues = {"build": f"{prefix}build", "run": f"{prefix}run", "ops": f"{prefix}default"}
+        self.env = {
+            **os.environ,
+            "DATABASE_URL": _worker_database_url(),
+            "EMAIL_URL": f"smtp://127.0.0.1:{smtp_port}",
+            "PYTHONUNBUFFERED": "1",
+            "M2D_QUEUE_BUILD": self.queues["build"],
+            "M2D_QUEUE_RUN": self.queues["run"],
+            "M2D_QUEUE_OPS": self.queues["ops"],
+            **{key: str(value) for key, value in self.overrides.items()},
+        }
+        self.log_dir = Path(settings.VAR_DIR) / "log"
+        self.processes: list[subprocess.Popen] = []
+
+    def start(self) -> WorkerPool:
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        logs = []
+        for queue in self.queues.values():
+            path = self.log_dir / f"worker-{queue}.log"
+            path.write_bytes(b"")
+            logs.append(path)
+            concurrency = str(self.overrides.get("M2D_CPU_SLOTS", 1)) if queue == self.queues["run"] else "1"
+            command = [
+                sys.executable,
+                "-m",
+                "celery",
+                "-A",
+                "m2d",
+                "worker",
+                "-Q",
+                queue,
+                "-c",
+                concurrency,
+                "-n",
+                f"{queue}-{os.getpid()}@%h",
+                "--without-gossip",
+                "--without-mingle",
+                "-l",
+                "INFO",
+            ]
+            with open(path, "ab") as log:
+                self.processes.append(
+                    subprocess.Popen(
+                        command, cwd=REPO, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+                    )
+                )
+        deadline = time.monotonic() + 60
+        for path in logs:
+            while b"ready." not in path.read_bytes():
+                assert time.monotonic() < deadline, f"a worker did not start; see {path}"
+                time.sleep(0.2)
+        return self
+
+    def start_beat(self) -> None:
+        """Celery beat for this pool: the reconciler every M2D_RECONCILE_SECONDS."""
+        schedule = self.log_dir / f"beat-{self.queues['ops']}-{os.getpid()}"
+        with open(self.log_dir / f"beat-{self.queues['ops']}.log", "ab") as log:
+            self.processes.append(
+                subprocess.Popen(
+                    [sys.executable, "-m", "celery", "-A", "m2d", "beat", "-l", "INFO", "-s", str(schedule)],
+                    cwd=REPO,
+                    env=self.env,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,
+                )
+            )
+
+    def process_for(self, role: str) -> subprocess.Popen:
+        return self.processes[list(self.queues).index(role)]
+
+    def kill(self, role: str) -> None:
+        """kill -9 a worker and its pool processes, as a crash would."""
+        process = self.process_for(role)
+        os.killpg(process.pid, 9)
+        process.wait(timeout=30)
+
+    def restart(self, role: str) -> None:
+        index = list(self.queues).index(role)
+        queue = self.queues[role]
+        path = self.log_dir / f"worker-{queue}.log"
+        before = path.read_bytes().count(b"ready.")
+        concurrency = str(self.overrides.get("M2D_CPU_SLOTS", 1)) if role == "run" else "1"
+        command = [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "m2d",
+            "worker",
+            "-Q",
+            queue,
+            "-c",
+            concurrency,
+            "-n",
+            f"{queue}-{os.getpid()}-{time.monotonic_ns()}@%h",
+            "--without-gossip",
+            "--without-mingle",
+            "-l",
+            "INFO",
+        ]
+        with open(path, "ab") as log:
+            self.processes[index] = subprocess.Popen(
+                command, cwd=REPO, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+            )
+        deadline = time.monotonic() + 60
+        while path.read_bytes().count(b"ready.") <= before:
+            assert time.monotonic() < deadline, f"the {role} worker did not restart; see {path}"
+            time.sleep(0.2)
+
+    def use(self, django_settings) -> None:
+        django_settings.M2D_QUEUE_BUILD = self.queues["build"]
+        django_settings.M2D_QUEUE_RUN = self.queues["run"]
+        django_settings.M2D_QUEUE_OPS = self.queues["ops"]
+        for key, value in self.overrides.items():
+            setattr(django_settings, key, value)
+
+    def stop(self) -> None:
+        for process in self.processes:
+            process.terminate()
+        for process in self.processes:
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+
+
 @pytest.fixture(scope="session")
 def celery_workers(django_db_setup, django_db_blocker, smtp_server):
-    """Real Celery workers, one per queue, as in production, on the test database."""
-    database = _test_database_path()
-    env = {
-        **os.environ,
-        "DATABASE_URL": f"sqlite:///{database}",
-        "EMAIL_URL": f"smtp://127.0.0.1:{smtp_server.port}",
-        "PYTHONUNBUFFERED": "1",
-    }
-    log_dir = Path(settings.VAR_DIR) / "log"
-    log_dir.mkdir(parents=True, exist_ok=True)
-    processes = []
-    for queue in ("build", "run", "default"):
-        log = open(log_dir / f"worker-{queue}.log", "ab")  # noqa: SIM115
-        processes.append(
-            subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "celery",
-                    "-A",
-                    "m2d",
-                    "worker",
-                    "-Q",
-                    queue,
-                    "-c",
-                    "1",
-                    "-n",
-                    f"{queue}-test@%h",
-                    "--without-gossip",
-                    "--without-mingle",
-                    "-l",
-                    "INFO",
-                ],
-                cwd=REPO,
-                env=env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-        )
-    deadline = time.monotonic() + 60
-    for queue in ("build", "run", "default"):
-        while b"ready." not in (log_dir / f"worker-{queue}.log").read_bytes():
-            assert time.monotonic() < deadline, f"the {queue} worker did not start; see {log_dir}"
-            time.sleep(0.2)
-    yield processes
-    for process in processes:
-        process.terminate()
-    for process in processes:
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
+    """The shared pool of real workers on the default queues."""
+    pool = WorkerPool(smtp_server.port).start()
+    yield pool
+    pool.stop()
 
 
 def make_zip(files: dict[str, str | bytes]) -> io.BytesIO:
@@ -161,3 +256,10 @@ def make_researcher(transactional_db):
         return researcher_approve(by=None, researcher=researcher, provision_now=True)
 
     return factory
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _quiet_smtp_log():
+    import logging
+
+    logging.getLogger("mail.log").setLevel(logging.WARNING)

@@ -3,6 +3,7 @@ read-back of a submission's metrics. Nothing else in the platform talks to MLflo
 
 from __future__ import annotations
 
+import hmac
 import logging
 from dataclasses import dataclass
 
@@ -14,6 +15,7 @@ log = logging.getLogger(__name__)
 API = "/api/2.0/mlflow"
 TIMEOUT = 15
 SUBMISSION_TAG = "m2d.submission_id"
+CLAIM_TAG = "m2d.provisioned"
 
 
 class MlflowUnavailable(RuntimeError):
@@ -65,7 +67,10 @@ class MlflowAdmin:
 
     # --- users ---------------------------------------------------------------------------------
     def ensure_user(self, username: str, password: str) -> None:
-        """Create the user, or set its password when it exists (so a retried approval converges)."""
+        """Create the user, or set its password when it exists (so a retried approval converges).
+        An MLflow admin is never taken over, whatever its name."""
+        if username == self.session.auth[0]:
+            raise MlflowRefused(f"{username!r} is the platform's own MLflow admin; it cannot be a researcher.")
         created = self._call(
             "POST",
             f"{API}/users/create",
@@ -73,7 +78,13 @@ class MlflowAdmin:
             ok_errors=("RESOURCE_ALREADY_EXISTS",),
         )
         if created.get("error_code"):
+            existing = self._call("GET", f"{API}/users/get", params={"username": username})
+            if existing.get("user", {}).get("is_admin"):
+                raise MlflowRefused(f"{username!r} is an MLflow admin; it cannot be a researcher.")
             self.set_password(username, password)
+
+    def usernames(self) -> list[str]:
+        return [user["username"] for user in self._call("GET", f"{API}/users/list").get("users", [])]
 
     def set_password(self, username: str, password: str) -> None:
         self._call("PATCH", f"{API}/users/update-password", json={"username": username, "password": password})
@@ -82,7 +93,11 @@ class MlflowAdmin:
         self._call("DELETE", f"{API}/users/delete", json={"username": username}, ok_errors=("RESOURCE_DOES_NOT_EXIST",))
 
     # --- experiments and permissions -----------------------------------------------------------
-    def ensure_experiment(self, name: str) -> str:
+    def ensure_experiment(self, name: str, *, claim: str, known_id: str = "") -> str:
+        """The experiment called `name` that the platform made, tagged with `claim` (a value only
+        the platform can compute). Any MLflow user may create experiments, so someone could
+        create one under a researcher's name before that researcher is approved and keep MANAGE
+        on it; such an impostor is renamed out of the way and a fresh one is made."""
         found = self._call(
             "GET",
             f"{API}/experiments/get-by-name",
@@ -90,8 +105,32 @@ class MlflowAdmin:
             ok_errors=("RESOURCE_DOES_NOT_EXIST",),
         )
         if not found.get("error_code"):
-            return found["experiment"]["experiment_id"]
-        return self._call("POST", f"{API}/experiments/create", json={"name": name})["experiment_id"]
+            experiment = found["experiment"]
+            experiment_id = experiment["experiment_id"]
+            tags = {tag["key"]: tag["value"] for tag in experiment.get("tags", [])}
+            if experiment_id == known_id or hmac.compare_digest(tags.get(CLAIM_TAG, ""), claim):
+                if experiment.get("lifecycle_stage") == "deleted":
+                    self._call("POST", f"{API}/experiments/restore", json={"experiment_id": experiment_id})
+                if tags.get(CLAIM_TAG) != claim:
+                    self._set_experiment_tag(experiment_id, CLAIM_TAG, claim)
+                return experiment_id
+            log.warning("experiment %r (id %s) was not made by the platform; renaming it", name, experiment_id)
+            self._call(
+                "POST",
+                f"{API}/experiments/update",
+                json={"experiment_id": experiment_id, "new_name": f"{name}.unclaimed-{experiment_id}"},
+            )
+        created = self._call(
+            "POST", f"{API}/experiments/create", json={"name": name, "tags": [{"key": CLAIM_TAG, "value": claim}]}
+        )
+        return created["experiment_id"]
+
+    def _set_experiment_tag(self, experiment_id: str, key: str, value: str) -> None:
+        self._call(
+            "POST",
+            f"{API}/experiments/set-experiment-tag",
+            json={"experiment_id": experiment_id, "key": key, "value": value},
+        )
 
     def grant_experiment(self, username: str, experiment_id: str, permission: str = "EDIT") -> None:
         """Give exactly this permission (EDIT: log runs, but neither delete nor share)."""
@@ -110,6 +149,7 @@ class MlflowAdmin:
                 "resource_id": experiment_id,
                 "permission": permission,
             },
+            ok_errors=("RESOURCE_ALREADY_EXISTS",),  # a concurrent sync granted it between the two calls
         )
 
     # --- read-back -----------------------------------------------------------------------------

@@ -3,15 +3,12 @@ sandboxed run → the tracking gateway → the real MLflow server with its auth 
 a real SMTP server."""
 
 import hashlib
-import time
 
 import pytest
-import requests
 from django.conf import settings
 from django.urls import reverse
 
-from submissions.models import Submission
-from tests.conftest import make_zip
+from tests.helpers import mlflow_runs, upload, wait_finished
 
 pytestmark = [pytest.mark.docker, pytest.mark.services]
 
@@ -36,34 +33,6 @@ with mlflow.start_run():
 Path("/mnt/export/report.txt").write_text("first line of the data set: " + rows[0] + "\\n")
 print("done")
 """
-
-
-def wait_finished(submission_id: int, timeout: float = 300) -> Submission:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        submission = Submission.objects.get(pk=submission_id)
-        if submission.is_finished:
-            return submission
-        time.sleep(0.3)
-    pytest.fail(f"submission {submission_id} did not finish in {timeout} s (status {submission.status})")
-
-
-def upload(client, user, files) -> int:
-    client.force_login(user)
-    response = client.post(reverse("submissions:upload"), {"archive": make_zip(files)})
-    assert response.status_code == 302, response.content.decode()[:2000]
-    return int(response.url.rstrip("/").split("/")[-1])
-
-
-def mlflow_runs(researcher) -> list[dict]:
-    response = requests.post(
-        f"{settings.MLFLOW_URL}/api/2.0/mlflow/runs/search",
-        json={"experiment_ids": [researcher.mlflow_experiment_id], "max_results": 10},
-        auth=(researcher.mlflow_username, researcher.mlflow_password),
-        timeout=10,
-    )
-    response.raise_for_status()
-    return response.json().get("runs", [])
 
 
 def test_upload_to_metrics_exports_and_mail(client, celery_workers, mailbox, make_researcher):
@@ -95,7 +64,7 @@ def test_upload_to_metrics_exports_and_mail(client, celery_workers, mailbox, mak
     ]
 
     # The e-mails went out in order, each naming the submission.
-    mails = mailbox.wait_for(researcher.user.email, 4)
+    mails = [m for m in mailbox.wait_for(researcher.user.email, 5) if f"Submission {submission_id}:" in m["Subject"]]
     subjects = [m["Subject"] for m in mails]
     assert subjects == [
         f"[M2D] Submission {submission_id}: code received",
@@ -125,7 +94,7 @@ def test_failing_main_reports_its_traceback(client, celery_workers, mailbox, mak
     assert "main.py exited with code 1" in submission.reason
     assert "Traceback (most recent call last):" in submission.reason
     assert "ValueError: learning rate must be positive" in submission.reason
-    mails = mailbox.wait_for(researcher.user.email, 4)
+    mails = mailbox.wait_for(researcher.user.email, 5)
     assert mails[-1]["Subject"] == f"[M2D] Submission {submission_id}: execution failed"
     assert "ValueError: learning rate must be positive" in mails[-1].get_payload()
 
@@ -145,6 +114,6 @@ def test_requirement_that_does_not_exist_fails_the_build(client, celery_workers,
     assert (submission.status, submission.failure_stage) == ("failed", "build")
     assert "m2d-this-package-does-not-exist" in submission.reason
     assert "No matching distribution found" in submission.build_log_tail
-    mails = mailbox.wait_for(researcher.user.email, 2)
+    mails = [m for m in mailbox.wait_for(researcher.user.email, 3) if f"Submission {submission_id}:" in m["Subject"]]
     assert [m["Subject"].split(": ", 1)[1] for m in mails] == ["code received", "execution failed"]
     assert "stage build" in mails[-1].get_payload()

@@ -15,15 +15,16 @@ class Command(BaseCommand):
         parser.add_argument("username")
         parser.add_argument("--email", required=True)
         parser.add_argument("--password", help="portal password (default: none, log in impossible)")
+        parser.add_argument("--full-name", default="")
         parser.add_argument("--institution", default="")
         parser.add_argument("--approve", action="store_true")
 
-    def handle(self, *args, username, email, password, institution, approve, **options):
+    def handle(self, *args, username, email, password, full_name, institution, approve, **options):
         researcher = Researcher.objects.filter(user__username=username).first()
         if researcher is None:
             try:
                 researcher = researcher_create(
-                    username=username, email=email, password=password, institution=institution
+                    username=username, email=email, password=password, full_name=full_name, institution=institution
                 )
             except AccountError as exc:
                 raise CommandError(str(exc)) from exc

@@ -1,6 +1,7 @@
 import json
 from pathlib import Path
 
+from allauth.account.models import EmailAddress
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand
@@ -25,6 +26,8 @@ class Command(BaseCommand):
         admin = User.objects.filter(username=username).first()
         if admin is None:
             admin = User.objects.create_superuser(username, email, password)
+        # Sign-in requires a verified address; this one is the operator's own.
+        EmailAddress.objects.get_or_create(user=admin, email=email, defaults={"verified": True, "primary": True})
         username, email, password = RESEARCHER
         researcher = Researcher.objects.filter(user__username=username).first()
         if researcher is None:
@@ -32,6 +35,7 @@ class Command(BaseCommand):
                 username=username,
                 email=email,
                 password=password,
+                full_name="Demo Researcher",
                 institution="Demo University",
                 intended_use="Trying the platform.",
             )
@@ -45,7 +49,11 @@ class Command(BaseCommand):
                 {
                     "portal": settings.PORTAL_URL,
                     "mlflow": settings.MLFLOW_PUBLIC_URL,
-                    "admin": {"username": ADMIN[0], "password": ADMIN[2]},
+                    "admin": {
+                        "username": ADMIN[0],
+                        "password": ADMIN[2],
+                        "note": "the admin site first asks for an authenticator app (TOTP) to be set up",
+                    },
                     "researcher": {"username": RESEARCHER[0], "password": RESEARCHER[2]},
                     "researcher_mlflow": {
                         "username": researcher.mlflow_username,

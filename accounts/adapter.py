@@ -1,0 +1,35 @@
+from allauth.account.adapter import DefaultAccountAdapter
+from django.conf import settings
+from django.urls import reverse
+
+from .models import Researcher
+from .services import researcher_email_verified
+
+
+class ResearcherAccountAdapter(DefaultAccountAdapter):
+    """Sign-up goes through allauth; what happens to a researcher after it goes through services."""
+
+    def is_open_for_signup(self, request) -> bool:
+        return settings.M2D_SIGNUP_OPEN
+
+    def confirm_email(self, request, email_address) -> bool:
+        verified = super().confirm_email(request, email_address)
+        researcher = Researcher.objects.filter(user_id=email_address.user_id).first()
+        if verified and researcher is not None:
+            researcher_email_verified(researcher=researcher)
+        return verified
+
+    def get_signup_redirect_url(self, request) -> str:
+        return reverse("accounts:profile")  # a new researcher waits for approval: say so
+
+    def get_login_redirect_url(self, request) -> str:
+        return self._waiting_page(request.user) or super().get_login_redirect_url(request)
+
+    def get_email_verification_redirect_url(self, email_address) -> str:
+        return self._waiting_page(email_address.user) or super().get_email_verification_redirect_url(email_address)
+
+    @staticmethod
+    def _waiting_page(user) -> str:
+        """Researchers who may not submit yet land on the page that tells them where they stand."""
+        researcher = Researcher.objects.filter(user_id=user.pk).first()
+        return reverse("accounts:profile") if researcher is not None and not researcher.is_approved else ""

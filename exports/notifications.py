@@ -1,0 +1,88 @@
+"""E-mails about exports to the people concerned: the owner, and the admins who review."""
+
+from __future__ import annotations
+
+import logging
+
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.core.mail import send_mail
+from django.template.loader import render_to_string
+from django.urls import reverse
+
+from .models import Export, ExportEvent
+
+log = logging.getLogger(__name__)
+A = ExportEvent.Action
+
+OWNER_SUBJECTS = {
+    A.REQUESTED: "release requested",
+    A.CANCELLED: "release request cancelled",
+    A.DOWNLOADED: "files downloaded",
+    A.EXPIRY_WARNED: "exported files expire soon",
+    A.EXPIRED: "exported files deleted",
+    A.MODEL_REGISTERED: "model registered",
+}
+ADMIN_SUBJECTS = {A.REQUESTED: "export waiting for review", A.CANCELLED: "release request withdrawn"}
+
+
+def _admins(excluding=()) -> list[str]:
+    users = get_user_model().objects.filter(is_staff=True, is_active=True).exclude(email="")
+    return sorted({u.email for u in users.exclude(pk__in=[pk for pk in excluding if pk])})
+
+
+def _send(subject: str, template: str, context: dict, recipients: list[str]) -> None:
+    if not recipients:
+        return
+    try:
+        send_mail(subject, render_to_string(template, context), None, recipients)
+    except Exception:  # a mail outage must never undo a decision
+        log.exception("could not send %r to %s", subject, recipients)
+
+
+def _urls(export_or_submission_id: int, export: Export | None) -> dict:
+    portal = settings.PORTAL_URL
+    urls = {"submission_url": portal + reverse("submissions:detail", args=[export_or_submission_id])}
+    if export is not None:
+        urls["review_url"] = portal + reverse("exports:review", args=[export.pk])
+    return urls
+
+
+def event_happened(event_id: int) -> None:
+    event = ExportEvent.objects.select_related("submission__owner", "by", "file").get(pk=event_id)
+    submission = event.submission
+    export = getattr(submission, "export", None)
+    context = {"event": event, "submission": submission, "export": export, **_urls(submission.pk, export)}
+    prefix = f"[M2D] Submission {submission.pk}: "
+    if event.action in OWNER_SUBJECTS and submission.owner.email:
+        _send(
+            prefix + OWNER_SUBJECTS[event.action],
+            "exports/email/owner.txt",
+            {**context, "audience": "owner"},
+            [submission.owner.email],
+        )
+    if event.action in ADMIN_SUBJECTS:
+        _send(
+            prefix + ADMIN_SUBJECTS[event.action],
+            "exports/email/admins.txt",
+            context,
+            _admins(excluding=[submission.owner_id]),
+        )
+
+
+def review_done(export_id: int, reviewer_id: int, outcome: dict[str, list[str]], comment: str) -> None:
+    export = Export.objects.select_related("submission__owner").get(pk=export_id)
+    submission = export.submission
+    context = {"export": export, "submission": submission, "outcome": outcome, "comment": comment}
+    context.update(_urls(submission.pk, export))
+    prefix = f"[M2D] Submission {submission.pk}: "
+    if (outcome["released"] or outcome["rejected"]) and submission.owner.email:
+        subject = "files released" if outcome["released"] else "files rejected"
+        _send(prefix + subject, "exports/email/decision.txt", context, [submission.owner.email])
+    if outcome["approved"]:
+        _send(
+            prefix + "a second admin must approve the release",
+            "exports/email/second_approval.txt",
+            context,
+            _admins(excluding=[submission.owner_id, reviewer_id]),
+        )

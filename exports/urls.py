@@ -1,0 +1,17 @@
+from django.urls import path
+
+from . import views
+
+app_name = "exports"
+urlpatterns = [
+    path("submissions/<int:submission_id>/request/", views.request_release, name="request"),
+    path("submissions/<int:submission_id>/cancel/", views.cancel_request, name="cancel"),
+    path("submissions/<int:submission_id>/provenance.json", views.provenance, name="provenance"),
+    path("submissions/<int:submission_id>/logs/<str:kind>/", views.full_log, name="full_log"),
+    path("download/<str:token>/", views.download, name="download"),
+    path("files/<int:file_id>/register/", views.register_model, name="register_model"),
+    path("models/", views.model_list, name="models"),
+    path("review/", views.review_queue, name="review_queue"),
+    path("review/<int:pk>/", views.review, name="review"),
+    path("review/<int:pk>/logs/", views.add_log, name="add_log"),
+]

@@ -1,0 +1,176 @@
+"""Prometheus metrics, computed from the database at scrape time.
+
+Web, workers and beat are separate processes (and hosts); counters kept in one process's memory
+would disagree with each other and reset at every restart. The database already records every
+state change (SubmissionEvent), so every figure here is derived from it, and whichever web
+process answers the scrape gives the same numbers.
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Iterator
+
+from django.conf import settings
+from django.db.models import Count, Max, Sum
+from django.utils import timezone
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
+
+from submissions.models import Submission, SubmissionEvent
+
+from .models import MailFailure
+
+S = Submission.Status
+INF = float("inf")
+
+BUILD_BUCKETS = (10, 30, 60, 120, 300, 600, 1200, 1800, 3600, 7200, INF)
+WAIT_BUCKETS = (1, 5, 15, 60, 300, 900, 1800, 3600, 7200, 21600, 86400, INF)
+RUN_BUCKETS = (10, 60, 300, 900, 1800, 3600, 7200, 14400, 28800, 86400, INF)
+
+
+def state_durations(events: Iterable[tuple[int, str, object]]) -> dict[str, list[float]]:
+    """Seconds spent in each state, from (submission_id, to_status, at) rows ordered by submission
+    and time. A state's stay ends at the submission's next event; stays not yet over are left out."""
+    durations: dict[str, list[float]] = defaultdict(list)
+    previous = None
+    for submission_id, to_status, at in events:
+        if previous is not None and previous[0] == submission_id:
+            durations[previous[1]].append((at - previous[2]).total_seconds())
+        previous = (submission_id, to_status, at)
+    return durations
+
+
+def histogram(name: str, doc: str, values: list[float], buckets: tuple[float, ...]) -> HistogramMetricFamily:
+    values = sorted(values)
+    cumulative = [(str(float(b)) if b != INF else "+Inf", bisect.bisect_right(values, b)) for b in buckets]
+    return HistogramMetricFamily(name, doc, buckets=cumulative, sum_value=sum(values))
+
+
+class PlatformCollector:
+    def collect(self) -> Iterator[Metric]:
+        yield from self._submissions()
+        yield from self._durations()
+        yield from self._slots()
+        yield from self._tracking()
+        yield from self._mail()
+        yield from self._broker()
+
+    def _submissions(self) -> Iterator[Metric]:
+        by_status = dict(Submission.objects.values_list("status").annotate(n=Count("id")).order_by())
+        gauge = GaugeMetricFamily("m2d_submissions", "Submissions by current state.", labels=["status"])
+        for status in S.values:
+            gauge.add_metric([status], by_status.get(status, 0))
+        yield gauge
+        total = CounterMetricFamily("m2d_submissions_received", "Submissions accepted since the platform began.")
+        total.add_metric([], sum(by_status.values()))
+        yield total
+
+        failures = CounterMetricFamily(
+            "m2d_submission_failures", "Submissions that ended badly, by stage and outcome.", labels=["stage", "status"]
+        )
+        rows = (
+            Submission.objects.filter(status__in=[S.FAILED, S.TIMED_OUT])
+            .values_list("failure_stage", "status")
+            .annotate(n=Count("id"))
+            .order_by()
+        )
+        found = {(stage or "unknown", status): n for stage, status, n in rows}
+        for stage in Submission.Stage.values:
+            found.setdefault((stage, S.FAILED), 0)
+        for (stage, status), n in sorted(found.items()):
+            failures.add_metric([stage, status], n)
+        yield failures
+
+        queue = GaugeMetricFamily("m2d_queue_length", "Submissions built and waiting for a run slot.")
+        queue.add_metric([], by_status.get(S.QUEUED, 0))
+        yield queue
+        oldest = (
+            SubmissionEvent.objects.filter(submission__status=S.QUEUED, to_status=S.QUEUED)
+            .values("submission")
+            .annotate(since=Max("at"))
+            .order_by("since")
+            .values_list("since", flat=True)
+            .first()
+        )
+        age = GaugeMetricFamily(
+            "m2d_queue_oldest_wait_seconds", "How long the longest-waiting queued submission has waited."
+        )
+        age.add_metric([], (timezone.now() - oldest).total_seconds() if oldest else 0.0)
+        yield age
+
+    def _durations(self) -> Iterator[Metric]:
+        events = (
+            SubmissionEvent.objects.order_by("submission_id", "at", "id")
+            .values_list("submission_id", "to_status", "at")
+            .iterator(chunk_size=5000)
+        )
+        durations = state_durations(events)
+        yield histogram(
+            "m2d_build_duration_seconds", "Time from build start to its end.", durations[S.BUILDING], BUILD_BUCKETS
+        )
+        yield histogram(
+            "m2d_queue_wait_seconds", "Time from built to a run slot taking it.", durations[S.QUEUED], WAIT_BUCKETS
+        )
+        yield histogram(
+            "m2d_run_duration_seconds", "Time from run start to its end.", durations[S.RUNNING], RUN_BUCKETS
+        )
+
+    def _slots(self) -> Iterator[Metric]:
+        runs = Counter(
+            dict(
+                SubmissionEvent.objects.filter(to_status=S.RUNNING)
+                .exclude(submission__slot="")
+                .values_list("submission__slot")
+                .annotate(n=Count("id"))
+                .order_by()
+            )
+        )
+        busy = dict(Submission.objects.filter(status=S.RUNNING).values_list("slot").annotate(n=Count("id")).order_by())
+        started = CounterMetricFamily("m2d_runs", "Runs started, by run slot (one slot per GPU).", labels=["slot"])
+        running = GaugeMetricFamily("m2d_slot_busy", "Runs in progress, by run slot.", labels=["slot"])
+        for slot in sorted(set(runs) | set(busy)):
+            started.add_metric([slot], runs.get(slot, 0))
+            running.add_metric([slot], busy.get(slot, 0))
+        yield started
+        yield running
+
+    def _tracking(self) -> Iterator[Metric]:
+        sums = Submission.objects.aggregate(calls=Sum("tracking_calls"), bytes=Sum("tracking_bytes"))
+        traffic = CounterMetricFamily(
+            "m2d_tracking_gateway_bytes", "Bytes runs exchanged with MLflow through the gateway."
+        )
+        traffic.add_metric([], sums["bytes"] or 0)
+        yield traffic
+        calls = CounterMetricFamily("m2d_tracking_gateway_calls", "Calls runs made to MLflow through the gateway.")
+        calls.add_metric([], sums["calls"] or 0)
+        yield calls
+
+    def _mail(self) -> Iterator[Metric]:
+        failures = CounterMetricFamily("m2d_email_failures", "E-mails the mail server did not take.")
+        failures.add_metric([], MailFailure.objects.count())
+        yield failures
+
+    def _broker(self) -> Iterator[Metric]:
+        from .health import redis_client
+
+        up = GaugeMetricFamily("m2d_broker_up", "Whether Redis, the task broker, answered this scrape.")
+        waiting = GaugeMetricFamily("m2d_broker_messages", "Task messages waiting in a Celery queue.", labels=["queue"])
+        try:
+            client = redis_client()
+            for queue in settings.CELERY_TASK_QUEUES:
+                waiting.add_metric([queue.name], client.llen(queue.name))
+        except Exception:
+            up.add_metric([], 0)
+            yield up
+            return
+        up.add_metric([], 1)
+        yield up
+        yield waiting
+
+
+def render() -> bytes:
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(PlatformCollector())
+    return generate_latest(registry)

@@ -1,0 +1,146 @@
+"""Run slots and the queue of record.
+
+A slot is one place a run can happen: one GPU of one host (`M2D_GPU_IDS`), or one of
+`M2D_CPU_SLOTS` CPU places. Each process of the run worker owns one slot. A free slot claims the
+next queued submission atomically, fairly across researchers: the researcher with the fewest
+running jobs first, then the oldest submission. Celery messages only wake slots up.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+from dataclasses import dataclass
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import connection, transaction
+from django.db.models import Count, OuterRef, Q, Subquery, Value
+from django.db.models.functions import Coalesce
+from django.utils import timezone
+
+from submissions.models import Submission
+from submissions.transitions import TransitionConflict, transition
+
+log = logging.getLogger(__name__)
+S = Submission.Status
+
+
+@dataclass(frozen=True)
+class Slot:
+    host: str
+    name: str
+    gpu_id: str | None
+
+    @property
+    def label(self) -> str:
+        return f"{self.host}/{self.name}"
+
+
+def host_name() -> str:
+    return settings.M2D_HOST_NAME or socket.gethostname()
+
+
+def slots() -> list[Slot]:
+    host = host_name()
+    if settings.M2D_GPU_IDS:
+        return [Slot(host, f"gpu{gpu}", str(gpu)) for gpu in settings.M2D_GPU_IDS]
+    return [Slot(host, f"cpu{i}", None) for i in range(settings.M2D_CPU_SLOTS)]
+
+
+def slot_for_process(index: int | None = None) -> Slot:
+    """The slot of this worker process: its index in the Celery pool, or M2D_SLOT_INDEX."""
+    if index is None:
+        index = int(os.environ.get("M2D_SLOT_INDEX", "0"))
+    configured = slots()
+    return configured[index % len(configured)]
+
+
+def _running_per_owner():
+    running = (
+        Submission.objects.filter(owner=OuterRef("owner"), status=S.RUNNING)
+        .order_by()
+        .values("owner")
+        .annotate(n=Count("pk"))
+        .values("n")
+    )
+    return Coalesce(Subquery(running), Value(0))
+
+
+def candidates(limit: int = 20):
+    """Queued submissions in the order slots take them; owners at their running limit wait."""
+    queryset = Submission.objects.filter(status=S.QUEUED).annotate(owner_running=_running_per_owner())
+    if settings.M2D_MAX_RUNNING_PER_RESEARCHER:
+        queryset = queryset.filter(owner_running__lt=settings.M2D_MAX_RUNNING_PER_RESEARCHER)
+    return queryset.order_by("owner_running", "created_at", "id")[:limit]
+
+
+def claim_next(slot: Slot) -> Submission | None:
+    """Move the next fair candidate to running on this slot. Two slots never get the same one:
+    PostgreSQL skips rows another slot is locking; everywhere the conditional update decides."""
+    for _ in range(5):
+        with transaction.atomic():
+            ids = list(candidates().values_list("pk", flat=True))
+            if not ids:
+                return None
+            if connection.vendor == "postgresql":
+                locked = list(
+                    Submission.objects.select_for_update(skip_locked=True)
+                    .filter(pk__in=ids, status=S.QUEUED)
+                    .values_list("pk", flat=True)
+                )
+                ids = [pk for pk in ids if pk in locked]
+            for pk in ids:
+                try:
+                    return transition(
+                        Submission(pk=pk, status=S.QUEUED),
+                        S.RUNNING,
+                        slot=slot.label,
+                        gpu_id=slot.gpu_id or "",
+                        heartbeat_at=timezone.now(),
+                    )
+                except TransitionConflict:
+                    continue
+    return None
+
+
+def queue_position(submission: Submission) -> int | None:
+    """1 for the next to run, counting the fair order; None when not queued."""
+    if submission.status != S.QUEUED:
+        return None
+    order = list(
+        Submission.objects.filter(status=S.QUEUED)
+        .annotate(owner_running=_running_per_owner())
+        .order_by("owner_running", "created_at", "id")
+        .values_list("pk", flat=True)
+    )
+    return order.index(submission.pk) + 1 if submission.pk in order else None
+
+
+def stale_runs(host: str | None = None):
+    """Running submissions whose slot stopped reporting: their worker died."""
+    limit = timezone.now() - timedelta(seconds=settings.M2D_HEARTBEAT_SECONDS * 3)
+    queryset = Submission.objects.filter(status=S.RUNNING).filter(
+        Q(heartbeat_at__lt=limit) | Q(heartbeat_at__isnull=True)
+    )
+    return queryset.filter(slot__startswith=f"{host}/") if host else queryset
+
+
+def stale_builds():
+    limit = timezone.now() - timedelta(seconds=settings.M2D_HEARTBEAT_SECONDS * 3)
+    return Submission.objects.filter(status=S.BUILDING).filter(Q(heartbeat_at__lt=limit) | Q(heartbeat_at__isnull=True))
+
+
+def take_over(submission: Submission) -> bool:
+    """Claim the right to wait for an orphaned run (one taker wins)."""
+    limit = timezone.now() - timedelta(seconds=settings.M2D_HEARTBEAT_SECONDS * 3)
+    return bool(
+        Submission.objects.filter(pk=submission.pk, status=S.RUNNING)
+        .filter(Q(heartbeat_at__lt=limit) | Q(heartbeat_at__isnull=True))
+        .update(heartbeat_at=timezone.now())
+    )
+
+
+def beat(submission_id: int) -> None:
+    Submission.objects.filter(pk=submission_id, status__in=[S.BUILDING, S.RUNNING]).update(heartbeat_at=timezone.now())

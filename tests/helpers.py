@@ -1,0 +1,40 @@
+"""Helpers shared by the integration, security and reliability suites."""
+
+import time
+
+import pytest
+import requests
+from django.conf import settings
+from django.urls import reverse
+
+from submissions.models import Submission
+from tests.conftest import make_zip
+
+
+def wait_finished(submission_id: int, timeout: float = 300) -> Submission:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        submission = Submission.objects.get(pk=submission_id)
+        if submission.is_finished:
+            return submission
+        time.sleep(0.3)
+    pytest.fail(f"submission {submission_id} did not finish in {timeout} s (status {submission.status})")
+
+
+def upload(client, user, files) -> int:
+    """Upload a zip of `files` through the portal's page as `user`; returns the submission id."""
+    client.force_login(user)
+    response = client.post(reverse("submissions:upload"), {"archive": make_zip(files)})
+    assert response.status_code == 302, response.content.decode()[:2000]
+    return int(response.url.rstrip("/").split("/")[-1])
+
+
+def mlflow_runs(researcher, experiment_id: str | None = None) -> list[dict]:
+    response = requests.post(
+        f"{settings.MLFLOW_URL}/api/2.0/mlflow/runs/search",
+        json={"experiment_ids": [experiment_id or researcher.mlflow_experiment_id], "max_results": 100},
+        auth=(researcher.mlflow_username, researcher.mlflow_password),
+        timeout=10,
+    )
+    response.raise_for_status()
+    return response.json().get("runs", [])

@@ -1,0 +1,256 @@
+"""The production compose file, brought up here with CPU slots: a researcher's submission goes
+through it end to end over HTTPS, Prometheus finds it counted, the logs are JSON with its id, and
+a backup survives wiping the host.
+
+One stack for the whole module (it takes minutes to start); every test tears nothing down but the
+module fixture, which always does, failures included.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import re
+import shutil
+import time
+import zipfile
+
+import pytest
+import requests
+from prometheus_client.parser import text_string_to_metric_families
+
+from tests.ops.compose_stack import ComposeStack, compose_available
+
+pytestmark = [pytest.mark.docker, pytest.mark.slow, pytest.mark.timeout(2400)]
+
+MAIN = """
+import os
+from pathlib import Path
+
+import mlflow
+
+rows = Path("/mnt/dataset/clam-details-image.csv").read_text().splitlines()
+with mlflow.start_run():
+    mlflow.log_param("rows_seen", len(rows) - 1)
+    mlflow.log_metric("dataset_rows", len(rows) - 1)
+Path("/mnt/export/report.txt").write_text(f"rows: {len(rows) - 1}\\n")
+print("done")
+"""
+PASSWORD = "Researcher-pass-2026"
+FINISHED = ("succeeded", "failed", "cancelled", "timed out")
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory):
+    reason = compose_available()
+    if reason:
+        pytest.skip(reason)
+    stack = ComposeStack(tmp_path_factory.mktemp("compose"))
+    stack.prepare()
+    try:
+        stack.build_seconds = stack.build()
+        stack.up_seconds = stack.up()
+        print(f"\nplatform images built in {stack.build_seconds:.0f} s; stack ready in {stack.up_seconds:.0f} s")
+        yield stack
+    finally:
+        stack.down()
+
+
+class Researcher:
+    """A browser session on the portal, over HTTPS, trusting only the proxy's certificate."""
+
+    def __init__(self, stack: ComposeStack, username: str):
+        self.stack, self.username = stack, username
+        self.session = requests.Session()
+
+    def request(self, method: str, path: str, **kwargs) -> requests.Response:
+        kwargs.setdefault("timeout", 60)
+        headers = {"Referer": f"{self.stack.url}{path}", **kwargs.pop("headers", {})}
+        return self.session.request(
+            method, f"{self.stack.url}{path}", verify=str(self.stack.cert), headers=headers, **kwargs
+        )
+
+    @staticmethod
+    def csrf(html: str) -> str:
+        return re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', html).group(1)
+
+    def log_in(self) -> None:
+        page = self.request("GET", "/accounts/login/")
+        form = {"csrfmiddlewaretoken": self.csrf(page.text), "password": PASSWORD}
+        form["login"] = form["username"] = self.username  # whichever the login form names it
+        response = self.request("POST", "/accounts/login/", data=form)
+        assert response.status_code == 200 and "/accounts/login/" not in response.url, response.text[:2000]
+
+    def submit(self, files: dict[str, str]) -> int:
+        page = self.request("GET", "/submissions/new/")
+        buffer = io.BytesIO()
+        with zipfile.ZipFile(buffer, "w") as archive:
+            for name, content in files.items():
+                archive.writestr(name, content)
+        response = self.request(
+            "POST",
+            "/submissions/new/",
+            data={"csrfmiddlewaretoken": self.csrf(page.text)},
+            files={"archive": ("submission.zip", buffer.getvalue(), "application/zip")},
+            allow_redirects=False,
+        )
+        assert response.status_code == 302, response.text[:3000]
+        return int(response.headers["Location"].rstrip("/").split("/")[-1])
+
+    def detail(self, submission_id: int) -> tuple[str, str]:
+        page = self.request("GET", f"/submissions/{submission_id}/").text
+        match = re.search(r'id="status">([^<]+)<', page)
+        return (match.group(1).strip().lower() if match else ""), page
+
+    def wait_finished(self, submission_id: int, timeout: float = 600) -> tuple[str, str]:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            status, page = self.detail(submission_id)
+            if status in FINISHED:
+                return status, page
+            time.sleep(2)
+        raise AssertionError(f"submission {submission_id} still {status!r} after {timeout} s\n{self.stack.logs()}")
+
+
+def scrape(stack: ComposeStack, **auth) -> dict[tuple[str, tuple], float]:
+    headers = auth or {"Authorization": f"Bearer {stack.metrics_token}"}
+    response = requests.get(f"{stack.url}/metrics", headers=headers, verify=str(stack.cert), timeout=30)
+    assert response.status_code == 200, response.text
+    return {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(response.text)
+        for s in family.samples
+    }
+
+
+@pytest.fixture(scope="module")
+def finished_submission(stack):
+    created = json.loads(
+        stack.manage("create_researcher", "ada", "--email", "ada@example.org", "--password", PASSWORD, "--approve")
+    )
+    researcher = Researcher(stack, "ada")
+    researcher.log_in()
+    started = time.monotonic()
+    submission_id = researcher.submit({"main.py": MAIN, "requirements.txt": "mlflow==3.17.2\n"})
+    status, page = researcher.wait_finished(submission_id)
+    print(f"\nsubmission {submission_id} {status} in {time.monotonic() - started:.0f} s")
+    return {"id": submission_id, "status": status, "page": page, "mlflow": created, "researcher": researcher}
+
+
+def test_a_submission_goes_through_end_to_end_over_https(stack, finished_submission):
+    assert finished_submission["status"] == "succeeded", finished_submission["page"][-4000:] + stack.logs()
+    page = finished_submission["page"]
+    assert "dataset_rows" in page and "report.txt" in page
+    # The export sits in the host's data folder, where backups take it from.
+    rows = len((stack.dataset_dir / "clam-details-image.csv").read_text().splitlines()) - 1
+    exported = stack.data_dir / "exports" / str(finished_submission["id"]) / "report.txt"
+    assert exported.read_text() == f"rows: {rows}\n"
+    # The "finished" e-mail was written (no SMTP server configured: the mail folder).
+    mails = [m.read_text(errors="replace") for m in (stack.data_dir / "mail").glob("*.log")]
+    assert any(f"Submission {finished_submission['id']}: execution finished" in m for m in mails)
+
+
+def test_prometheus_finds_the_submission_counted(stack, finished_submission):
+    assert requests.get(f"{stack.url}/metrics", verify=str(stack.cert), timeout=30).status_code == 401
+    wrong = {"Authorization": "Bearer not-the-token"}
+    assert requests.get(f"{stack.url}/metrics", headers=wrong, verify=str(stack.cert), timeout=30).status_code == 401
+    basic = "Basic " + base64.b64encode(f"prometheus:{stack.metrics_token}".encode()).decode()
+
+    m = scrape(stack, Authorization=basic)
+
+    assert m[("m2d_submissions", (("status", "succeeded"),))] == 1
+    assert m[("m2d_submissions_received_total", ())] == 1
+    runs = {dict(labels)["slot"]: v for (name, labels), v in m.items() if name == "m2d_runs_total"}
+    busy = {dict(labels)["slot"]: v for (name, labels), v in m.items() if name == "m2d_slot_busy"}
+    assert list(runs.values()) == [1] and next(iter(runs)).startswith("test-host/"), runs
+    assert busy == dict.fromkeys(runs, 0)
+    assert m[("m2d_build_duration_seconds_count", ())] == 1
+    assert m[("m2d_run_duration_seconds_count", ())] == 1
+    assert m[("m2d_queue_wait_seconds_count", ())] == 1
+    assert m[("m2d_queue_length", ())] == 0
+    assert m[("m2d_tracking_gateway_bytes_total", ())] > 0
+    assert m[("m2d_submission_failures_total", (("stage", "run"), ("status", "failed")))] == 0
+    assert m[("m2d_email_failures_total", ())] == 0
+    assert m[("m2d_broker_up", ())] == 1
+
+
+def test_worker_logs_are_json_with_the_submission_id(stack, finished_submission):
+    submission_id = finished_submission["id"]
+    for service in ("build-worker", "run-worker"):
+        lines = []
+        for line in stack.logs(service, tail=2000).splitlines():
+            _, _, payload = line.partition("| ")
+            if payload.startswith("{"):
+                lines.append(json.loads(payload))
+        assert lines, f"no JSON lines from {service}"
+        about = [entry for entry in lines if entry.get("submission_id") == submission_id]
+        assert about, f"no line of {service} names submission {submission_id}"
+        assert all(entry["service"] == service for entry in about)
+
+
+def test_health_endpoints_and_deploy_checks_in_the_running_stack(stack):
+    body = stack.wait_ready(timeout=60)
+    assert set(body["checks"]) == {"database", "redis", "docker", "mlflow", "storage"}
+    assert "workers report their engines up" in body["checks"]["docker"]["detail"]
+    assert requests.get(f"{stack.url}/healthz", verify=str(stack.cert), timeout=10).text == "ok\n"
+    # Plain HTTP is sent to HTTPS.
+    redirect = requests.get(f"http://localhost:{stack.http_port}/submissions/", allow_redirects=False, timeout=10)
+    assert redirect.status_code == 301 and redirect.headers["Location"].startswith(stack.url)
+    # The portal's production settings pass Django's deployment checks.
+    report = stack.manage("check", "--deploy", "--fail-level", "WARNING")
+    assert "no issues" in report
+    # MLflow answers behind its own TLS port, and refuses artifact uploads at the door.
+    assert requests.get(f"{stack.mlflow_url}/health", verify=str(stack.cert), timeout=10).status_code == 200
+    upload = requests.post(
+        f"{stack.mlflow_url}/ajax-api/2.0/mlflow/upload-artifact?run_uuid=x&path=a.txt",
+        data=b"x",
+        verify=str(stack.cert),
+        timeout=10,
+    )
+    assert upload.status_code == 403
+
+
+def test_a_backup_brings_everything_back_after_the_host_is_wiped(stack, finished_submission):
+    submission_id = finished_submission["id"]
+    exported = stack.data_dir / "exports" / str(submission_id) / "report.txt"
+    content = exported.read_bytes()
+    backup = stack.script("backup.sh", str(stack.workdir / "backups")).strip().splitlines()[-1]
+
+    # Lose everything: containers, the database volume, the data folder.
+    stack.compose("down", "-v", timeout=300)
+    for folder in ("media", "exports", "logs", "mail"):
+        assert (stack.data_dir / folder).exists()
+        shutil.rmtree(stack.data_dir / folder)
+    stack.compose("up", "-d", "postgres")
+    tables = "SELECT count(*) FROM pg_tables WHERE schemaname = 'public'"
+    for _ in range(60):
+        psql = ("exec", "-T", "-u", "postgres", "postgres", "psql", "-At", "-d", "m2d", "-c", tables)
+        empty = stack.compose(*psql, check=False)
+        if empty.returncode == 0:
+            break
+        time.sleep(1)
+    assert empty.stdout.strip() == "0", "the wiped host still has the portal's tables"
+
+    stack.script("restore.sh", backup)
+    stack.wait_ready()
+
+    assert exported.read_bytes() == content
+    researcher = Researcher(stack, "ada")
+    researcher.log_in()
+    status, page = researcher.detail(submission_id)
+    assert status == "succeeded" and "report.txt" in page and "dataset_rows" in page
+    # MLflow's runs and users are back too: the researcher's own credentials read the run.
+    creds = finished_submission["mlflow"]
+    runs = requests.post(
+        f"{stack.mlflow_url}/api/2.0/mlflow/runs/search",
+        json={"experiment_ids": [creds["mlflow_experiment_id"]]},
+        auth=(creds["mlflow_username"], creds["mlflow_password"]),
+        verify=str(stack.cert),
+        timeout=30,
+    )
+    assert runs.status_code == 200, runs.text
+    metrics = {m["key"]: m["value"] for m in runs.json()["runs"][0]["data"]["metrics"]}
+    rows = len((stack.dataset_dir / "clam-details-image.csv").read_text().splitlines()) - 1
+    assert metrics["dataset_rows"] == rows
+    assert scrape(stack)[("m2d_submissions", (("status", "succeeded"),))] == 1

@@ -1,0 +1,109 @@
+"""Crashes of the platform's own processes: no submission is lost, none stays stuck, the
+researcher loses nothing and is never blamed."""
+
+import time
+
+import pytest
+from django.conf import settings
+
+from runner import docker_api
+from submissions.models import Submission
+from tests.helpers import mlflow_runs, upload, wait_finished
+
+pytestmark = [pytest.mark.docker, pytest.mark.services]
+
+LONG_RUN = """
+import time
+from pathlib import Path
+
+import mlflow
+
+mlflow.set_experiment(__import__("os").environ["MLFLOW_EXPERIMENT_NAME"])
+with mlflow.start_run():
+    mlflow.log_metric("started", 1)
+    print("started", flush=True)
+    for second in range(14):
+        print(f"working {second}", flush=True)
+        time.sleep(1)
+    mlflow.log_metric("finished", 1)
+Path("/mnt/export/done.txt").write_text("done")
+print("finished", flush=True)
+"""
+
+
+def wait_until(predicate, timeout=60, what="condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.2)
+    pytest.fail(f"timed out waiting for {what}")
+
+
+def statuses(submission_id):
+    return [e.to_status for e in Submission.objects.get(pk=submission_id).events.all()]
+
+
+def test_run_worker_killed_mid_run_is_adopted(client, crash_pool, make_researcher):
+    researcher = make_researcher()
+    sid = upload(client, researcher.user, {"main.py": LONG_RUN, "requirements.txt": "mlflow==3.17.2\n"})
+    log = settings.VAR_DIR / "logs" / str(sid) / "run.log"
+    wait_until(lambda: log.exists() and b"working 2" in log.read_bytes(), 120, "the run to start")
+
+    crash_pool.kill("run")
+    assert docker_api.run_exists(f"m2d-{settings.M2D_INSTANCE}-run-{sid}")  # the run goes on without its worker
+    crash_pool.restart("run")
+
+    submission = wait_finished(sid, timeout=120)
+    assert submission.status == "succeeded", submission.reason + submission.run_log_tail
+    assert statuses(sid).count("running") == 1 and statuses(sid)[-1] == "succeeded"  # recorded once
+    assert submission.metrics == {"started": 1.0, "finished": 1.0}
+    assert [f["path"] for f in submission.export.files] == ["done.txt"]
+    assert "finished" in submission.run_log_tail
+    assert len(mlflow_runs(researcher)) == 1
+    assert docker_api.list_labelled(settings.M2D_INSTANCE) == []
+
+
+def test_build_worker_killed_mid_build_builds_again(client, crash_pool, make_researcher):
+    researcher = make_researcher()
+    sid = upload(
+        client, researcher.user, {"main.py": "print('built twice, run once')\n", "requirements.txt": "sympy==1.13.3\n"}
+    )
+    build_log = settings.VAR_DIR / "logs" / str(sid) / "build.log"
+    wait_until(lambda: build_log.exists() and b"requirements.txt" in build_log.read_bytes(), 120, "the build")
+
+    crash_pool.kill("build")
+    crash_pool.restart("build")
+
+    submission = wait_finished(sid, timeout=300)
+    assert submission.status == "succeeded", submission.reason + submission.build_log_tail
+    events = statuses(sid)
+    assert events.count("building") == 2 and events.count("running") == 1, events
+    assert "built twice, run once" in submission.run_log_tail
+
+
+def test_redis_outage_loses_nothing(client, crash_pool, make_researcher):
+    """Submissions made while the broker is down are stored, then built and run once it is back."""
+    import subprocess
+
+    researcher = make_researcher()
+    in_flight = upload(client, researcher.user, {"main.py": LONG_RUN, "requirements.txt": "mlflow==3.17.2\n"})
+    wait_until(lambda: Submission.objects.get(pk=in_flight).status == "running", 120, "the first run")
+    port = settings.REDIS_URL.rsplit(":", 1)[1].split("/")[0]
+    subprocess.run(["redis-cli", "-p", port, "shutdown", "nosave"], check=False, capture_output=True)
+    stopped = time.monotonic()
+    try:
+        during = [
+            upload(client, researcher.user, {"main.py": f"print({n})\n", "requirements.txt": ""}) for n in range(2)
+        ]
+        assert all(Submission.objects.get(pk=s).status == "received" for s in during)
+        time.sleep(max(0.0, 30 - (time.monotonic() - stopped)))  # thirty seconds without a broker
+    finally:
+        subprocess.run(
+            ["redis-server", "--port", port, "--bind", "127.0.0.1", "--daemonize", "yes", "--save", ""],
+            check=True,
+            capture_output=True,
+        )
+    assert wait_finished(in_flight, timeout=180).status == "succeeded"
+    for sid in during:
+        assert wait_finished(sid, timeout=180).status == "succeeded"

@@ -1,0 +1,5 @@
+import os
+
+print("forking without end", flush=True)
+while True:
+    os.fork()

@@ -1,0 +1,4 @@
+import time
+
+print("going quiet", flush=True)
+time.sleep(3600)
