@@ -244,6 +244,7 @@ def run(submission: Submission, adopt: bool = False) -> None:
         silence_timeout=settings.M2D_RUN_SILENCE_TIMEOUT,
         log_path=log_dir(submission.pk) / "run.log",
         log_max_bytes=settings.M2D_LOG_MAX_BYTES,
+        gpu_id=submission.gpu_id or None,
     )
     gateway = TrackingGateway(
         socket_path=gateway_dir / "gateway.sock",

@@ -96,17 +96,26 @@ class WorkerPool:
     A pool with a `prefix` listens on its own queues, so a test can run workers with other
     limits beside the shared ones; point the test process at them with `use(settings)`."""
 
-    def __init__(self, smtp_port: int, prefix: str = "", overrides: dict[str, object] | None = None):
+    def __init__(
+        self,
+        smtp_port: int,
+        prefix: str = "",
+        overrides: dict[str, object] | None = None,
+        roles: tuple[str, ...] = ("build", "run", "ops"),
+    ):
         self.overrides = overrides or {}
-        self.queues = {"build": f"{prefix}build", "run": f"{prefix}run", "ops": f"{prefix}default"}
+        every = {"build": f"{prefix}build", "run": f"{prefix}run", "ops": f"{prefix}default"}
+        self.all_queues = every
+        self.queues = {role: queue for role, queue in every.items() if role in roles}
+        self.tag = f"{prefix}{self.overrides.get('M2D_HOST_NAME', '')}" or "shared"
         self.env = {
             **os.environ,
             "DATABASE_URL": _worker_database_url(),
             "EMAIL_URL": f"smtp://127.0.0.1:{smtp_port}",
             "PYTHONUNBUFFERED": "1",
-            "M2D_QUEUE_BUILD": self.queues["build"],
-            "M2D_QUEUE_RUN": self.queues["run"],
-            "M2D_QUEUE_OPS": self.queues["ops"],
+            "M2D_QUEUE_BUILD": every["build"],
+            "M2D_QUEUE_RUN": every["run"],
+            "M2D_QUEUE_OPS": every["ops"],
             **{key: str(value) for key, value in self.overrides.items()},
         }
         self.log_dir = Path(settings.VAR_DIR) / "log"
@@ -116,10 +125,10 @@ class WorkerPool:
         self.log_dir.mkdir(parents=True, exist_ok=True)
         logs = []
         for queue in self.queues.values():
-            path = self.log_dir / f"worker-{queue}.log"
+            path = self.log_dir / f"worker-{self.tag}-{queue}.log"
             path.write_bytes(b"")
             logs.append(path)
-            concurrency = str(self.overrides.get("M2D_CPU_SLOTS", 1)) if queue == self.queues["run"] else "1"
+            concurrency = str(self.overrides.get("M2D_CPU_SLOTS", 1)) if queue == self.all_queues["run"] else "1"
             command = [
                 sys.executable,
                 "-m",
@@ -153,8 +162,8 @@ class WorkerPool:
 
     def start_beat(self) -> None:
         """Celery beat for this pool: the reconciler every M2D_RECONCILE_SECONDS."""
-        schedule = self.log_dir / f"beat-{self.queues['ops']}-{os.getpid()}"
-        with open(self.log_dir / f"beat-{self.queues['ops']}.log", "ab") as log:
+        schedule = self.log_dir / f"beat-{self.all_queues['ops']}-{os.getpid()}"
+        with open(self.log_dir / f"beat-{self.all_queues['ops']}.log", "ab") as log:
             self.processes.append(
                 subprocess.Popen(
                     [sys.executable, "-m", "celery", "-A", "m2d", "beat", "-l", "INFO", "-s", str(schedule)],
@@ -178,7 +187,7 @@ class WorkerPool:
     def restart(self, role: str) -> None:
         index = list(self.queues).index(role)
         queue = self.queues[role]
-        path = self.log_dir / f"worker-{queue}.log"
+        path = self.log_dir / f"worker-{self.tag}-{queue}.log"
         before = path.read_bytes().count(b"ready.")
         concurrency = str(self.overrides.get("M2D_CPU_SLOTS", 1)) if role == "run" else "1"
         command = [
@@ -209,9 +218,9 @@ class WorkerPool:
             time.sleep(0.2)
 
     def use(self, django_settings) -> None:
-        django_settings.M2D_QUEUE_BUILD = self.queues["build"]
-        django_settings.M2D_QUEUE_RUN = self.queues["run"]
-        django_settings.M2D_QUEUE_OPS = self.queues["ops"]
+        django_settings.M2D_QUEUE_BUILD = self.all_queues["build"]
+        django_settings.M2D_QUEUE_RUN = self.all_queues["run"]
+        django_settings.M2D_QUEUE_OPS = self.all_queues["ops"]
         for key, value in self.overrides.items():
             setattr(django_settings, key, value)
 

@@ -116,3 +116,13 @@ def test_many_slots_hammering_the_queue_never_share_a_job(settings):
     for job in Submission.objects.all():
         assert job.events.filter(to_status=S.RUNNING).count() == 1
         assert job.slot in taken and job.pk in taken[job.slot]
+
+
+def test_a_thousand_queued_jobs_drain_in_order(owners, settings):
+    settings.M2D_MAX_RUNNING_PER_RESEARCHER = 0
+    jobs = [j.pk for j in queued(owners[0], 1000)]
+    drained = []
+    while (claimed := scheduling.claim_next(SLOT)) is not None:
+        drained.append(claimed.pk)
+        Submission.objects.filter(pk=claimed.pk).update(status=S.SUCCEEDED)  # the slot finished it
+    assert drained == jobs
