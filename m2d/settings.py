@@ -189,6 +189,8 @@ M2D_MAX_QUEUED_PER_RESEARCHER = env.int("M2D_MAX_QUEUED_PER_RESEARCHER", default
 M2D_HEARTBEAT_SECONDS = env.int("M2D_HEARTBEAT_SECONDS", default=10)
 # How often a run lost to a platform fault is requeued before it fails at stage infrastructure.
 M2D_INFRASTRUCTURE_RETRIES = env.int("M2D_INFRASTRUCTURE_RETRIES", default=1)
+# How long a run slot waits for a restarting Docker engine before it calls the run lost.
+M2D_ENGINE_RESTART_WAIT_SECONDS = env.int("M2D_ENGINE_RESTART_WAIT_SECONDS", default=120)
 # Which Dockerfile builds submissions: GPU hosts use docker_scripts/execute_code.
 M2D_USE_GPU = env.bool("M2D_USE_GPU", default=bool(M2D_GPU_IDS))
 M2D_DOCKER_SCRIPTS_DIR = BASE_DIR / "docker_scripts"

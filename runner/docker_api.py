@@ -418,6 +418,29 @@ def run_exists(name: str) -> bool:
     return _existing(name) is not None
 
 
+def wait_for_engine(timeout: float) -> bool:
+    """Wait for the engine to answer again (after a restart); True once it does."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            api = docker.APIClient(base_url=engine_url(), version="auto", timeout=5)
+            try:
+                if api.ping():
+                    return True
+            finally:
+                api.close()
+        except (DockerException, requests.RequestException):
+            pass
+        time.sleep(1)
+    return False
+
+
+@engine_errors
+def run_is_running(name: str) -> bool:
+    container = _existing(name)
+    return container is not None and container.attrs.get("State", {}).get("Running", False)
+
+
 @engine_errors
 def wait_run(spec: RunSpec, heartbeat=None, heartbeat_seconds: float = 10.0) -> RunOutcome:
     """Follow the run's output into its capped log until it exits or the watchdog stops it."""

@@ -6,6 +6,7 @@ Workers call these; each step is idempotent and moves the submission only throug
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import re
@@ -264,9 +265,7 @@ def run(submission: Submission, adopt: bool = False) -> None:
         if adopt and not docker_api.run_exists(spec.name):
             raise docker_api.PlatformFault("its container is gone")
         docker_api.start_run(spec)
-        outcome = docker_api.wait_run(
-            spec, heartbeat=lambda: _beat(submission.pk), heartbeat_seconds=settings.M2D_HEARTBEAT_SECONDS
-        )
+        outcome = _follow(spec, submission.pk)
     except docker_api.PlatformFault as exc:
         fault = str(exc)
     else:
@@ -344,6 +343,28 @@ def _finish(submission, researcher, spec, outcome, fault: str, stats) -> None:
         _settle(submission, S.SUCCEEDED, exit_code=0, **common)
     else:
         _fail(submission, Stage.RUN, _run_reason(outcome.exit_code, log_tail), exit_code=outcome.exit_code, **common)
+
+
+def _follow(spec: docker_api.RunSpec, submission_id: int) -> docker_api.RunOutcome:
+    """Wait for the run, riding out an engine restart: when the engine comes back and the run
+    is still running (live restore), follow it again; when the run died with the engine, that
+    is a platform fault."""
+    started = time.monotonic()
+    while True:
+        remaining = max(1, int(spec.timeout - (time.monotonic() - started)))
+        try:
+            return docker_api.wait_run(
+                dataclasses.replace(spec, timeout=remaining),
+                heartbeat=lambda: _beat(submission_id),
+                heartbeat_seconds=settings.M2D_HEARTBEAT_SECONDS,
+            )
+        except docker_api.PlatformFault:
+            if not docker_api.wait_for_engine(settings.M2D_ENGINE_RESTART_WAIT_SECONDS):
+                raise
+            docker_api.client.cache_clear()
+            if not docker_api.run_is_running(spec.name):
+                raise
+            log.info("submission %s: the engine is back and the run still runs; following it again", submission_id)
 
 
 def _beat(submission_id: int) -> None:

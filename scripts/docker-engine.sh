@@ -12,7 +12,8 @@ command -v dockerd >/dev/null || apt_ensure docker.io
 command -v dockerd >/dev/null || die "dockerd is not installed and could not be installed"
 
 log "starting dockerd (log: $VAR_DIR/log/dockerd.log)"
-as_root setsid dockerd --host unix:///var/run/docker.sock >"$VAR_DIR/log/dockerd.log" 2>&1 < /dev/null &
+# live-restore: runs keep running while the engine restarts (an upgrade, a crash).
+as_root setsid dockerd --host unix:///var/run/docker.sock --live-restore >"$VAR_DIR/log/dockerd.log" 2>&1 < /dev/null &
 echo $! > "$VAR_DIR/run/dockerd.pid"
 for _ in $(seq 1 60); do
     docker info >/dev/null 2>&1 && { echo started; exit 0; }

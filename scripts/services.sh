@@ -25,7 +25,7 @@ start_redis() {
 
 start_mlflow() {
     if ! docker container inspect "$MLFLOW_CONTAINER" >/dev/null 2>&1; then
-        docker run -d --name "$MLFLOW_CONTAINER" --label org.m2d.role=platform \
+        docker run -d --name "$MLFLOW_CONTAINER" --label org.m2d.role=platform --restart unless-stopped \
             -p "127.0.0.1:$MLFLOW_PORT:3001" \
             -v "m2d-$STACK-mlflow-data:/data" \
             -e MLFLOW_AUTH_ADMIN_USERNAME="${MLFLOW_ADMIN_USERNAME:-m2d-admin}" \

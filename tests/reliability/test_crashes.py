@@ -1,7 +1,9 @@
 """Crashes of the platform's own processes: no submission is lost, none stays stuck, the
 researcher loses nothing and is never blamed."""
 
+import os
 import time
+from pathlib import Path
 
 import pytest
 from django.conf import settings
@@ -13,7 +15,9 @@ from tests.helpers import mlflow_runs, upload, wait_finished
 pytestmark = [pytest.mark.docker, pytest.mark.services]
 
 LONG_RUN = """
+import os
 import time
+from pathlib import Path
 from pathlib import Path
 
 import mlflow
@@ -107,3 +111,36 @@ def test_redis_outage_loses_nothing(client, crash_pool, make_researcher):
     assert wait_finished(in_flight, timeout=180).status == "succeeded"
     for sid in during:
         assert wait_finished(sid, timeout=180).status == "succeeded"
+
+
+def restart_docker_engine() -> None:
+    """Stop the engine the way an upgrade or a crash would, and start it again as it was."""
+    import os
+    import signal
+    import subprocess
+
+    pid = int(subprocess.run(["pidof", "dockerd"], capture_output=True, text=True).stdout.split()[0])
+    command = Path(f"/proc/{pid}/cmdline").read_bytes().rstrip(b"\0").split(b"\0")
+    os.kill(pid, signal.SIGTERM)
+    wait_until(lambda: not Path(f"/proc/{pid}").exists(), 60, "the engine to stop")
+    log = open(settings.VAR_DIR / "log" / "dockerd-restarted.log", "ab")  # noqa: SIM115 - the engine keeps it
+    subprocess.Popen([c.decode() for c in command], stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    assert docker_api.wait_for_engine(60), "the engine did not come back"
+
+
+@pytest.mark.skipif(not Path("/proc").exists() or os.geteuid() != 0, reason="needs to restart the host's engine")
+def test_docker_engine_restart_during_a_run(client, crash_pool, make_researcher):
+    researcher = make_researcher()
+    sid = upload(client, researcher.user, {"main.py": LONG_RUN, "requirements.txt": "mlflow==3.17.2\n"})
+    log = settings.VAR_DIR / "logs" / str(sid) / "run.log"
+    wait_until(lambda: log.exists() and b"working 3" in log.read_bytes(), 120, "the run to start")
+
+    restart_docker_engine()
+    docker_api.client.cache_clear()
+
+    submission = wait_finished(sid, timeout=240)
+    events = statuses(sid)
+    assert submission.status == "succeeded", (submission.reason, events)
+    assert "failed" not in events and events.count("queued") <= 2, events  # at most one requeue
+    assert submission.metrics.get("finished") == 1.0
+    assert submission.infrastructure_retries == events.count("queued") - 1
