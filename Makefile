@@ -6,6 +6,7 @@ help:
 	@echo "make demo   set up and start everything, submit the toy sample, stay in the foreground (Ctrl-C stops)"
 	@echo "make up     the same stack in the background;  make down  stops it"
 	@echo "make test   the whole test suite (starts and stops the services it needs)"
+	@echo "make bench  the performance figures P1-P7 on a stack of its own (BENCH_QUICK=1: a short run)"
 	@echo "make lint   ruff"
 
 demo:
@@ -23,7 +24,10 @@ setup:
 test:
 	@scripts/test.sh $(PYTEST_ARGS)
 
+bench:
+	@bench/run.sh
+
 lint:
 	@.venv/bin/ruff check . && .venv/bin/ruff format --check .
 
-.PHONY: help demo up down setup test lint
+.PHONY: help demo up down setup test bench lint

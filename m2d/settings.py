@@ -43,6 +43,9 @@ INSTALLED_APPS = [
     "allauth.mfa",
     "rest_framework",
     "rest_framework.authtoken",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
+    "api",
 ]
 
 MIDDLEWARE = [
@@ -136,6 +139,34 @@ STATIC_ROOT = Path(env("M2D_STATIC_ROOT", default=str(VAR_DIR / "static")))
 MEDIA_ROOT = Path(env("M2D_MEDIA_ROOT", default=str(VAR_DIR / "media")))
 DATA_UPLOAD_MAX_MEMORY_SIZE = 5 * 1024 * 1024
 FILE_UPLOAD_MAX_MEMORY_SIZE = 2 * 1024 * 1024
+
+# --- REST API (/api/v1/) ---------------------------------------------------------------------
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "rest_framework.authentication.TokenAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_PAGINATION_CLASS": "api.pagination.SubmissionPagination",
+    "PAGE_SIZE": env.int("M2D_API_PAGE_SIZE", default=50),
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_RENDERER_CLASSES": [
+        "rest_framework.renderers.JSONRenderer",
+        "rest_framework.renderers.BrowsableAPIRenderer",
+    ],
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "M2D API",
+    "DESCRIPTION": "Submit training code, follow it, read its logs and metrics, collect released exports. "
+    "Authenticate with the API token from your account page: `Authorization: Token <token>`.",
+    "VERSION": "1",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SERVE_PERMISSIONS": ["rest_framework.permissions.AllowAny"],
+    "SCHEMA_PATH_PREFIX": "/api/v1",
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+}
 
 # --- mail -------------------------------------------------------------------------------------
 EMAIL_URL = env("EMAIL_URL", default="")
@@ -298,6 +329,7 @@ STORAGES["staticfiles"]["BACKEND"] = env(
 # Where nothing was collected (tests, a fresh checkout), look files up per request rather than
 # warn at every start.
 WHITENOISE_AUTOREFRESH = DEBUG or not STATIC_ROOT.is_dir()
+WHITENOISE_USE_FINDERS = WHITENOISE_AUTOREFRESH
 # Every e-mail goes through a backend that records failures (admin, /metrics), then to the real one.
 M2D_EMAIL_BACKEND = EMAIL_BACKEND
 EMAIL_BACKEND = "ops.mail.MeteredEmailBackend"

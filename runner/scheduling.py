@@ -105,16 +105,21 @@ def claim_next(slot: Slot) -> Submission | None:
     return None
 
 
-def queue_position(submission: Submission) -> int | None:
-    """1 for the next to run, counting the fair order; None when not queued."""
-    if submission.status != S.QUEUED:
-        return None
-    order = list(
+def queue_order() -> list[int]:
+    """Every queued submission's id, next to run first, in the fair order (one query)."""
+    return list(
         Submission.objects.filter(status=S.QUEUED)
         .annotate(owner_running=_running_per_owner())
         .order_by("owner_running", "created_at", "id")
         .values_list("pk", flat=True)
     )
+
+
+def queue_position(submission: Submission) -> int | None:
+    """1 for the next to run, counting the fair order; None when not queued."""
+    if submission.status != S.QUEUED:
+        return None
+    order = queue_order()
     return order.index(submission.pk) + 1 if submission.pk in order else None
 
 

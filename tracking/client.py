@@ -176,3 +176,20 @@ class MlflowAdmin:
                 )
             )
         return runs
+
+    def metric_history(self, run_id: str, key: str) -> list[dict]:
+        """Every value logged for one metric of one run: [{"step", "value", "timestamp"}], by step."""
+        points: list[dict] = []
+        token = ""
+        while True:
+            params = {"run_id": run_id, "metric_key": key, "max_results": 25000}
+            if token:
+                params["page_token"] = token
+            body = self._call("GET", f"{API}/metrics/get-history", params=params)
+            points += [
+                {"step": int(m.get("step", 0)), "value": m["value"], "timestamp": int(m.get("timestamp", 0))}
+                for m in body.get("metrics", [])
+            ]
+            token = body.get("next_page_token", "")
+            if not token:
+                return sorted(points, key=lambda p: (p["step"], p["timestamp"]))

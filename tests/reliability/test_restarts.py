@@ -35,8 +35,12 @@ def start_web(port: int, env: dict) -> subprocess.Popen:
 
 
 def _answers(port: int) -> bool:
+    return _answers_at(f"http://127.0.0.1:{port}/accounts/login/")
+
+
+def _answers_at(url: str) -> bool:
     try:
-        return requests.get(f"http://127.0.0.1:{port}/accounts/login/", timeout=2).status_code < 500
+        return requests.get(url, timeout=2).status_code < 500
     except requests.RequestException:
         return False
 
@@ -122,7 +126,7 @@ def test_everything_stopped_and_started_with_jobs_in_every_state(client, crash_p
         capture_output=True,
     )
     subprocess.run(["docker", "start", mlflow], capture_output=True, check=True)
-    wait_until(lambda: requests.get(f"{settings.MLFLOW_URL}/health", timeout=2).ok, 60, "MLflow")
+    wait_until(lambda: _answers_at(f"{settings.MLFLOW_URL}/health"), 60, "MLflow")
     crash_pool.processes = []
     crash_pool.start()
     crash_pool.start_beat()

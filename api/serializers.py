@@ -1,0 +1,103 @@
+"""The shapes the API answers with. They describe; the work is done by services and selectors."""
+
+from rest_framework import serializers
+
+from submissions.models import Submission
+
+
+class SubmissionUploadSerializer(serializers.Serializer):
+    archive = serializers.FileField(help_text="submission.zip: main.py and requirements.txt at its top")
+
+
+class TimingsSerializer(serializers.Serializer):
+    received = serializers.DateTimeField()
+    build_start = serializers.DateTimeField(allow_null=True)
+    build_end = serializers.DateTimeField(allow_null=True)
+    run_start = serializers.DateTimeField(allow_null=True)
+    run_end = serializers.DateTimeField(allow_null=True)
+
+
+class ExportEntrySerializer(serializers.Serializer):
+    path = serializers.CharField()
+    size = serializers.IntegerField()
+    sha256 = serializers.CharField()
+
+
+class SubmissionListItemSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    url = serializers.URLField()
+    status = serializers.ChoiceField(choices=Submission.Status.choices)
+    failure_stage = serializers.ChoiceField(choices=Submission.Stage.choices, allow_null=True)
+    original_name = serializers.CharField()
+    created_at = serializers.DateTimeField()
+    metrics = serializers.DictField(child=serializers.FloatField())
+    queue_position = serializers.IntegerField(allow_null=True)
+    estimated_wait_seconds = serializers.IntegerField(allow_null=True)
+
+
+class SubmissionDetailSerializer(serializers.Serializer):
+    """The object `manage.py submit --json` prints, with where it waits and a link to its page."""
+
+    id = serializers.IntegerField()
+    status = serializers.ChoiceField(choices=Submission.Status.choices)
+    failure_stage = serializers.ChoiceField(choices=Submission.Stage.choices, allow_null=True)
+    reason = serializers.CharField(allow_null=True)
+    exit_code = serializers.IntegerField(allow_null=True)
+    log_tail = serializers.CharField(allow_blank=True)
+    metrics = serializers.DictField(child=serializers.FloatField())
+    exports = ExportEntrySerializer(many=True)
+    warnings = serializers.ListField(child=serializers.CharField())
+    timings = TimingsSerializer()
+    finished = serializers.BooleanField()
+    queue_position = serializers.IntegerField(allow_null=True)
+    estimated_wait_seconds = serializers.IntegerField(allow_null=True)
+    page_url = serializers.URLField()
+
+
+class LogSerializer(serializers.Serializer):
+    kind = serializers.ChoiceField(choices=["build", "run"])
+    text = serializers.CharField(allow_blank=True)
+    hidden_bytes = serializers.IntegerField(help_text="bytes before the shown tail that the log policy keeps back")
+    note = serializers.CharField(allow_blank=True)
+
+
+class LogsSerializer(serializers.Serializer):
+    build = LogSerializer()
+    run = LogSerializer()
+
+
+class MetricPointSerializer(serializers.Serializer):
+    step = serializers.IntegerField()
+    value = serializers.FloatField()
+    timestamp = serializers.IntegerField(help_text="milliseconds since the epoch")
+
+
+class MetricsSerializer(serializers.Serializer):
+    final = serializers.DictField(child=serializers.FloatField())
+    history = serializers.DictField(child=MetricPointSerializer(many=True))
+    history_available = serializers.BooleanField(help_text="false when MLflow could not be read just now")
+
+
+class ExportFileSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    path = serializers.CharField()
+    size = serializers.IntegerField()
+    sha256 = serializers.CharField()
+    state = serializers.CharField()
+    download_url = serializers.URLField(allow_null=True, help_text="signed and expiring; only for released files")
+
+
+class ExportsSerializer(serializers.Serializer):
+    status = serializers.CharField(allow_null=True, help_text="null when the run wrote nothing to /mnt/export")
+    files = ExportFileSerializer(many=True)
+    release_zip_url = serializers.URLField(allow_null=True)
+    link_expires_in_seconds = serializers.IntegerField()
+
+
+class ErrorSerializer(serializers.Serializer):
+    detail = serializers.CharField()
+
+
+class FieldErrorsSerializer(serializers.Serializer):
+    archive = serializers.ListField(child=serializers.CharField(), required=False)
+    status = serializers.ListField(child=serializers.CharField(), required=False)

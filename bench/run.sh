@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# `make bench`: bring up a stack of its own (M2D_STACK=bench, free ports, its own var/ folder),
+# run the figures P1-P7 against it, print one table, and stop the stack again.
+#   BENCH_QUICK=1            fewer repeats, 10 instead of 100 submissions, a 100 MB upload
+#   BENCH_P6_N, BENCH_P4_REQUESTS, BENCH_P5_MB, BENCH_REPEATS, BENCH_SEED_REPEATS   sizes
+#   BENCH_SKIP_SEED=1        leave out the seed-recipe builds (they download from the package index)
+source "$(dirname "$0")/../scripts/lib.sh"
+cd "$REPO_ROOT"
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+export M2D_STACK=bench
+export M2D_VAR_DIR="$VAR_DIR/bench"
+export M2D_INSTANCE=m2dbench
+export M2D_REDIS_PORT="${M2D_REDIS_PORT:-$(free_port)}"
+export M2D_MLFLOW_PORT="${M2D_MLFLOW_PORT:-$(free_port)}"
+export M2D_WEB_ADDR="127.0.0.1:$(free_port)"
+export M2D_PORTAL_URL="http://$M2D_WEB_ADDR"
+export REDIS_URL="redis://127.0.0.1:$M2D_REDIS_PORT/0"
+export MLFLOW_URL="http://127.0.0.1:$M2D_MLFLOW_PORT"
+# P5 sends a 500 MB zip: the bench stack accepts it (the default limit is 100 MB).
+export M2D_MAX_UPLOAD_BYTES=$((600 * 1024 * 1024))
+# P6 queues 100 submissions of one researcher at once.
+export M2D_MAX_QUEUED_PER_RESEARCHER=0
+export M2D_CPU_SLOTS=1
+
+stop_stack() {
+    scripts/stack.sh down >/dev/null 2>&1 || true
+    scripts/services.sh wipe >/dev/null 2>&1 || true
+    docker images -q --filter "label=org.m2d.instance=$M2D_INSTANCE" | xargs -r docker rmi -f >/dev/null 2>&1 || true
+}
+trap stop_stack EXIT
+rm -rf "$M2D_VAR_DIR" && mkdir -p "$M2D_VAR_DIR"
+scripts/services.sh wipe >/dev/null 2>&1 || true
+log "starting the bench stack (portal $M2D_PORTAL_URL)"
+scripts/stack.sh up
+# shellcheck disable=SC1091
+source "$M2D_VAR_DIR/images.env"
+export M2D_BASE_IMAGE M2D_RUNTIME_IMAGE M2D_FORWARDER_IMAGE M2D_MLFLOW_IMAGE
+export M2D_STACK_PIDS="$M2D_VAR_DIR/run/$M2D_STACK.pids"
+.venv/bin/python bench/bench.py "$@"

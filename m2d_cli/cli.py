@@ -1,0 +1,228 @@
+"""m2d submit | status | logs | exports | cancel — see `m2d --help`."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+from . import __version__
+from .client import ApiError, Portal
+from .config import ConfigError, load
+
+FINISHED = {"succeeded", "failed", "cancelled", "timed_out"}
+POLL_SECONDS = 2.0
+
+
+def _err(text: str) -> None:
+    print(text, file=sys.stderr)
+
+
+def _duration(seconds) -> str:
+    if seconds is None:
+        return ""
+    if seconds < 90:
+        return f"about {max(1, round(seconds))} s"
+    if seconds < 5400:
+        return f"about {round(seconds / 60)} min"
+    return f"about {seconds / 3600:.1f} h"
+
+
+def _progress_bar(stream):
+    last = [-1]
+
+    def show(sent: int, total: int) -> None:
+        percent = int(sent * 100 / total) if total else 100
+        if percent == last[0]:
+            return
+        last[0] = percent
+        filled = percent * 30 // 100
+        stream.write(
+            f"\rUploading [{'#' * filled}{'.' * (30 - filled)}] {percent:3d}%  "
+            f"{sent / 1024**2:.1f}/{total / 1024**2:.1f} MB"
+        )
+        if sent >= total:
+            stream.write("\n")
+        stream.flush()
+
+    return show
+
+
+def _state_line(sub: dict) -> str:
+    line = sub["status"].replace("_", " ")
+    if sub.get("queue_position"):
+        line += f" (position {sub['queue_position']} in the queue"
+        wait = _duration(sub.get("estimated_wait_seconds"))
+        line += f", starts in {wait})" if wait else ")"
+    return line
+
+
+def _print_outcome(sub: dict) -> None:
+    print(f"Submission {sub['id']} {sub['status'].replace('_', ' ')}.")
+    if sub.get("failure_stage"):
+        print(f"Failed at: {sub['failure_stage']}")
+    if sub.get("reason"):
+        print(sub["reason"])
+    if sub.get("exit_code") is not None:
+        print(f"Exit code: {sub['exit_code']}")
+    if sub.get("metrics"):
+        width = max(len(key) for key in sub["metrics"])
+        print("Final metrics:")
+        for key, value in sorted(sub["metrics"].items()):
+            print(f"  {key:<{width}}  {value:.6g}")
+    if sub.get("exports"):
+        print(f"Exports held for review: {', '.join(e['path'] for e in sub['exports'])}")
+    if sub["status"] != "succeeded" and sub.get("log_tail"):
+        print("End of the log:")
+        print(sub["log_tail"].rstrip())
+    print(f"Page: {sub['page_url']}")
+
+
+def follow(portal: Portal, submission_id: int) -> dict:
+    """Print each change of state until the submission has finished."""
+    shown = ""
+    while True:
+        sub = portal.submission(submission_id)
+        line = _state_line(sub)
+        if line != shown:
+            print(f"{time.strftime('%H:%M:%S')}  {line}", flush=True)
+            shown = line
+        if sub["status"] in FINISHED:
+            return sub
+        time.sleep(POLL_SECONDS)
+
+
+def cmd_submit(portal: Portal, args) -> int:
+    path = Path(args.zip)
+    if not path.is_file():
+        _err(f"{path}: no such file. Zip main.py and requirements.txt first.")
+        return 2
+    sub = portal.submit(path, _progress_bar(sys.stderr))
+    print(f"Submission {sub['id']} received: {sub['page_url']}")
+    for warning in sub.get("warnings", []):
+        print(f"warning: {warning}")
+    if not args.wait:
+        return 0
+    try:
+        final = follow(portal, sub["id"])
+    except KeyboardInterrupt:
+        _err(f"\nStopped following; submission {sub['id']} goes on. `m2d status {sub['id']}` shows it.")
+        return 130
+    _print_outcome(final)
+    return 0 if final["status"] == "succeeded" else 1
+
+
+def cmd_status(portal: Portal, args) -> int:
+    if args.id is not None:
+        sub = portal.submission(args.id)
+        if args.wait and sub["status"] not in FINISHED:
+            sub = follow(portal, args.id)
+        if sub["status"] in FINISHED:
+            _print_outcome(sub)
+        else:
+            print(f"Submission {sub['id']}: {_state_line(sub)}\nPage: {sub['page_url']}")
+        return 0
+    rows = portal.submissions()
+    if not rows:
+        print("No submissions yet. `m2d submit submission.zip --wait` sends one.")
+        return 0
+    print(f"{'ID':>6}  {'STATUS':<34}  {'RECEIVED':<16}  METRICS")
+    for sub in rows:
+        metrics = " ".join(f"{k}={v:.4g}" for k, v in sorted(sub["metrics"].items()))
+        received = sub["created_at"][:16].replace("T", " ")
+        print(f"{sub['id']:>6}  {_state_line(sub):<34}  {received:<16}  {metrics}")
+    return 0
+
+
+def cmd_logs(portal: Portal, args) -> int:
+    logs = portal.logs(args.id)
+    kinds = [args.kind] if args.kind else ["build", "run"]
+    printed = False
+    for kind in kinds:
+        view = logs[kind]
+        if not view["text"]:
+            continue
+        if len(kinds) > 1:
+            print(f"==> {kind} log <==")
+        print(view["text"].rstrip())
+        if view["note"]:
+            _err(view["note"])
+        printed = True
+    if not printed:
+        print("No log yet.")
+    return 0
+
+
+def cmd_exports(portal: Portal, args) -> int:
+    body = portal.exports(args.id)
+    if body["status"] is None:
+        print(f"Submission {args.id} exported nothing (nothing was written to /mnt/export).")
+        return 0
+    print(f"Export of submission {args.id}: {body['status']}")
+    for entry in body["files"]:
+        print(f"  {entry['state']:<9} {entry['size']:>12,}  {entry['path']}")
+    released = [e for e in body["files"] if e["download_url"]]
+    if args.download is not None:
+        if not released:
+            print("Nothing is released yet; ask for a release on the submission's page.")
+            return 1
+        folder = Path(args.download)
+        folder.mkdir(parents=True, exist_ok=True)
+        for entry in released:
+            target = folder / entry["path"]
+            target.parent.mkdir(parents=True, exist_ok=True)
+            size = portal.download(entry["download_url"], target)
+            print(f"downloaded {target} ({size:,} bytes)")
+    elif released:
+        print("Download the released files with --download DIR.")
+    return 0
+
+
+def cmd_cancel(portal: Portal, args) -> int:
+    sub = portal.cancel(args.id)
+    print(f"Submission {sub['id']} {sub['status']}.")
+    return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    top = argparse.ArgumentParser(
+        prog="m2d",
+        description="Submit training code to an M2D portal and follow it. "
+        "Reads the portal URL and your API token from M2D_URL and M2D_TOKEN, or ~/.config/m2d/config.toml.",
+    )
+    top.add_argument("--version", action="version", version=f"m2d {__version__}")
+    commands = top.add_subparsers(dest="command", required=True)
+    submit = commands.add_parser("submit", help="upload submission.zip")
+    submit.add_argument("zip")
+    submit.add_argument("--wait", action="store_true", help="follow it to its end; exit 1 unless it succeeded")
+    submit.set_defaults(run=cmd_submit)
+    status = commands.add_parser("status", help="your recent submissions, or one of them")
+    status.add_argument("id", type=int, nargs="?")
+    status.add_argument("--wait", action="store_true", help="follow it to its end")
+    status.set_defaults(run=cmd_status)
+    logs = commands.add_parser("logs", help="the end of a submission's build and run logs")
+    logs.add_argument("id", type=int)
+    logs.add_argument("--kind", choices=["build", "run"])
+    logs.set_defaults(run=cmd_logs)
+    exports = commands.add_parser("exports", help="what a run exported, its review state, and downloads")
+    exports.add_argument("id", type=int)
+    exports.add_argument("--download", metavar="DIR", help="save the released files here")
+    exports.set_defaults(run=cmd_exports)
+    cancel = commands.add_parser("cancel", help="cancel a submission that has not finished")
+    cancel.add_argument("id", type=int)
+    cancel.set_defaults(run=cmd_cancel)
+    return top
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        portal = Portal(load())
+        return args.run(portal, args)
+    except ConfigError as exc:
+        _err(str(exc))
+        return 2
+    except ApiError as exc:
+        _err(f"m2d: {exc}")
+        return 2
