@@ -239,6 +239,15 @@ def build_image(spec: BuildSpec, should_stop=None) -> str:
 
 
 @engine_errors
+def image_exists(image: str) -> bool:
+    try:
+        client().images.get(image)
+        return True
+    except (ImageNotFound, NotFound):
+        return False
+
+
+@engine_errors
 def remove_image(tag_or_id: str) -> None:
     try:
         client().images.remove(tag_or_id, force=True, noprune=False)

@@ -83,20 +83,7 @@ def build(submission_id: int) -> None:
         transition(submission, S.BUILDING, heartbeat_at=timezone.now())
     except TransitionConflict:
         return
-    dockerfile = "execute_code" if settings.M2D_USE_GPU else "execute_code-without-gpu"
-    spec = docker_api.BuildSpec(
-        submission_id=submission.pk,
-        archive=Path(submission.archive.path),
-        dockerfile=settings.M2D_DOCKER_SCRIPTS_DIR / dockerfile,
-        unpack_script=settings.M2D_DOCKER_SCRIPTS_DIR / "unpack_submission.py",
-        runtime_image=settings.M2D_RUNTIME_IMAGE,
-        tag=image_tag(submission.pk),
-        labels=labels(submission),
-        log_path=log_dir(submission.pk) / "build.log",
-        timeout=settings.M2D_BUILD_TIMEOUT,
-        log_max_bytes=settings.M2D_LOG_MAX_BYTES,
-        memory=settings.M2D_BUILD_MEMORY,
-    )
+    spec = build_spec(submission)
     try:
         image_id = docker_api.build_image(spec, should_stop=_build_watch(submission.pk))
     except docker_api.BuildCancelled:
@@ -126,6 +113,32 @@ def build(submission_id: int) -> None:
         transaction.on_commit(wake_run_slots)
     else:
         docker_api.remove_image(spec.tag)
+
+
+def build_spec(submission: Submission, log_name: str = "build.log") -> docker_api.BuildSpec:
+    dockerfile = "execute_code" if settings.M2D_USE_GPU else "execute_code-without-gpu"
+    return docker_api.BuildSpec(
+        submission_id=submission.pk,
+        archive=Path(submission.archive.path),
+        dockerfile=settings.M2D_DOCKER_SCRIPTS_DIR / dockerfile,
+        unpack_script=settings.M2D_DOCKER_SCRIPTS_DIR / "unpack_submission.py",
+        runtime_image=settings.M2D_RUNTIME_IMAGE,
+        tag=image_tag(submission.pk),
+        labels=labels(submission),
+        log_path=log_dir(submission.pk) / log_name,
+        timeout=settings.M2D_BUILD_TIMEOUT,
+        log_max_bytes=settings.M2D_LOG_MAX_BYTES,
+        memory=settings.M2D_BUILD_MEMORY,
+    )
+
+
+def _image_on_this_host(submission: Submission) -> str:
+    """The run host's engine may not hold the image (it was built on another host, or pruned):
+    build it here from the stored zip; the requirements layer cache of this host serves it."""
+    if docker_api.image_exists(submission.image_id):
+        return submission.image_id
+    log.info("submission %s: image not on this host, building it here", submission.pk)
+    return docker_api.build_image(build_spec(submission, "build-on-run-host.log"))
 
 
 def _build_watch(submission_id: int):
@@ -205,6 +218,12 @@ def run(submission: Submission, adopt: bool = False) -> None:
         volume.destroy()
         _platform_lost(submission, f"The platform could not prepare /mnt/export: {exc}")
         return
+    try:
+        image = _image_on_this_host(submission)
+    except (docker_api.PlatformFault, docker_api.BuildFailed, TimeoutError) as exc:
+        volume.destroy()
+        _platform_lost(submission, f"The platform could not make the image available on {submission.slot}: {exc}")
+        return
     gateway_dir = settings.M2D_GATEWAY_DIR / str(submission.pk)
     if not (adopt and gateway_dir.is_dir()):
         _prepare_folder(gateway_dir, 0, 0o755)
@@ -212,7 +231,7 @@ def run(submission: Submission, adopt: bool = False) -> None:
     spec = docker_api.RunSpec(
         submission_id=submission.pk,
         name=container_name(submission.pk),
-        image=submission.image_id,
+        image=image,
         forwarder_image=settings.M2D_FORWARDER_IMAGE,
         slot=submission.slot,
         labels=labels(submission, submission.slot),

@@ -4,6 +4,7 @@ sharing one database and one broker."""
 import time
 
 import pytest
+from django.conf import settings
 
 from runner import docker_api
 from submissions.models import Submission
@@ -91,3 +92,17 @@ def test_two_run_workers_share_the_queue_without_overlap(client, two_hosts, make
                 spans.append((events["running"], events["succeeded"]))
         spans.sort()
         assert all(end <= next_start for (_, end), (next_start, _) in zip(spans, spans[1:], strict=False)), spans
+
+
+def test_a_run_host_without_the_image_builds_it_from_the_stored_zip(client, crash_pool, make_researcher):
+    """A run slot on another host (here: the image removed from the engine between build and
+    run) builds the image itself from the stored zip instead of failing."""
+    crash_pool.kill("run")
+    sid = submit(client, make_researcher(), "print('ran where it was not built')\n")
+    wait_until(lambda: status(sid) == "queued", 120, "the build")
+    docker_api.remove_image(Submission.objects.get(pk=sid).image_id)
+    crash_pool.restart("run")
+    submission = wait_finished(sid, timeout=180)
+    assert submission.status == "succeeded", submission.reason
+    assert "ran where it was not built" in submission.run_log_tail
+    assert (settings.VAR_DIR / "logs" / str(sid) / "build-on-run-host.log").exists()
