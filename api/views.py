@@ -91,7 +91,7 @@ class SubmissionViewSet(viewsets.GenericViewSet):
 
     @extend_schema(
         request={"multipart/form-data": s.SubmissionUploadSerializer},
-        responses={201: s.SubmissionDetailSerializer, **ERRORS, **FIELD_ERRORS},
+        responses={201: s.SubmissionDetailSerializer, **ERRORS, **FIELD_ERRORS, 415: ERRORS[403]},
     )
     def create(self, request):
         """Upload submission.zip. It is checked at once; a refused zip says what to change."""

@@ -63,3 +63,19 @@ def _remove_orphans() -> None:
                 container.remove(force=True)
             except Exception:  # gone meanwhile
                 pass
+    if settings.M2D_KEEP_IMAGES:
+        return
+    try:
+        images = docker_api.client().images.list(
+            filters={"label": f"{docker_api.LABEL_INSTANCE}={settings.M2D_INSTANCE}"}
+        )
+    except docker_api.PlatformFault:
+        return
+    for image in images:
+        submission_id = image.labels.get(docker_api.LABEL_SUBMISSION, "")
+        if submission_id.isdigit() and int(submission_id) not in live:
+            log.info("reconciler: removing the image of finished submission %s", submission_id)
+            try:
+                docker_api.remove_image(image.id)
+            except Exception:  # in use by a build that just started, or gone meanwhile
+                pass
