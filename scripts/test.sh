@@ -13,6 +13,9 @@ export M2D_MLFLOW_PORT="${M2D_TEST_MLFLOW_PORT:-$(free_port)}"
 export M2D_INSTANCE="m2d$M2D_STACK"
 export M2D_VAR_DIR_TEST="$VAR_DIR/$M2D_STACK"
 
+# What the suite drives besides the platform: Debian's chromium for the browser tests, PostgreSQL
+# for the second pass, curl for the service checks.
+apt_ensure chromium postgresql curl
 engine=$("$REPO_ROOT/scripts/docker-engine.sh")
 "$REPO_ROOT/scripts/stack.sh" setup
 source "$VAR_DIR/images.env"
