@@ -121,6 +121,29 @@ class WorkerPool:
         self.log_dir = Path(settings.VAR_DIR) / "log"
         self.processes: list[subprocess.Popen] = []
 
+    def _worker_command(self, queue: str) -> list[str]:
+        # One process per run slot, as on a real host; the other queues take one task at a time.
+        concurrency = str(self.overrides.get("M2D_CPU_SLOTS", 1)) if queue == self.all_queues["run"] else "1"
+        name = f"{queue}-{os.getpid()}-{time.monotonic_ns()}@%h"
+        return [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "m2d",
+            "worker",
+            "-Q",
+            queue,
+            "-c",
+            concurrency,
+            "-n",
+            name,
+            "--without-gossip",
+            "--without-mingle",
+            "-l",
+            "INFO",
+        ]
+
     def start(self) -> WorkerPool:
         self.log_dir.mkdir(parents=True, exist_ok=True)
         logs = []
@@ -128,25 +151,7 @@ class WorkerPool:
             path = self.log_dir / f"worker-{self.tag}-{queue}.log"
             path.write_bytes(b"")
             logs.append(path)
-            concurrency = str(self.overrides.get("M2D_CPU_SLOTS", 1)) if queue == self.all_queues["run"] else "1"
-            command = [
-                sys.executable,
-                "-m",
-                "celery",
-                "-A",
-                "m2d",
-                "worker",
-                "-Q",
-                queue,
-                "-c",
-                concurrency,
-                "-n",
-                f"{queue}-{os.getpid()}@%h",
-                "--without-gossip",
-                "--without-mingle",
-                "-l",
-                "INFO",
-            ]
+            command = self._worker_command(queue)
             with open(path, "ab") as log:
                 self.processes.append(
                     subprocess.Popen(
@@ -189,25 +194,7 @@ class WorkerPool:
         queue = self.queues[role]
         path = self.log_dir / f"worker-{self.tag}-{queue}.log"
         before = path.read_bytes().count(b"ready.")
-        concurrency = str(self.overrides.get("M2D_CPU_SLOTS", 1)) if role == "run" else "1"
-        command = [
-            sys.executable,
-            "-m",
-            "celery",
-            "-A",
-            "m2d",
-            "worker",
-            "-Q",
-            queue,
-            "-c",
-            concurrency,
-            "-n",
-            f"{queue}-{os.getpid()}-{time.monotonic_ns()}@%h",
-            "--without-gossip",
-            "--without-mingle",
-            "-l",
-            "INFO",
-        ]
+        command = self._worker_command(queue)
         with open(path, "ab") as log:
             self.processes[index] = subprocess.Popen(
                 command, cwd=REPO, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
