@@ -35,6 +35,12 @@ class SubmissionListItemSerializer(serializers.Serializer):
     estimated_wait_seconds = serializers.IntegerField(allow_null=True)
 
 
+class EventSerializer(serializers.Serializer):
+    status = serializers.ChoiceField(choices=Submission.Status.choices)
+    at = serializers.DateTimeField()
+    note = serializers.CharField(allow_blank=True)
+
+
 class SubmissionDetailSerializer(serializers.Serializer):
     """The object `manage.py submit --json` prints, with where it waits and a link to its page."""
 
@@ -48,6 +54,7 @@ class SubmissionDetailSerializer(serializers.Serializer):
     exports = ExportEntrySerializer(many=True)
     warnings = serializers.ListField(child=serializers.CharField())
     timings = TimingsSerializer()
+    events = EventSerializer(many=True, help_text="every change of state, oldest first")
     finished = serializers.BooleanField()
     queue_position = serializers.IntegerField(allow_null=True)
     estimated_wait_seconds = serializers.IntegerField(allow_null=True)

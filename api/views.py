@@ -38,11 +38,12 @@ def _page_url(request, submission: Submission) -> str:
     return request.build_absolute_uri(reverse("submissions:detail", args=[submission.pk]))
 
 
-def detail_of(request, submission: Submission, queue: QueueView | None = None) -> dict:
+def detail_of(request, submission: Submission) -> dict:
     return {
         **submission_summary(submission),
+        "events": [{"status": e.to_status, "at": e.at, "note": e.note} for e in submission.events.all()],
         "finished": submission.is_finished,
-        **(queue or QueueView()).describe(submission),
+        **QueueView().describe(submission),
         "page_url": _page_url(request, submission),
     }
 

@@ -27,6 +27,7 @@ stop_stack() {
     scripts/stack.sh down >/dev/null 2>&1 || true
     scripts/services.sh wipe >/dev/null 2>&1 || true
     docker images -q --filter "label=org.m2d.instance=$M2D_INSTANCE" | xargs -r docker rmi -f >/dev/null 2>&1 || true
+    rm -rf "$M2D_VAR_DIR/bench-work"  # the zips, the 500 MB one among them
 }
 trap stop_stack EXIT
 rm -rf "$M2D_VAR_DIR" && mkdir -p "$M2D_VAR_DIR"

@@ -249,6 +249,8 @@ M2D_LOG_TAIL_LINES = env.int("M2D_LOG_TAIL_LINES", default=40)
 M2D_TRACKING_MAX_BYTES = env.int("M2D_TRACKING_MAX_BYTES", default=1_000_000)
 M2D_STOP_GRACE_SECONDS = env.int("M2D_STOP_GRACE_SECONDS", default=10)
 M2D_KEEP_IMAGES = env.bool("M2D_KEEP_IMAGES", default=False)
+# Untagged build layers (the requirements layers later submissions reuse) are removed once unused and this old.
+M2D_BUILD_CACHE_SECONDS = env.int("M2D_BUILD_CACHE_SECONDS", default=7 * 24 * 3600)
 
 # --- MLflow -----------------------------------------------------------------------------------
 MLFLOW_URL = env("MLFLOW_URL", default="http://127.0.0.1:3001").rstrip("/")

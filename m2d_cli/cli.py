@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from datetime import datetime
 from pathlib import Path
 
 from . import __version__
@@ -79,15 +80,26 @@ def _print_outcome(sub: dict) -> None:
     print(f"Page: {sub['page_url']}")
 
 
+def _clock(iso: str) -> str:
+    try:
+        return datetime.fromisoformat(iso.replace("Z", "+00:00")).astimezone().strftime("%H:%M:%S")
+    except ValueError:
+        return iso
+
+
 def follow(portal: Portal, submission_id: int) -> dict:
-    """Print each change of state until the submission has finished."""
-    shown = ""
+    """Print each step of the submission's timeline, and where it waits, until it has finished."""
+    printed = 0
+    waiting = ""
     while True:
         sub = portal.submission(submission_id)
-        line = _state_line(sub)
-        if line != shown:
-            print(f"{time.strftime('%H:%M:%S')}  {line}", flush=True)
-            shown = line
+        for event in sub["events"][printed:]:
+            print(f"{_clock(event['at'])}  {event['status'].replace('_', ' ')}", flush=True)
+        printed = len(sub["events"])
+        where = _state_line(sub) if sub.get("queue_position") else ""
+        if where and where != waiting:
+            print(f"          {where}", flush=True)
+        waiting = where
         if sub["status"] in FINISHED:
             return sub
         time.sleep(POLL_SECONDS)
@@ -156,7 +168,7 @@ def cmd_logs(portal: Portal, args) -> int:
 
 def cmd_exports(portal: Portal, args) -> int:
     body = portal.exports(args.id)
-    if body["status"] is None:
+    if body["status"] is None or not body["files"]:
         print(f"Submission {args.id} exported nothing (nothing was written to /mnt/export).")
         return 0
     print(f"Export of submission {args.id}: {body['status']}")

@@ -28,8 +28,9 @@ def _message(response: requests.Response) -> str:
     if isinstance(body, dict):
         if "detail" in body:
             return str(body["detail"])
-        return "\n".join(f"{key}: {' '.join(map(str, value if isinstance(value, list) else [value]))}"
-                         for key, value in body.items())
+        return "\n".join(
+            f"{key}: {' '.join(map(str, value if isinstance(value, list) else [value]))}" for key, value in body.items()
+        )
     return str(body)
 
 

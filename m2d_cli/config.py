@@ -36,7 +36,7 @@ def load() -> Config:
     if not url or not token:
         raise ConfigError(
             "Tell m2d where your portal is and who you are: set M2D_URL and M2D_TOKEN, or write\n"
-            f"  url = \"https://m2d.hospital.example\"\n  token = \"<your API token>\"\n"
+            f'  url = "https://m2d.hospital.example"\n  token = "<your API token>"\n'
             f"to {path}. Create the token on your account page in the portal."
         )
     return Config(url=url.rstrip("/"), token=token)

@@ -249,10 +249,42 @@ def image_exists(image: str) -> bool:
 
 @engine_errors
 def remove_image(tag_or_id: str) -> None:
+    """Remove a submission image and its own layers (code, settings, labels), but keep the last
+    layer a RUN step made: the installed requirements, which the next submission with the same
+    requirements.txt reuses. (Pruning every untagged parent made each resubmission reinstall,
+    and failed builds that had just found that layer in the cache.) prune_build_cache() ages
+    out what is kept."""
     try:
-        client().images.remove(tag_or_id, force=True, noprune=False)
+        image = client().images.get(tag_or_id)
+        client().images.remove(image.id, force=True, noprune=True)
     except (ImageNotFound, NotFound):
-        pass
+        return
+    parent_id = image.attrs.get("Parent")
+    while parent_id:
+        try:
+            parent = client().images.get(parent_id)
+        except (ImageNotFound, NotFound):
+            return
+        step = " ".join((parent.attrs.get("ContainerConfig") or {}).get("Cmd") or [])
+        if parent.tags or "#(nop)" not in step:
+            return  # a named image, or a RUN step's layer (or one we cannot tell): keep it
+        parent_id = parent.attrs.get("Parent")
+        try:
+            client().images.remove(parent.id, noprune=True)
+        except (ImageNotFound, NotFound):
+            return
+        except APIError as exc:
+            if exc.status_code == 409:  # another image grew from it: it is shared, keep it
+                return
+            raise
+
+
+@engine_errors
+def prune_build_cache(older_than_seconds: int) -> int:
+    """Remove untagged image layers left by builds (requirements layers, unpack stages) older
+    than the limit; returns the bytes freed."""
+    report = client().images.prune(filters={"dangling": True, "until": f"{older_than_seconds}s"})
+    return int(report.get("SpaceReclaimed") or 0)
 
 
 # --- run -----------------------------------------------------------------------------------------
@@ -504,8 +536,23 @@ def stop_run(name: str, grace: int = 10) -> None:
 
 
 @engine_errors
-def list_labelled(instance: str) -> list:
-    return client().containers.list(all=True, filters={"label": f"{LABEL_INSTANCE}={instance}"})
+def list_labelled(instance: str, submission_id: int | None = None) -> list:
+    labels = [f"{LABEL_INSTANCE}={instance}"]
+    if submission_id is not None:
+        labels.append(f"{LABEL_SUBMISSION}={submission_id}")
+    return client().containers.list(all=True, filters={"label": labels})
+
+
+@engine_errors
+def remove_build_leftovers(instance: str, submission_id: int) -> None:
+    """A build stopped half-way (cancelled, timed out, its worker gone) can leave its
+    intermediate containers behind; none of the submission's containers may outlive its build."""
+    for container in list_labelled(instance, submission_id):
+        if container.status != "running":
+            try:
+                container.remove(force=True)
+            except NotFound:
+                pass
 
 
 # --- provenance ----------------------------------------------------------------------------------

@@ -85,7 +85,7 @@ def build(submission_id: int) -> None:
         return
     spec = build_spec(submission)
     try:
-        image_id = docker_api.build_image(spec, should_stop=_build_watch(submission.pk))
+        image_id = _build_leaving_nothing(spec, submission.pk)
     except docker_api.BuildCancelled:
         log.info("build of submission %s stopped: cancelled", submission.pk)
         return
@@ -113,6 +113,16 @@ def build(submission_id: int) -> None:
         transaction.on_commit(wake_run_slots)
     else:
         docker_api.remove_image(spec.tag)
+
+
+def _build_leaving_nothing(spec: docker_api.BuildSpec, submission_id: int) -> str:
+    try:
+        return docker_api.build_image(spec, should_stop=_build_watch(submission_id))
+    finally:
+        try:
+            docker_api.remove_build_leftovers(settings.M2D_INSTANCE, submission_id)
+        except docker_api.PlatformFault:
+            pass  # the reconciler removes them once the engine answers
 
 
 def build_spec(submission: Submission, log_name: str = "build.log") -> docker_api.BuildSpec:
@@ -243,9 +253,10 @@ def run(submission: Submission, adopt: bool = False) -> None:
             "MLFLOW_TRACKING_USERNAME": researcher.mlflow_username,
             "MLFLOW_TRACKING_PASSWORD": researcher.mlflow_password,
             "MLFLOW_EXPERIMENT_NAME": researcher.mlflow_experiment_name,
-            # a refused or unreachable tracking call fails fast instead of retrying for minutes
-            "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2",
-            "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+            # a refused call (4xx) fails at once; an unreachable gateway (a run worker restarting and
+            # adopting the run) is retried for about a minute, not the client's default four
+            "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "5",
+            "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "2",
             "MLFLOW_DISABLE_TELEMETRY": "true",
             "DO_NOT_TRACK": "true",
             "GIT_PYTHON_REFRESH": "quiet",
@@ -284,6 +295,9 @@ def run(submission: Submission, adopt: bool = False) -> None:
         if adopt and not docker_api.run_exists(spec.name):
             raise docker_api.PlatformFault("its container is gone")
         docker_api.start_run(spec)
+        # A cancel that committed while the container was being created found nothing to stop.
+        if Submission.objects.filter(pk=submission.pk, status=S.CANCELLED).exists():
+            docker_api.stop_run(spec.name, grace=settings.M2D_STOP_GRACE_SECONDS)
         outcome = _follow(spec, submission.pk)
     except docker_api.PlatformFault as exc:
         fault = str(exc)

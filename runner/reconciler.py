@@ -36,6 +36,26 @@ def reconcile() -> None:
         for _ in range(wakes):
             wake_run_slots()
     _remove_orphans()
+    _remove_stale_export_volumes()
+
+
+def _remove_stale_export_volumes() -> None:
+    """Export volumes stay mounted only while their run runs; a worker killed mid-cleanup
+    leaves one behind (its files were either collected already or belong to a lost run)."""
+    folder = settings.M2D_EXPORT_VOLUME_DIR
+    if not folder.is_dir():
+        return
+    running = {str(pk) for pk in Submission.objects.filter(status=S.RUNNING).values_list("pk", flat=True)}
+    from .pipeline import export_volume
+
+    for entry in folder.iterdir():
+        name = entry.name.removesuffix(".img")
+        if name.isdigit() and name not in running:
+            log.info("reconciler: removing the stale export volume of submission %s", name)
+            try:
+                export_volume(int(name)).destroy()
+            except Exception as exc:  # busy: the next period tries again
+                log.warning("reconciler: export volume %s not removed: %s", name, exc)
 
 
 def _restart_interrupted_builds() -> None:
@@ -79,3 +99,7 @@ def _remove_orphans() -> None:
                 docker_api.remove_image(image.id)
             except Exception:  # in use by a build that just started, or gone meanwhile
                 pass
+    try:
+        docker_api.prune_build_cache(settings.M2D_BUILD_CACHE_SECONDS)
+    except Exception as exc:  # a prune already running, or the engine away: next period
+        log.info("reconciler: build cache not pruned: %s", exc)

@@ -25,7 +25,9 @@ cleanup() {
     M2D_VAR_DIR="$VAR_DIR" "$REPO_ROOT/scripts/services.sh" wipe
     docker ps -aq --filter "label=org.m2d.instance=$M2D_INSTANCE" | xargs -r docker rm -f >/dev/null 2>&1 || true
     docker images -q --filter "label=org.m2d.instance=$M2D_INSTANCE" | xargs -r docker rmi -f >/dev/null 2>&1 || true
-    [ "${status:-1}" = 0 ] && rm -rf "$M2D_VAR_DIR_TEST"
+    # Export volumes of runs cut short by the end of a test must not outlive the run.
+    awk -v dir="$M2D_VAR_DIR_TEST/" 'index($2, dir) == 1 { print $2 }' /proc/mounts | xargs -r -n1 umount -l || true
+    if [ "${status:-1}" = 0 ]; then rm -rf "$M2D_VAR_DIR_TEST" || true; fi
     if [ "$engine" = started ] && [ -f "$VAR_DIR/run/dockerd.pid" ]; then
         as_root kill "$(cat "$VAR_DIR/run/dockerd.pid")" 2>/dev/null || true
     fi

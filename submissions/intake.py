@@ -555,7 +555,7 @@ def write_normalised_zip(src_fileobj_or_path, report: IntakeReport, dest_fileobj
         fp.seek(0, os.SEEK_END)
         size = fp.tell()
         # Built aside first, so a refusal half-way never leaves a partial zip at dest.
-        spool = stack.enter_context(tempfile.SpooledTemporaryFile(max_size=64 * 1024**2))
+        spool = stack.enter_context(tempfile.SpooledTemporaryFile(max_size=1024**2))
         with _open_zip(fp) as zf, zipfile.ZipFile(spool, "w", zipfile.ZIP_DEFLATED) as out:
             entries = _structure(zf, fp, size, _NO_LIMITS, _Budget(_NO_LIMITS), "", strict=True)
             by_name = {e.name: e for e in entries if not e.is_dir}

@@ -1,15 +1,25 @@
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
+from django.http import Http404
 from django.shortcuts import redirect, render
+from django.views.decorators.http import require_POST
 
+from tracking.readback import metric_history
+
+from .charts import line_charts
 from .forms import UploadForm
+from .progress import QueueView, humanize_seconds
 from .selectors import submission_for, submissions_visible_to
-from .services import SubmissionRefused, ensure_may_submit, submission_create
+from .services import SubmissionRefused, ensure_may_submit, submission_cancel, submission_create
 
 
 @login_required
 def submission_list(request):
-    submissions = submissions_visible_to(request.user).filter(owner=request.user)[:200]
+    submissions = list(submissions_visible_to(request.user).filter(owner=request.user)[:200])
+    queue = QueueView()
+    for submission in submissions:
+        submission.queue_position = queue.position(submission)
+        submission.wait = humanize_seconds(queue.estimated_wait_seconds(submission))
     return render(request, "submissions/list.html", {"submissions": submissions})
 
 
@@ -34,16 +44,53 @@ def submission_upload(request):
     return render(request, "submissions/upload.html", {"form": form, "refusal": refusal}, status=status)
 
 
+def _live_context(request, submission) -> dict:
+    queue = QueueView()
+    history, available = metric_history(submission) if submission.status != "received" else ({}, True)
+    return {
+        "submission": submission,
+        "events": submission.events.all(),
+        "queue_position": queue.position(submission),
+        "wait": humanize_seconds(queue.estimated_wait_seconds(submission)),
+        "charts": line_charts(history),
+        "history_available": available,
+        "can_cancel": not submission.is_finished and (request.user.is_staff or request.user.pk == submission.owner_id),
+    }
+
+
 @login_required
 def submission_detail(request, pk: int):
     submission = submission_for(request.user, pk)
-    export = getattr(submission, "export", None)
-    return render(
-        request,
-        "submissions/detail.html",
-        {
-            "submission": submission,
-            "events": submission.events.all(),
-            "export": export,
-        },
-    )
+    return render(request, "submissions/detail.html", _live_context(request, submission))
+
+
+@login_required
+def submission_live(request, pk: int):
+    """The part of the detail page that changes, for the page to fetch while the job goes on."""
+    submission = submission_for(request.user, pk)
+    response = render(request, "submissions/partials/live.html", _live_context(request, submission))
+    response["X-M2D-Finished"] = "1" if submission.is_finished else "0"
+    response["Cache-Control"] = "no-store"
+    return response
+
+
+@login_required
+def admin_dashboard(request):
+    if not (request.user.is_active and request.user.is_staff):
+        raise Http404
+    from .dashboard import admin_dashboard as dashboard
+
+    return render(request, "submissions/dashboard.html", dashboard())
+
+
+@login_required
+@require_POST
+def submission_cancel_view(request, pk: int):
+    submission = submission_for(request.user, pk)
+    try:
+        submission_cancel(by=request.user, submission=submission)
+    except SubmissionRefused as exc:
+        messages.error(request, str(exc))
+    else:
+        messages.success(request, f"Submission {submission.pk} cancelled.")
+    return redirect("submissions:detail", pk=submission.pk)

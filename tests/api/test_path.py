@@ -2,9 +2,11 @@
 metrics, the export airlock and a download; cancelling a running job."""
 
 import hashlib
+import time
 
 import pytest
 from django.contrib.auth import get_user_model
+from rest_framework.test import APIClient
 
 from exports.services import export_decide_all, export_request_release
 from submissions.models import Submission
@@ -70,9 +72,14 @@ def test_submit_follow_read_and_download(celery_workers, make_researcher, api_fo
     body = b"".join(download.streaming_content)
     assert download.status_code == 200 and body == b"w=0.42\n"
     assert hashlib.sha256(body).hexdigest() == released["files"][0]["sha256"]
-    # The link is its owner's alone.
+    # The link is its owner's alone; an admin sees the file released but gets no link of their own.
     stranger = api_for(make_researcher("eve").user)
     assert stranger.get(link).status_code == 404
+    staff = APIClient()
+    staff.force_authenticate(admin)
+    as_admin = staff.get(f"/api/v1/submissions/{submission_id}/exports/").json()
+    assert as_admin["files"][0]["state"] == "released" and as_admin["files"][0]["download_url"] is None
+    assert staff.get(link).status_code == 404
 
 
 def test_cancel_a_running_job(celery_workers, make_researcher, api_for):
@@ -80,13 +87,14 @@ def test_cancel_a_running_job(celery_workers, make_researcher, api_for):
     api = api_for(researcher.user)
     archive = make_zip({"main.py": SLEEP, "requirements.txt": ""})
     submission_id = api.post("/api/v1/submissions/", {"archive": archive}, format="multipart").json()["id"]
-    import time
-
     deadline = time.monotonic() + 240
     while api.get(f"/api/v1/submissions/{submission_id}/").json()["status"] != "running":
         assert time.monotonic() < deadline, "the job never started"
-        time.sleep(0.5)
+        time.sleep(0.2)
     cancelled = api.post(f"/api/v1/submissions/{submission_id}/cancel/")
     assert cancelled.status_code == 200 and cancelled.json()["status"] == "cancelled"
     assert wait_finished(submission_id, timeout=60).status == "cancelled"
+    # The container is stopped, not left to run out its time: the slot takes the next job at once.
+    after = api.post("/api/v1/submissions/", {"archive": make_zip({"main.py": "print(1)", "requirements.txt": ""})})
+    assert wait_finished(after.json()["id"], timeout=120).status == "succeeded"
     assert api.post(f"/api/v1/submissions/{submission_id}/cancel/").status_code == 409

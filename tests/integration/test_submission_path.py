@@ -81,7 +81,7 @@ def test_upload_to_metrics_exports_and_mail(client, celery_workers, mailbox, mak
     # Nothing is left behind on the engine.
     from runner import docker_api
 
-    assert docker_api.list_labelled(settings.M2D_INSTANCE) == []
+    assert docker_api.list_labelled(settings.M2D_INSTANCE, submission_id) == []
 
 
 def test_failing_main_reports_its_traceback(client, celery_workers, mailbox, make_researcher):

@@ -65,7 +65,7 @@ def test_run_worker_killed_mid_run_is_adopted(client, crash_pool, make_researche
     assert [f["path"] for f in submission.export.files] == ["done.txt"]
     assert "finished" in submission.run_log_tail
     assert len(mlflow_runs(researcher)) == 1
-    assert docker_api.list_labelled(settings.M2D_INSTANCE) == []
+    assert docker_api.list_labelled(settings.M2D_INSTANCE, sid) == []
 
 
 def test_build_worker_killed_mid_build_builds_again(client, crash_pool, make_researcher):

@@ -24,6 +24,8 @@ def labelled_image(settings, submission_id: int) -> str:
     image, _ = docker_api.client().images.build(
         fileobj=context,
         custom_context=True,
+        rm=True,
+        forcerm=True,
         tag=f"m2d-reconciler-test:{submission_id}",
         labels={docker_api.LABEL_INSTANCE: settings.M2D_INSTANCE, docker_api.LABEL_SUBMISSION: str(submission_id)},
     )

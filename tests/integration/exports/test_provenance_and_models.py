@@ -110,4 +110,4 @@ def test_provenance_of_a_finished_run_and_its_model(client, celery_workers, mail
 
     from runner import docker_api
 
-    assert docker_api.list_labelled(settings.M2D_INSTANCE) == []  # the inspection container is gone too
+    assert docker_api.list_labelled(settings.M2D_INSTANCE, submission_id) == []  # the inspection container too

@@ -1,0 +1,77 @@
+"""What the admin dashboard shows: the queue, the runs on each slot, recent failures, and what
+waits for an admin. Reads only; a fixed number of queries whatever the size of the tables."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from django.db.models import Count, Max
+from django.utils import timezone
+
+from .models import Submission, SubmissionEvent
+from .progress import QueueView, humanize_seconds
+
+S = Submission.Status
+FAILURE_WINDOW = timedelta(days=7)
+SHOWN = 50
+
+
+def _age(delta: timedelta) -> str:
+    seconds = max(0, int(delta.total_seconds()))
+    if seconds < 60:
+        return f"{seconds} s"
+    if seconds < 3600:
+        return f"{seconds // 60} min {seconds % 60} s"
+    return f"{seconds // 3600} h {seconds % 3600 // 60} min"
+
+
+def _since(status: str, ids: list[int]) -> dict[int, object]:
+    """When each submission last entered `status`."""
+    return dict(
+        SubmissionEvent.objects.filter(submission_id__in=ids, to_status=status)
+        .values("submission_id")
+        .annotate(at=Max("at"))
+        .values_list("submission_id", "at")
+    )
+
+
+def admin_dashboard() -> dict:
+    from accounts.models import Researcher
+    from exports.selectors import exports_awaiting_review
+
+    now = timezone.now()
+    queue = QueueView()
+    queued_ids = list(queue.positions)[:SHOWN]
+    queued = {s.pk: s for s in Submission.objects.filter(pk__in=queued_ids).select_related("owner")}
+    queued_since = _since(S.QUEUED, queued_ids)
+    waiting = [
+        {
+            "submission": queued[pk],
+            "position": queue.positions[pk],
+            "waiting_for": _age(now - queued_since.get(pk, queued[pk].created_at)),
+            "estimate": humanize_seconds(queue.estimated_wait_seconds(queued[pk])),
+        }
+        for pk in queued_ids
+        if pk in queued
+    ]
+    running = list(Submission.objects.filter(status=S.RUNNING).select_related("owner").order_by("slot"))
+    started = _since(S.RUNNING, [s.pk for s in running])
+    runs = [
+        {
+            "submission": s,
+            "age": _age(now - started.get(s.pk, s.updated_at)),
+            "heartbeat_age": _age(now - s.heartbeat_at) if s.heartbeat_at else "",
+        }
+        for s in running
+    ]
+    recent = Submission.objects.filter(status=S.FAILED, updated_at__gte=now - FAILURE_WINDOW)
+    by_stage = dict(recent.order_by().values("failure_stage").annotate(n=Count("pk")).values_list("failure_stage", "n"))
+    return {
+        "queued_total": len(queue.positions),
+        "waiting": waiting,
+        "runs": runs,
+        "failures_by_stage": sorted(by_stage.items(), key=lambda item: -item[1]),
+        "recent_failures": list(recent.select_related("owner").order_by("-updated_at")[:10]),
+        "pending_researchers": Researcher.objects.filter(status=Researcher.Status.PENDING).count(),
+        "exports_awaiting": list(exports_awaiting_review()[:SHOWN]),
+    }
