@@ -208,7 +208,7 @@ def test_the_platform_keeps_serving_while_a_run_misbehaves(
     assert wait_finished(hostile, timeout=120).status == "timed_out"
 
 
-def test_the_host_is_left_clean(sandboxed):
+def test_the_host_is_left_clean(sandboxed, db):
     """Runs after the others in this module: nothing of theirs remains on the host."""
     from submissions.models import Submission
 
