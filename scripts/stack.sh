@@ -97,7 +97,8 @@ case "${1:-}" in
     down) down; log "stack '$M2D_STACK' stopped" ;;
     demo)
         started=$(date +%s)
-        trap 'echo; log "stopping"; down; exit 0' INT TERM
+        # Stop everything even when the terminal or the pipe we print to is already gone.
+        trap 'trap "" PIPE; { echo; log "stopping"; } 2>/dev/null || true; down; exit 0' INT TERM HUP
         up
         demo_users_and_sample
         log "ready in $(( $(date +%s) - started )) s. Logs: $VAR_DIR/log/. Ctrl-C stops everything."
