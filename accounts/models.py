@@ -37,6 +37,10 @@ class Researcher(models.Model):
     # sync records the generation it brought MLflow to. They differ while MLflow is behind.
     mlflow_generation = models.PositiveIntegerField(default=0)
     mlflow_synced_generation = models.PositiveIntegerField(default=0)
+    # Off: only the e-mails that end a submission (finished, failed, timed out, cancelled) are sent.
+    email_every_step = models.BooleanField(
+        default=True, help_text="E-mail at every step of a submission (received, queued, started), not only at its end."
+    )
 
     def __str__(self) -> str:
         return f"{self.display_name} ({self.get_status_display()})"

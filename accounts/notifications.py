@@ -6,9 +6,9 @@ import logging
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
-from django.core.mail import send_mail
-from django.template.loader import render_to_string
 from django.urls import reverse
+
+from m2d import mail
 
 from .models import Researcher
 
@@ -32,11 +32,8 @@ def _send(subject: str, template: str, context: dict, recipients: list[str]) -> 
     if not recipients:
         log.warning("no recipient for %r", subject)
         return
-    body = render_to_string(template, {**context, "portal_url": settings.PORTAL_URL})
-    try:
-        send_mail(f"[M2D] {subject}", body, None, recipients)
-    except Exception:  # a mail outage must not undo or block a decision that has committed
-        log.exception("could not send %r", subject)
+    # A mail outage must not undo or block a decision that has committed: send() only logs it.
+    mail.send(f"[M2D] {subject}", template, {**context, "portal_url": settings.PORTAL_URL}, recipients)
 
 
 def approvers_someone_waiting(researcher_id: int) -> None:
@@ -44,7 +41,7 @@ def approvers_someone_waiting(researcher_id: int) -> None:
     review_url = settings.PORTAL_URL + reverse("admin:accounts_researcher_change", args=[researcher.pk])
     _send(
         f"{researcher.display_name} is waiting for approval",
-        "accounts/email/waiting.txt",
+        "accounts/email/waiting",
         {"researcher": researcher, "review_url": review_url},
         approver_addresses(),
     )
@@ -56,7 +53,7 @@ def researcher_decided(researcher_id: int) -> None:
         return
     _send(
         DECISION_SUBJECTS[researcher.status],
-        f"accounts/email/{researcher.status}.txt",
+        f"accounts/email/{researcher.status}",
         {
             "researcher": researcher,
             "account_url": settings.PORTAL_URL + reverse("accounts:profile"),

@@ -210,3 +210,13 @@ def api_token_revoke(*, by) -> bool:
     if deleted and researcher is not None:
         _audit(researcher, AccountEvent.Action.API_TOKEN_REVOKED, by=by)
     return bool(deleted)
+
+
+@transaction.atomic
+def email_preferences_set(*, by, researcher: Researcher, every_step: bool) -> Researcher:
+    """Whether `researcher` gets an e-mail at every step of a submission or only at its end."""
+    if by.pk != researcher.user_id:
+        raise AccountError("Only the researcher chooses which e-mails they get.")
+    Researcher.objects.filter(pk=researcher.pk).update(email_every_step=every_step)
+    researcher.email_every_step = every_step
+    return researcher

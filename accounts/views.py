@@ -6,7 +6,13 @@ from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 from rest_framework.authtoken.models import Token
 
-from .services import AccountError, api_token_create, api_token_revoke, mlflow_password_rotate
+from .services import (
+    AccountError,
+    api_token_create,
+    api_token_revoke,
+    email_preferences_set,
+    mlflow_password_rotate,
+)
 
 NEW_TOKEN_SESSION_KEY = "accounts.new_api_token"
 
@@ -63,4 +69,21 @@ def api_token(request):
             request.session[NEW_TOKEN_SESSION_KEY] = token.key
     except AccountError as exc:
         return _profile(request, error=str(exc), status=403)
+    return redirect("accounts:profile")
+
+
+@login_required
+@require_POST
+def email_preferences(request):
+    researcher = getattr(request.user, "researcher", None)
+    if researcher is None:
+        return _profile(request, error="This account gets no submission e-mails.", status=403)
+    every_step = request.POST.get("every_step") == "on"
+    email_preferences_set(by=request.user, researcher=researcher, every_step=every_step)
+    if every_step:
+        messages.success(request, "You will get an e-mail at every step of your submissions.")
+    else:
+        messages.success(
+            request, "You will get an e-mail only when a submission ends: finished, failed, timed out or cancelled."
+        )
     return redirect("accounts:profile")

@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-import logging
-
 from django.conf import settings
 from django.contrib.auth import get_user_model
-from django.core.mail import send_mail
-from django.template.loader import render_to_string
 from django.urls import reverse
+
+from m2d import mail
 
 from .models import Export, ExportEvent
 
-log = logging.getLogger(__name__)
 A = ExportEvent.Action
 
 OWNER_SUBJECTS = {
@@ -31,15 +28,6 @@ def _admins(excluding=()) -> list[str]:
     return sorted({u.email for u in users.exclude(pk__in=[pk for pk in excluding if pk])})
 
 
-def _send(subject: str, template: str, context: dict, recipients: list[str]) -> None:
-    if not recipients:
-        return
-    try:
-        send_mail(subject, render_to_string(template, context), None, recipients)
-    except Exception:  # a mail outage must never undo a decision
-        log.exception("could not send %r to %s", subject, recipients)
-
-
 def _urls(export_or_submission_id: int, export: Export | None) -> dict:
     portal = settings.PORTAL_URL
     urls = {"submission_url": portal + reverse("submissions:detail", args=[export_or_submission_id])}
@@ -55,16 +43,16 @@ def event_happened(event_id: int) -> None:
     context = {"event": event, "submission": submission, "export": export, **_urls(submission.pk, export)}
     prefix = f"[M2D] Submission {submission.pk}: "
     if event.action in OWNER_SUBJECTS and submission.owner.email:
-        _send(
+        mail.send(
             prefix + OWNER_SUBJECTS[event.action],
-            "exports/email/owner.txt",
+            "exports/email/owner",
             {**context, "audience": "owner"},
             [submission.owner.email],
         )
     if event.action in ADMIN_SUBJECTS:
-        _send(
+        mail.send(
             prefix + ADMIN_SUBJECTS[event.action],
-            "exports/email/admins.txt",
+            "exports/email/admins",
             context,
             _admins(excluding=[submission.owner_id]),
         )
@@ -78,11 +66,11 @@ def review_done(export_id: int, reviewer_id: int, outcome: dict[str, list[str]],
     prefix = f"[M2D] Submission {submission.pk}: "
     if (outcome["released"] or outcome["rejected"]) and submission.owner.email:
         subject = "files released" if outcome["released"] else "files rejected"
-        _send(prefix + subject, "exports/email/decision.txt", context, [submission.owner.email])
+        mail.send(prefix + subject, "exports/email/decision", context, [submission.owner.email])
     if outcome["approved"]:
-        _send(
+        mail.send(
             prefix + "a second admin must approve the release",
-            "exports/email/second_approval.txt",
+            "exports/email/second_approval",
             context,
             _admins(excluding=[submission.owner_id, reviewer_id]),
         )

@@ -2,18 +2,15 @@
 
 from __future__ import annotations
 
-import logging
-
 from django.conf import settings
-from django.core.mail import send_mail
-from django.template.loader import render_to_string
 from django.urls import reverse
 
 from exports.logpolicy import researcher_log_view, researcher_reason
+from m2d import mail
 
 from .models import Submission
+from .progress import QueueView, humanize_seconds
 
-log = logging.getLogger(__name__)
 S = Submission.Status
 
 SUBJECTS = {
@@ -25,27 +22,49 @@ SUBJECTS = {
     S.TIMED_OUT: "execution timed out",
     S.CANCELLED: "cancelled",
 }
+# The steps on the way; a researcher may turn these off and keep only the mail that ends a submission.
+INTERMEDIATE = {S.RECEIVED, S.QUEUED, S.RUNNING}
+
+
+def _wants(submission: Submission, status: str) -> bool:
+    if not submission.owner.email:
+        return False
+    researcher = getattr(submission.owner, "researcher", None)
+    return status not in INTERMEDIATE or researcher is None or researcher.email_every_step
+
+
+def _queue_context(submission: Submission) -> dict:
+    """Where the submission stands in the run queue now (it may already have left it)."""
+    queue = QueueView()
+    return {
+        "queue_position": queue.position(submission),
+        "wait": humanize_seconds(queue.estimated_wait_seconds(submission)),
+        "still_queued": submission.status == S.QUEUED,
+    }
 
 
 def status_changed(submission_id: int, status: str) -> None:
     if status not in SUBJECTS:
         return
-    submission = Submission.objects.select_related("owner").get(pk=submission_id)
-    if not submission.owner.email:
+    submission = Submission.objects.select_related("owner__researcher").get(pk=submission_id)
+    if not _wants(submission, status):
         return
+    portal = settings.PORTAL_URL
     context = {
         "submission": submission,
         "status": status,
-        "subject": SUBJECTS[status],
-        "url": settings.PORTAL_URL + reverse("submissions:detail", args=[submission.pk]),
+        "headline": SUBJECTS[status],
+        "url": portal + reverse("submissions:detail", args=[submission.pk]),
+        "account_url": portal + reverse("accounts:profile") if hasattr(submission.owner, "researcher") else "",
         "mlflow_url": settings.MLFLOW_PUBLIC_URL,
         # What of the logs a researcher may read is decided by the exports log policy alone.
         "reason": researcher_reason(submission),
         "log_view": researcher_log_view(submission, "run") or researcher_log_view(submission, "build"),
+        **(_queue_context(submission) if status == S.QUEUED else {}),
     }
-    subject = f"[M2D] Submission {submission.pk}: {SUBJECTS[status]}"
-    body = render_to_string("submissions/email/status.txt", context)
-    try:
-        send_mail(subject, body, None, [submission.owner.email])
-    except Exception:  # a mail outage must never break the pipeline
-        log.exception("could not send the %s e-mail for submission %s", status, submission_id)
+    mail.send(
+        f"[M2D] Submission {submission.pk}: {SUBJECTS[status]}",
+        "submissions/email/status",
+        context,
+        [submission.owner.email],
+    )

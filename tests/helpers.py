@@ -11,6 +11,23 @@ from submissions.models import Submission
 from tests.conftest import make_zip
 
 
+def mail_text(message) -> str:
+    """The plain-text part of a mail as the SMTP server received it."""
+    return _mail_part(message, "text/plain")
+
+
+def mail_html(message) -> str:
+    """The HTML part of a mail as the SMTP server received it."""
+    return _mail_part(message, "text/html")
+
+
+def _mail_part(message, content_type: str) -> str:
+    for part in message.walk():
+        if part.get_content_type() == content_type and not part.is_multipart():
+            return part.get_payload(decode=True).decode(part.get_content_charset() or "utf-8")
+    raise AssertionError(f"the mail {message['Subject']!r} has no {content_type} part")
+
+
 def wait_finished(submission_id: int, timeout: float = 300) -> Submission:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

@@ -127,6 +127,14 @@ def test_signup_and_approval_in_a_browser(browser, live_server, mailbox):
     assert len(page.locator("#api-token-value").input_value()) == 40
     shot(page, "11-api-token")
 
+    # --- and keeps only the e-mails that end a submission ------------------------------------
+    page.get_by_label("Also e-mail me at every step").uncheck()
+    page.locator("#save-email-preferences").click()
+    page.get_by_text("You will get an e-mail only when a submission ends").wait_for()
+    assert not page.get_by_label("Also e-mail me at every step").is_checked()
+    assert Researcher.objects.get(user__email=email).email_every_step is False
+    shot(page, "12-email-preferences")
+
 
 def test_staff_member_sets_up_an_authenticator_before_the_admin_opens(browser, live_server):
     from allauth.account.models import EmailAddress

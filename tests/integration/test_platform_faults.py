@@ -5,6 +5,7 @@ import pytest
 
 from runner import docker_api, pipeline
 from tests.conftest import make_zip
+from tests.helpers import mail_text
 
 
 @pytest.fixture
@@ -35,4 +36,4 @@ def test_engine_down_fails_at_infrastructure(db, engine_down, mailbox, django_ca
     assert (submission.status, submission.failure_stage) == ("failed", "infrastructure")
     assert "Docker engine" in submission.reason
     mail = mailbox.wait_for("ivo@example.org", 1)[-1]
-    assert "fault of the platform, not of your code" in mail.get_payload()
+    assert "fault of the platform, not of your code" in mail_text(mail)

@@ -8,7 +8,7 @@ import pytest
 from django.conf import settings
 from django.urls import reverse
 
-from tests.helpers import mlflow_runs, upload, wait_finished
+from tests.helpers import mail_html, mail_text, mlflow_runs, upload, wait_finished
 
 pytestmark = [pytest.mark.docker, pytest.mark.services]
 
@@ -72,7 +72,12 @@ def test_upload_to_metrics_exports_and_mail(client, celery_workers, mailbox, mak
         f"[M2D] Submission {submission_id}: execution started",
         f"[M2D] Submission {submission_id}: execution finished",
     ]
-    assert "dataset_rows = " in mails[-1].get_payload()
+    assert "dataset_rows = " in mail_text(mails[-1])
+    link = settings.PORTAL_URL + reverse("submissions:detail", args=[submission_id])
+    for mail in mails:  # each in text and in HTML, each with the link to the submission
+        assert link in mail_text(mail) and f'href="{link}"' in mail_html(mail)
+    queued = mail_text(mails[1])
+    assert "Position in the queue: 1" in queued or "It is starting now." in queued
 
     # The researcher sees the outcome on the page.
     page = client.get(reverse("submissions:detail", args=[submission_id])).content.decode()
@@ -96,7 +101,7 @@ def test_failing_main_reports_its_traceback(client, celery_workers, mailbox, mak
     assert "ValueError: learning rate must be positive" in submission.reason
     mails = mailbox.wait_for(researcher.user.email, 5)
     assert mails[-1]["Subject"] == f"[M2D] Submission {submission_id}: execution failed"
-    assert "ValueError: learning rate must be positive" in mails[-1].get_payload()
+    assert "ValueError: learning rate must be positive" in mail_text(mails[-1])
 
 
 def test_requirement_that_does_not_exist_fails_the_build(client, celery_workers, mailbox, make_researcher):
@@ -116,4 +121,4 @@ def test_requirement_that_does_not_exist_fails_the_build(client, celery_workers,
     assert "No matching distribution found" in submission.build_log_tail
     mails = [m for m in mailbox.wait_for(researcher.user.email, 3) if f"Submission {submission_id}:" in m["Subject"]]
     assert [m["Subject"].split(": ", 1)[1] for m in mails] == ["code received", "execution failed"]
-    assert "stage build" in mails[-1].get_payload()
+    assert "stage build" in mail_text(mails[-1])

@@ -11,7 +11,7 @@ import pytest
 from django.conf import settings
 
 from runner import docker_api
-from tests.helpers import mlflow_runs, upload, wait_finished
+from tests.helpers import mail_text, mlflow_runs, upload, wait_finished
 
 pytestmark = [pytest.mark.docker, pytest.mark.services]
 PAYLOADS = Path(__file__).parent / "payloads"
@@ -130,10 +130,14 @@ def test_log_flood_is_capped_with_a_marker(client, sandboxed, make_researcher):
     assert "the last line of the flood" in submission.run_log_tail
 
 
-def test_busy_loop_times_out(client, sandboxed, make_researcher):
-    submission = submit(client, make_researcher(), "busy_loop.py")
+def test_busy_loop_times_out(client, sandboxed, mailbox, make_researcher):
+    researcher = make_researcher()
+    submission = submit(client, researcher, "busy_loop.py")
     assert (submission.status, submission.failure_stage) == ("timed_out", "run")
     assert submission.reason.startswith("timed_out after 25 s")
+    mail = mailbox.wait_for(researcher.user.email, 4)[-1]
+    assert mail["Subject"] == f"[M2D] Submission {submission.pk}: execution timed out"
+    assert "timed out at stage run" in mail_text(mail) and "timed_out after 25 s" in mail_text(mail)
 
 
 def test_silent_sleeper_is_stopped(client, sandboxed, make_researcher):

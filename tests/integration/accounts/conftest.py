@@ -11,6 +11,8 @@ import requests
 from django.conf import settings
 from django.core.cache import cache
 
+from tests.helpers import mail_text  # noqa: F401  (the accounts tests import it from here)
+
 API = "/api/2.0/mlflow"
 
 
@@ -70,12 +72,6 @@ def confirmation_path(message) -> str:
     match = re.search(r"https?://\S+/accounts/confirm-email/\S+", body)
     assert match, f"no confirmation link in the mail:\n{body}"
     return urlparse(match.group(0)).path
-
-
-def mail_text(message) -> str:
-    if message.is_multipart():
-        message = message.get_payload(0)
-    return message.get_payload(decode=True).decode()
 
 
 def page_credentials(html: str) -> tuple[str, str]:

@@ -12,6 +12,7 @@ from exports.models import ExportEvent
 from runner.pipeline import log_dir
 from submissions.notifications import status_changed
 from submissions.reports import submission_summary
+from tests.helpers import mail_text
 
 from .test_release_flow import fetch
 
@@ -67,7 +68,7 @@ def test_portal_mail_and_summary_follow_the_policy(failed_submission, users, cli
     assert client.get(reverse("exports:full_log", args=[submission.pk, "run"])).status_code == 404
 
     status_changed(submission.pk, "failed")
-    mail = mailbox.wait_for(users["owner"].email, 1)[-1].get_payload()
+    mail = mail_text(mailbox.wait_for(users["owner"].email, 1)[-1])
     reason, _, log_tail = mail.partition("Last lines of the run log:")
     assert_within_policy(reason, log_tail)
     assert LINES[-1] in log_tail and "main.py exited with code 1." in reason

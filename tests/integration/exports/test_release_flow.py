@@ -12,6 +12,7 @@ from django.conf import settings
 from django.urls import reverse
 
 from exports.models import Export, ExportEvent, ExportFile
+from tests.helpers import mail_text
 
 from .conftest import sha256, stored_keys
 
@@ -71,8 +72,8 @@ def test_request_review_release_download(settings, export_storage, users, finish
     assert export.status == Export.Status.REQUESTED and export.justification == "Weights for the paper."
     admin_mail = mailbox.wait_for(admin.email, 1)
     assert admin_mail[0]["Subject"] == f"[M2D] Submission {submission.pk}: export waiting for review"
-    assert "Weights for the paper." in admin_mail[0].get_payload()
-    assert reverse("exports:review", args=[export.pk]) in admin_mail[0].get_payload()
+    assert "Weights for the paper." in mail_text(admin_mail[0])
+    assert reverse("exports:review", args=[export.pk]) in mail_text(admin_mail[0])
 
     # Nothing is downloadable yet: no links, and a link cannot even be made.
     assert panel_links(client, submission.pk) == {}
@@ -110,7 +111,7 @@ def test_request_review_release_download(settings, export_storage, users, finish
     assert {f"{submission.pk}/model.pt.bin", f"{submission.pk}/report.csv"} <= set(keys)
     decision_mail = mailbox.wait_for(owner.email, 2)[-1]
     assert decision_mail["Subject"] == f"[M2D] Submission {submission.pk}: files released"
-    body = decision_mail.get_payload()
+    body = mail_text(decision_mail)
     assert "model.pt.bin" in body and "scratch.txt" in body and "Activations could show patient images." in body
 
     # The owner downloads the very bytes, one file and the whole release.

@@ -12,6 +12,7 @@ from django.utils import timezone
 
 from exports.models import Export, ExportEvent
 from exports.services import ExportRefused, export_decide_all, export_request_release
+from tests.helpers import mail_text
 
 from .conftest import stored_keys
 
@@ -74,7 +75,7 @@ def test_unrequested_exports_are_warned_then_deleted(settings, export_storage, u
     assert expire_exports() == {"warned": 0, "expired": 0}  # warned once only
     warning = mailbox.wait_for(owner.email, 2)[-1]
     assert warning["Subject"] == f"[M2D] Submission {lapsing.pk}: exported files expire soon"
-    assert "ask for their release on the submission page" in warning.get_payload()
+    assert "ask for their release on the submission page" in mail_text(warning)
 
     Export.objects.filter(pk__in=[kept.export.pk, lapsing.export.pk]).update(expires_at=now - timedelta(minutes=1))
     assert expire_exports() == {"warned": 0, "expired": 1}

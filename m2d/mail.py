@@ -1,0 +1,48 @@
+"""Every e-mail the platform sends goes out as plain text with an HTML alternative.
+
+The text template (`NAME.txt`) is the message; `NAME.html`, where it exists, is its designed HTML
+twin. Without one, the HTML part is the text laid out in the common e-mail frame, links made
+clickable, so every mail reads well in both kinds of client.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from django.core.mail import EmailMultiAlternatives
+from django.template import TemplateDoesNotExist
+from django.template.loader import get_template, render_to_string
+
+log = logging.getLogger(__name__)
+
+FRAME = "email/frame.html"
+
+
+def render(template: str, context: dict) -> tuple[str, str]:
+    """The text and the HTML body of the mail NAME (without extension)."""
+    text = render_to_string(f"{template}.txt", context)
+    try:
+        html_template = get_template(f"{template}.html")
+    except TemplateDoesNotExist:
+        # The frame carries the signature: the text's own ("-- " and after) is left out.
+        body = text.split("\n-- \n")[0].strip()
+        return text, render_to_string(FRAME, {**context, "plain_text": body})
+    return text, html_template.render(context)
+
+
+def send(subject: str, template: str, context: dict, recipients: list[str]) -> bool:
+    """Send one mail to the recipients; False (and the fault logged) when it could not be sent.
+
+    A mail outage must never undo or block what has been decided: callers go on either way.
+    """
+    if not recipients:
+        return False
+    text, html = render(template, {**context, "subject": subject})
+    message = EmailMultiAlternatives(subject, text, None, recipients)
+    message.attach_alternative(html, "text/html")
+    try:
+        message.send()
+    except Exception:
+        log.exception("could not send %r to %s", subject, recipients)
+        return False
+    return True
