@@ -1,6 +1,9 @@
 from allauth.account.adapter import DefaultAccountAdapter
 from django.conf import settings
+from django.core.mail import EmailMultiAlternatives
 from django.urls import reverse
+
+from m2d.mail import html_from_text
 
 from .models import Researcher
 from .services import researcher_email_verified
@@ -8,6 +11,13 @@ from .services import researcher_email_verified
 
 class ResearcherAccountAdapter(DefaultAccountAdapter):
     """Sign-up goes through allauth; what happens to a researcher after it goes through services."""
+
+    def render_mail(self, template_prefix, email, context, headers=None):
+        """allauth's mails (address confirmation, password reset) in text and HTML, like ours."""
+        message = super().render_mail(template_prefix, email, context, headers=headers)
+        if isinstance(message, EmailMultiAlternatives) and not message.alternatives:
+            message.attach_alternative(html_from_text(message.body, {"subject": message.subject}), "text/html")
+        return message
 
     def is_open_for_signup(self, request) -> bool:
         return settings.M2D_SIGNUP_OPEN

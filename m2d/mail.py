@@ -24,10 +24,15 @@ def render(template: str, context: dict) -> tuple[str, str]:
     try:
         html_template = get_template(f"{template}.html")
     except TemplateDoesNotExist:
-        # The frame carries the signature: the text's own ("-- " and after) is left out.
-        body = text.split("\n-- \n")[0].strip()
-        return text, render_to_string(FRAME, {**context, "plain_text": body})
+        return text, html_from_text(text, context)
     return text, html_template.render(context)
+
+
+def html_from_text(text: str, context: dict | None = None) -> str:
+    """A text mail laid out in the e-mail frame, its links clickable."""
+    # The frame carries the signature: the text's own ("-- " and after) is left out.
+    body = text.split("\n-- \n")[0].strip()
+    return render_to_string(FRAME, {**(context or {}), "plain_text": body})
 
 
 def send(subject: str, template: str, context: dict, recipients: list[str]) -> bool:

@@ -148,3 +148,16 @@ def test_account_mails_have_an_html_part_too(mailbox, researcher):
     mail = mailbox.wait_for(researcher.user.email, 1)[-1]
     assert "ethics approval number" in mail_text(mail)
     assert "ethics approval number" in visible_text(mail_html(mail))
+
+
+def test_sign_in_mails_have_an_html_part_with_the_link(client, mailbox, researcher):
+    from allauth.account.models import EmailAddress
+
+    EmailAddress.objects.update_or_create(
+        user=researcher.user, email=researcher.user.email, defaults={"verified": True, "primary": True}
+    )
+    client.post("/accounts/password/reset/", {"email": researcher.user.email})
+
+    mail = mailbox.wait_for(researcher.user.email, 1)[-1]
+    link = re.search(r"https?://\S+/accounts/password/reset/key/\S+", mail_text(mail)).group(0)
+    assert f'href="{link}"' in mail_html(mail)
