@@ -134,7 +134,10 @@ def build_spec(submission: Submission, log_name: str = "build.log") -> docker_ap
         unpack_script=settings.M2D_DOCKER_SCRIPTS_DIR / "unpack_submission.py",
         runtime_image=settings.M2D_RUNTIME_IMAGE,
         tag=image_tag(submission.pk),
-        labels=labels(submission),
+        # Each build label costs the build a step of its own: only what finds the image again.
+        labels={
+            k: v for k, v in labels(submission).items() if k in (docker_api.LABEL_INSTANCE, docker_api.LABEL_SUBMISSION)
+        },
         log_path=log_dir(submission.pk) / log_name,
         timeout=settings.M2D_BUILD_TIMEOUT,
         log_max_bytes=settings.M2D_LOG_MAX_BYTES,
@@ -426,14 +429,30 @@ def _platform_lost(submission: Submission, reason: str, **fields) -> None:
     _fail(submission, Stage.INFRASTRUCTURE, reason, **fields)
 
 
+TRACEBACK = "Traceback (most recent call last):"
+
+
 def _run_reason(exit_code: int, log_tail: str) -> str:
     reason = f"main.py exited with code {exit_code}."
-    start = log_tail.rfind("Traceback (most recent call last):")
-    if start >= 0:
-        reason += "\n" + log_tail[start:]
+    lines = log_tail.splitlines()
+    traceback = _last_traceback(lines)
+    if traceback:
+        reason += "\n" + "\n".join(traceback)
     elif log_tail:
-        reason += " The end of its output:\n" + "\n".join(log_tail.splitlines()[-10:])
+        reason += " The end of its output:\n" + "\n".join(lines[-10:])
     return reason
+
+
+def _last_traceback(lines: list[str]) -> list[str]:
+    """The last traceback in the output that ends in its exception line; when processes died
+    mid-traceback (a container stops all of them when main.py exits), the last one at all."""
+    starts = [i for i, line in enumerate(lines) if line.startswith(TRACEBACK)]
+    for start in reversed(starts):
+        end = next((i for i in starts if i > start), len(lines))
+        for i in range(start + 1, end):
+            if lines[i] and not lines[i][0].isspace():  # the exception line: the traceback is whole
+                return lines[start : i + 1] if end < len(lines) else lines[start:]
+    return lines[starts[-1] :] if starts else []
 
 
 def _final_metrics(researcher: Researcher, submission_id: int) -> dict:
