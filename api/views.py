@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from django.conf import settings
+from django.db.models import prefetch_related_objects
 from django.http import FileResponse, HttpResponseRedirect
 from django.urls import reverse
 from drf_spectacular.types import OpenApiTypes
@@ -39,6 +40,7 @@ def _page_url(request, submission: Submission) -> str:
 
 
 def detail_of(request, submission: Submission) -> dict:
+    prefetch_related_objects([submission], "events")  # read once, for the summary and the list
     return {
         **submission_summary(submission),
         "events": [{"status": e.to_status, "at": e.at, "note": e.note} for e in submission.events.all()],

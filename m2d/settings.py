@@ -89,6 +89,11 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     DATABASES["default"].setdefault("OPTIONS", {}).update(
         {"timeout": 30, "transaction_mode": "IMMEDIATE", "init_command": "PRAGMA journal_mode=WAL;"}
     )
+# A web process keeps its database connection for a while rather than opening one per request
+# (a tenth of a short page's time on SQLite, a network handshake on PostgreSQL); it is checked
+# before reuse. `?conn_max_age=` in DATABASE_URL says otherwise.
+DATABASES["default"].setdefault("CONN_MAX_AGE", 60)
+DATABASES["default"].setdefault("CONN_HEALTH_CHECKS", True)
 # The test run's database must be one the test's worker processes can open too.
 if test_name := env("M2D_TEST_DATABASE_NAME", default=""):
     DATABASES["default"]["TEST"] = {"NAME": test_name}
@@ -196,8 +201,11 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": env.int("M2D_BROKER_VIS
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 M2D_RECONCILE_SECONDS = env.float("M2D_RECONCILE_SECONDS", default=30.0)
 CELERY_BEAT_SCHEDULE = {
-    "reconcile": {"task": "runner.tasks.reconcile", "schedule": M2D_RECONCILE_SECONDS,
-                  "options": {"queue": M2D_QUEUE_OPS}},
+    "reconcile": {
+        "task": "runner.tasks.reconcile",
+        "schedule": M2D_RECONCILE_SECONDS,
+        "options": {"queue": M2D_QUEUE_OPS},
+    },
 }
 
 # --- intake -----------------------------------------------------------------------------------

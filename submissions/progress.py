@@ -32,15 +32,24 @@ def typical_run_seconds() -> float | None:
 
 
 class QueueView:
-    """Queue positions and start estimates for many submissions, from three queries in all."""
+    """Queue positions and start estimates for many submissions, from three queries in all, and
+    none while no submission asked about is queued (most pages show finished ones only)."""
 
     def __init__(self):
-        from runner.scheduling import queue_order, slots
+        from runner.scheduling import slots
 
-        self.positions = {pk: index + 1 for index, pk in enumerate(queue_order())}
         self.slot_count = max(1, len(slots()))
+        self._positions: dict[int, int] | None = None
         self._typical: float | None = None
         self._typical_read = False
+
+    @property
+    def positions(self) -> dict[int, int]:
+        if self._positions is None:
+            from runner.scheduling import queue_order
+
+            self._positions = {pk: index + 1 for index, pk in enumerate(queue_order())}
+        return self._positions
 
     def position(self, submission: Submission) -> int | None:
         return self.positions.get(submission.pk) if submission.status == S.QUEUED else None
