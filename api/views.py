@@ -6,6 +6,7 @@ from django.conf import settings
 from django.db.models import prefetch_related_objects
 from django.http import FileResponse, HttpResponseRedirect
 from django.urls import reverse
+from django.utils import timezone
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import status, viewsets
@@ -76,7 +77,7 @@ class SubmissionViewSet(viewsets.GenericViewSet):
                 raise ValidationError({"status": [f"one of {', '.join(Submission.Status.values)}"]})
             queryset = queryset.filter(status=wanted)
         page = self.paginate_queryset(queryset)
-        queue = QueueView()
+        queue, now = QueueView(), timezone.now()
         items = [
             {
                 "id": sub.pk,
@@ -85,6 +86,10 @@ class SubmissionViewSet(viewsets.GenericViewSet):
                 "failure_stage": sub.failure_stage or None,
                 "original_name": sub.original_name,
                 "created_at": sub.created_at,
+                "started_at": sub.started_at,
+                "finished_at": sub.finished_at,
+                "duration_seconds": round(sub.total_seconds(now), 3),
+                "run_seconds": None if (ran := sub.run_seconds(now)) is None else round(ran, 3),
                 "metrics": sub.metrics,
                 **queue.describe(sub),
             }

@@ -30,6 +30,18 @@ def _duration(seconds) -> str:
     return f"about {seconds / 3600:.1f} h"
 
 
+def _elapsed(seconds) -> str:
+    """A measured length of time: "8 s", "3 min 12 s", "2 h 05 min"."""
+    if seconds is None:
+        return ""
+    seconds = int(round(seconds))
+    if seconds < 60:
+        return f"{seconds} s"
+    if seconds < 3600:
+        return f"{seconds // 60} min {seconds % 60:02d} s"
+    return f"{seconds // 3600} h {seconds % 3600 // 60:02d} min"
+
+
 def _progress_bar(stream):
     last = [-1]
 
@@ -67,6 +79,9 @@ def _print_outcome(sub: dict) -> None:
         print(sub["reason"])
     if sub.get("exit_code") is not None:
         print(f"Exit code: {sub['exit_code']}")
+    if sub.get("duration_seconds") is not None:
+        ran = f", main.py ran {_elapsed(sub['run_seconds'])}" if sub.get("run_seconds") is not None else ""
+        print(f"Took: {_elapsed(sub['duration_seconds'])}{ran}")
     if sub.get("metrics"):
         width = max(len(key) for key in sub["metrics"])
         print("Final metrics:")
@@ -139,11 +154,12 @@ def cmd_status(portal: Portal, args) -> int:
     if not rows:
         print("No submissions yet. `m2d submit submission.zip --wait` sends one.")
         return 0
-    print(f"{'ID':>6}  {'STATUS':<34}  {'RECEIVED':<16}  METRICS")
+    print(f"{'ID':>6}  {'STATUS':<34}  {'RECEIVED':<16}  {'DURATION':<12}  METRICS")
     for sub in rows:
         metrics = " ".join(f"{k}={v:.4g}" for k, v in sorted(sub["metrics"].items()))
         received = sub["created_at"][:16].replace("T", " ")
-        print(f"{sub['id']:>6}  {_state_line(sub):<34}  {received:<16}  {metrics}")
+        took = _elapsed(sub.get("duration_seconds"))
+        print(f"{sub['id']:>6}  {_state_line(sub):<34}  {received:<16}  {took:<12}  {metrics}")
     return 0
 
 

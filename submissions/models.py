@@ -1,5 +1,6 @@
 from django.conf import settings
 from django.db import models
+from django.utils import timezone
 
 
 class Submission(models.Model):
@@ -32,6 +33,9 @@ class Submission(models.Model):
     warnings = models.JSONField(default=list, blank=True)
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
     updated_at = models.DateTimeField(auto_now=True)
+    # Set by the transitions: the start of the (last) run, and the end of the submission.
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
     image_id = models.CharField(max_length=128, blank=True)
     build_log_tail = models.TextField(blank=True)
     run_log_tail = models.TextField(blank=True)
@@ -53,6 +57,20 @@ class Submission(models.Model):
     @property
     def is_finished(self) -> bool:
         return self.status in self.FINISHED
+
+    def total_seconds(self, now=None) -> float:
+        """From upload to its end, or to now while it is not finished."""
+        end = self.finished_at or now or timezone.now()
+        return max(0.0, (end - self.created_at).total_seconds())
+
+    def run_seconds(self, now=None) -> float | None:
+        """How long main.py ran (or has been running); None when it never started."""
+        if self.started_at is None:
+            return None
+        end = self.finished_at if self.finished_at and self.finished_at >= self.started_at else None
+        if end is None and self.status != self.Status.RUNNING:
+            return None  # requeued after the platform lost its run
+        return max(0.0, ((end or now or timezone.now()) - self.started_at).total_seconds())
 
 
 class SubmissionEvent(models.Model):

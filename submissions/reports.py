@@ -29,6 +29,8 @@ def submission_summary(submission: Submission) -> dict:
         "metrics": submission.metrics,
         "exports": [{k: f[k] for k in ("path", "size", "sha256")} for f in export.files] if export else [],
         "warnings": submission.warnings,
+        "duration_seconds": round(submission.total_seconds(), 3),
+        "run_seconds": None if (ran := submission.run_seconds()) is None else round(ran, 3),
         "timings": {
             "received": submission.created_at.isoformat(),
             "build_start": _first_event_time(events, (S.BUILDING,)),

@@ -8,6 +8,7 @@ once the transaction commits.
 from __future__ import annotations
 
 from django.db import transaction
+from django.utils import timezone
 
 from .models import Submission, SubmissionEvent
 
@@ -40,6 +41,10 @@ def transition(submission: Submission, to: str, *, expected: str | None = None, 
     source = expected or submission.status
     if to not in ALLOWED[source]:
         raise IllegalTransition(f"a submission cannot go from {source} to {to}")
+    if to == S.RUNNING:
+        fields.setdefault("started_at", timezone.now())
+    elif to in Submission.FINISHED:
+        fields.setdefault("finished_at", timezone.now())
     with transaction.atomic():
         updated = Submission.objects.filter(pk=submission.pk, status=source).update(status=to, **fields)
         if not updated:

@@ -1,7 +1,9 @@
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
+from django.core.paginator import Paginator
 from django.http import Http404
 from django.shortcuts import redirect, render
+from django.utils import timezone
 from django.views.decorators.http import require_POST
 
 from tracking.readback import metric_history
@@ -12,15 +14,23 @@ from .progress import QueueView, humanize_seconds
 from .selectors import submission_for, submissions_visible_to
 from .services import SubmissionRefused, ensure_may_submit, submission_cancel, submission_create
 
+# Rows per page of "My submissions": a page renders in a few milliseconds however many there are.
+LIST_PAGE_SIZE = 50
+
 
 @login_required
 def submission_list(request):
-    submissions = list(submissions_visible_to(request.user).filter(owner=request.user)[:200])
-    queue = QueueView()
-    for submission in submissions:
+    page = Paginator(submissions_visible_to(request.user).filter(owner=request.user), LIST_PAGE_SIZE).get_page(
+        request.GET.get("page")
+    )
+    queue, now = QueueView(), timezone.now()
+    for submission in page:
         submission.queue_position = queue.position(submission)
         submission.wait = humanize_seconds(queue.estimated_wait_seconds(submission))
-    return render(request, "submissions/list.html", {"submissions": submissions})
+        submission.took = submission.total_seconds(now)
+        submission.ran = submission.run_seconds(now)
+    refresh = any(not submission.is_finished for submission in page)  # while one moves, the page follows it
+    return render(request, "submissions/list.html", {"submissions": page, "page": page, "refresh": refresh})
 
 
 @login_required
@@ -44,12 +54,23 @@ def submission_upload(request):
     return render(request, "submissions/upload.html", {"form": form, "refusal": refusal}, status=status)
 
 
+def _timeline(submission, now) -> list:
+    """The events, each with how long the submission stayed in that state."""
+    events = list(submission.events.all())
+    for event, following in zip(events, events[1:] + [None], strict=True):
+        end = following.at if following is not None else (None if submission.is_finished else now)
+        event.lasted = (end - event.at).total_seconds() if end is not None else None
+    return events
+
+
 def _live_context(request, submission) -> dict:
-    queue = QueueView()
+    queue, now = QueueView(), timezone.now()
     history, available = metric_history(submission) if submission.status != "received" else ({}, True)
     return {
         "submission": submission,
-        "events": submission.events.all(),
+        "events": _timeline(submission, now),
+        "took": submission.total_seconds(now),
+        "ran": submission.run_seconds(now),
         "queue_position": queue.position(submission),
         "wait": humanize_seconds(queue.estimated_wait_seconds(submission)),
         "charts": line_charts(history),

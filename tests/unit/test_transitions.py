@@ -63,3 +63,45 @@ def test_fields_move_with_the_status(owner):
     submission.refresh_from_db()
     assert (submission.status, submission.failure_stage) == (S.FAILED, "run")
     assert submission.reason == "main.py exited with code 1."
+
+
+def test_the_clock_of_a_submission(owner):
+    """Its page and the API say how long it took: upload to end, and how long main.py ran."""
+    from datetime import timedelta
+
+    submission = _submission(owner, S.QUEUED)
+    Submission.objects.filter(pk=submission.pk).update(created_at=submission.created_at - timedelta(seconds=30))
+    submission.refresh_from_db()
+    assert submission.run_seconds() is None and 30 <= submission.total_seconds() < 40
+
+    transition(submission, S.RUNNING)
+    assert submission.started_at is not None and submission.finished_at is None
+    Submission.objects.filter(pk=submission.pk).update(started_at=submission.started_at - timedelta(seconds=12))
+    submission.refresh_from_db()
+    assert 12 <= submission.run_seconds() < 20  # still running: counted to now
+
+    transition(submission, S.SUCCEEDED)
+    ended = submission.finished_at
+    assert ended is not None and ended >= submission.started_at
+    later = ended + timedelta(hours=1)
+    assert submission.run_seconds(later) == submission.run_seconds() == (ended - submission.started_at).total_seconds()
+    assert submission.total_seconds(later) == (ended - submission.created_at).total_seconds()
+
+
+def test_a_requeued_run_has_no_run_time_until_it_starts_again(owner):
+    submission = _submission(owner, S.QUEUED)
+    transition(submission, S.RUNNING)
+    assert submission.run_seconds() is not None
+    transition(submission, S.QUEUED, note="the platform lost the run; requeued")
+    submission.refresh_from_db()
+    assert submission.run_seconds() is None
+    transition(submission, S.RUNNING)
+    assert submission.run_seconds() is not None
+
+
+def test_durations_read_as_people_write_them():
+    from submissions.progress import format_duration
+
+    assert [format_duration(s) for s in (None, 0.4, 8, 59.6, 60, 192, 3600, 7500)] == [
+        "", "0 s", "8 s", "1 min", "1 min", "3 min 12 s", "1 h 00 min", "2 h 05 min"
+    ]  # fmt: skip
