@@ -24,7 +24,7 @@ from exports.services import export_collect
 from ops.logs import submission_context
 from submissions.models import Submission
 from submissions.transitions import TransitionConflict, transition
-from tracking.client import MlflowAdmin, MlflowUnavailable
+from tracking import readback
 
 from . import docker_api, scheduling
 from .dispatch import wake_run_slots
@@ -319,7 +319,7 @@ def run(submission: Submission, adopt: bool = False) -> None:
             volume.collect(settings.M2D_EXPORT_ROOT / str(submission.pk))
         finally:
             volume.destroy()
-    _finish(submission, researcher, spec, outcome, fault, stats)
+    _finish(submission, spec, outcome, fault, stats)
     submission.refresh_from_db()
     if submission.is_finished and not settings.M2D_KEEP_IMAGES:
         try:
@@ -328,7 +328,7 @@ def run(submission: Submission, adopt: bool = False) -> None:
             log.warning("could not remove the image of submission %s; the reconciler will", submission.pk)
 
 
-def _finish(submission, researcher, spec, outcome, fault: str, stats) -> None:
+def _finish(submission, spec, outcome, fault: str, stats) -> None:
     log.info(
         "submission %s: tracking gateway %s calls (%s refused), %s bytes in, %s bytes out",
         submission.pk,
@@ -343,7 +343,8 @@ def _finish(submission, researcher, spec, outcome, fault: str, stats) -> None:
         "run_log_tail": log_tail,
         "tracking_calls": stats.calls,
         "tracking_bytes": stats.bytes_in,  # what left the sandbox; capped by M2D_TRACKING_MAX_BYTES
-        "metrics": _final_metrics(researcher, submission.pk),
+        # The history is final now that the gateway is closed: read it once, and keep it.
+        "metrics": read.final if (read := readback.collect(submission)) is not None else {},
     }
     if fault:
         _platform_lost(submission, f"The platform lost the run: {fault}", **common)
@@ -453,20 +454,6 @@ def _last_traceback(lines: list[str]) -> list[str]:
             if lines[i] and not lines[i][0].isspace():  # the exception line: the traceback is whole
                 return lines[start : i + 1] if end < len(lines) else lines[start:]
     return lines[starts[-1] :] if starts else []
-
-
-def _final_metrics(researcher: Researcher, submission_id: int) -> dict:
-    if not researcher.mlflow_experiment_id:
-        return {}
-    try:
-        runs = MlflowAdmin().submission_runs(researcher.mlflow_experiment_id, submission_id)
-    except MlflowUnavailable as exc:
-        log.warning("metrics of submission %s not read back: %s", submission_id, exc)
-        return {}
-    metrics: dict[str, float] = {}
-    for mlflow_run in reversed(runs):  # newest last, so its values win
-        metrics.update(mlflow_run.metrics)
-    return metrics
 
 
 def _duration(seconds: int) -> str:

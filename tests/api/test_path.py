@@ -29,7 +29,7 @@ Path("/mnt/export/weights.txt").write_text("w=0.42\\n")
 SLEEP = "import time\nprint('started', flush=True)\ntime.sleep(600)\n"
 
 
-def test_submit_follow_read_and_download(celery_workers, make_researcher, api_for):
+def test_submit_follow_read_and_download(celery_workers, make_researcher, api_for, settings):
     researcher = make_researcher()
     api = api_for(researcher.user)
     archive = make_zip({"main.py": TRAIN, "requirements.txt": "mlflow==3.17.2\n"})
@@ -54,6 +54,13 @@ def test_submit_follow_read_and_download(celery_workers, make_researcher, api_fo
     assert metrics["history_available"] is True
     assert [(p["step"], p["value"]) for p in metrics["history"]["loss"]] == [(0, 1.0), (1, 0.5), (2, 1 / 3), (3, 0.25)]
     assert len(metrics["history"]["accuracy"]) == 4
+    assert 0 < detail["run_seconds"] < detail["duration_seconds"]
+
+    # The run has ended, so its history was kept when it did: MLflow going away changes nothing.
+    mlflow_url, settings.MLFLOW_URL = settings.MLFLOW_URL, "http://127.0.0.1:9"
+    again = api.get(f"/api/v1/submissions/{submission_id}/metrics/").json()
+    assert again["history_available"] is True and again["history"] == metrics["history"]
+    settings.MLFLOW_URL = mlflow_url
 
     # Held for review: listed with its state, no link yet.
     held = api.get(f"/api/v1/submissions/{submission_id}/exports/").json()
