@@ -45,7 +45,9 @@ def provenance_capture(*, submission, image: str, container: str) -> Provenance:
         facts["runtime_image"]["is_parent"] = facts["image"]["layers"][: len(runtime_layers)] == runtime_layers
     files = attempt(
         "pip freeze",
-        lambda: docker_api.read_image_files(image, [SUBMISSION_FREEZE, RUNTIME_FREEZE], labels(submission)),
+        lambda: docker_api.read_image_files(
+            image, [SUBMISSION_FREEZE, RUNTIME_FREEZE], labels(submission), container_name=container
+        ),
     )
     facts["gpus"] = attempt("GPUs", lambda: docker_api.container_gpus(container)) or []
     index = attempt("data set fingerprint", dataset_index)

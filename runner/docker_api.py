@@ -11,11 +11,16 @@ import collections
 import functools
 import io
 import os
+import posixpath
+import re
 import tarfile
+import tempfile
 import threading
 import time
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import IO
 
 import docker
 import requests
@@ -23,11 +28,15 @@ from docker.errors import APIError, DockerException, ImageNotFound, NotFound
 from docker.types import DeviceRequest, LogConfig
 from docker.utils import parse_bytes
 
+from . import recipe
+
 LABEL_ROLE = "org.m2d.role"
 LABEL_SUBMISSION = "org.m2d.submission"
 LABEL_INSTANCE = "org.m2d.instance"
 LABEL_SLOT = "org.m2d.slot"
 API_TIMEOUT = 60
+# A build context up to this size stays in memory; a bigger one goes to a temporary file.
+CONTEXT_IN_MEMORY_BYTES = 32 * 1024**2
 
 
 def engine_url() -> str:
@@ -40,6 +49,15 @@ class PlatformFault(RuntimeError):
 
 class BuildCancelled(RuntimeError):
     """The build was stopped because its submission was cancelled."""
+
+
+class CacheLayerLost(PlatformFault):
+    """A cached layer the build stood on was removed under it (an image clean-up on the same
+    engine): nothing to do with the submission; building again takes another path."""
+
+
+# What the engine says when that happens.
+LOST_LAYER = re.compile(r"unknown parent image ID|failed to set parent|No such image: sha256:")
 
 
 class BuildFailed(RuntimeError):
@@ -156,7 +174,6 @@ class BuildSpec:
     submission_id: int
     archive: Path
     dockerfile: Path
-    unpack_script: Path
     runtime_image: str
     tag: str
     labels: dict[str, str]
@@ -166,14 +183,12 @@ class BuildSpec:
     memory: str = "4g"
 
 
-def _build_context(spec: BuildSpec) -> io.BytesIO:
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w") as tar:
-        tar.add(spec.dockerfile, arcname="Dockerfile")
-        tar.add(spec.unpack_script, arcname="docker_scripts/unpack_submission.py")
-        tar.add(spec.archive, arcname="submission.zip")
-    buffer.seek(0)
-    return buffer
+def _build_context(spec: BuildSpec) -> IO[bytes]:
+    """The recipe and the submission's files, unpacked from its checked zip (see runner.recipe)."""
+    context = tempfile.SpooledTemporaryFile(max_size=CONTEXT_IN_MEMORY_BYTES)  # noqa: SIM115 (build_image closes it)
+    recipe.write_context(context, recipe.platform_recipe(spec.dockerfile.read_text(), spec.labels), spec.archive)
+    context.seek(0)
+    return context
 
 
 @engine_errors
@@ -199,17 +214,22 @@ def build_image(spec: BuildSpec, should_stop=None) -> str:
             api.close()
             return
 
+    try:
+        context = _build_context(spec)
+    except (recipe.RecipeError, zipfile.BadZipFile, OSError) as exc:
+        api.close()
+        log.close()
+        raise PlatformFault(f"the build context could not be made: {exc}") from exc
     watcher = threading.Thread(target=watch, daemon=True)
     watcher.start()
     try:
         stream = api.build(
-            fileobj=_build_context(spec),
+            fileobj=context,
             custom_context=True,
             tag=spec.tag,
             rm=True,
             forcerm=True,
             decode=True,
-            labels=spec.labels,
             buildargs={"RUNTIME_IMAGE": spec.runtime_image},
             container_limits={"memory": parse_bytes(spec.memory), "memswap": parse_bytes(spec.memory)},
             timeout=spec.timeout + 30,
@@ -229,10 +249,13 @@ def build_image(spec: BuildSpec, should_stop=None) -> str:
         finished.set()
         log.close()
         api.close()
+        context.close()
     if stopped == ["timeout"]:
         raise TimeoutError(f"the build took longer than its limit of {spec.timeout} s")
     if stopped == ["cancelled"]:
         raise BuildCancelled("the submission was cancelled during its build")
+    if error and LOST_LAYER.search(error):
+        raise CacheLayerLost(error)
     if error or not image_id:
         raise BuildFailed(error or "the build produced no image", tail(spec.log_path, 60))
     return image_id
@@ -277,6 +300,11 @@ def remove_image(tag_or_id: str) -> None:
             if exc.status_code == 409:  # another image grew from it: it is shared, keep it
                 return
             raise
+        if re.search(r"#\(nop\)\s+(COPY|ADD)\b", step):
+            # The submission's own files. What lies below (the image settings on top of the
+            # requirements) is the cache of every build with the same requirements.txt: a build
+            # may be using it right now, and would fail if it went ("unknown parent image ID").
+            return
 
 
 @engine_errors
@@ -395,12 +423,13 @@ def start_run(spec: RunSpec) -> str:
     """Start the forwarder and the run container; idempotent (a second call starts nothing new).
     Returns the run container's id."""
     existing = _existing(spec.name)
-    if existing is not None:
+    if existing is not None and existing.status != "created":
         return existing.id
     forwarder = _existing(f"{spec.name}-fwd") or client().containers.create(**forwarder_kwargs(spec))
     forwarder.start()
+    # The run container is made while the forwarder boots; it starts once the forwarder listens.
+    run = existing or client().containers.create(**run_kwargs(spec, forwarder.id))
     _wait_forwarder_ready(forwarder)
-    run = client().containers.create(**run_kwargs(spec, forwarder.id))
     run.start()
     return run.id
 
@@ -574,28 +603,46 @@ def describe_image(ref: str) -> dict | None:
 
 
 @engine_errors
-def read_image_files(image: str, paths: list[str], labels: dict[str, str], max_bytes: int = 4 * 1024**2) -> dict:
-    """The contents of files inside an image, read from a container that is created but never
-    started; a missing file maps to None."""
-    container = client().containers.create(image, command=["true"], labels={**labels, LABEL_ROLE: "inspect"})
-    found: dict[str, bytes | None] = {}
+def read_image_files(
+    image: str, paths: list[str], labels: dict[str, str], max_bytes: int = 4 * 1024**2, container_name: str = ""
+) -> dict:
+    """The contents of files of one folder inside an image; a missing file maps to None. Read from
+    the run's own container when it is given and still there (its root file system was read-only,
+    so the files are the image's), else from a container created for it but never started. The
+    folder comes in one request (each costs the engine tens of milliseconds), and no more than
+    `max_bytes` of it is read."""
+    folders = {posixpath.dirname(path) for path in paths}
+    if len(folders) != 1:
+        raise ValueError(f"the paths must share one folder: {paths}")
+    folder = folders.pop()
+    existing = _existing(container_name) if container_name else None
+    container = existing or client().containers.create(
+        image, command=["true"], labels={**labels, LABEL_ROLE: "inspect"}
+    )
+    found: dict[str, bytes | None] = dict.fromkeys(paths)
     try:
-        for path in paths:
-            try:
-                stream, _ = container.get_archive(path)
-            except NotFound:
-                found[path] = None
-                continue
-            archive = io.BytesIO()
-            for chunk in stream:
-                archive.write(chunk)
-            archive.seek(0)
+        try:
+            stream, _ = container.get_archive(folder)
+        except NotFound:
+            return found
+        archive = io.BytesIO()
+        for chunk in stream:
+            archive.write(chunk)
+            if archive.tell() > max_bytes:
+                break  # the files sought are small; the folder may hold more (a build wrote there)
+        archive.seek(0)
+        base = posixpath.basename(folder.rstrip("/"))
+        wanted = {f"{base}/{posixpath.basename(path)}": path for path in paths}
+        try:
             with tarfile.open(fileobj=archive) as tar:
-                member = tar.next()
-                handle = tar.extractfile(member) if member is not None and member.isfile() else None
-                found[path] = handle.read(max_bytes) if handle is not None else None
+                for member in tar:
+                    if member.name in wanted and member.isfile():
+                        found[wanted[member.name]] = tar.extractfile(member).read()
+        except tarfile.ReadError:  # cut short at max_bytes: what was read before stands
+            pass
     finally:
-        container.remove(force=True)
+        if existing is None:
+            container.remove(force=True)
     return found
 
 

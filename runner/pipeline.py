@@ -11,6 +11,7 @@ import logging
 import os
 import re
 import shutil
+import threading
 import time
 from pathlib import Path
 
@@ -30,6 +31,7 @@ from . import docker_api, scheduling
 from .dispatch import wake_run_slots
 from .export_volume import ExportVolume, ExportVolumeError
 from .gateway import GatewayPolicy, TrackingGateway
+from .phases import Phases
 
 log = logging.getLogger(__name__)
 S = Submission.Status
@@ -117,7 +119,11 @@ def build(submission_id: int) -> None:
 
 def _build_leaving_nothing(spec: docker_api.BuildSpec, submission_id: int) -> str:
     try:
-        return docker_api.build_image(spec, should_stop=_build_watch(submission_id))
+        try:
+            return docker_api.build_image(spec, should_stop=_build_watch(submission_id))
+        except docker_api.CacheLayerLost as exc:
+            log.warning("build of submission %s lost a cached layer (%s); building it again", submission_id, exc)
+            return docker_api.build_image(spec, should_stop=_build_watch(submission_id))
     finally:
         try:
             docker_api.remove_build_leftovers(settings.M2D_INSTANCE, submission_id)
@@ -131,13 +137,9 @@ def build_spec(submission: Submission, log_name: str = "build.log") -> docker_ap
         submission_id=submission.pk,
         archive=Path(submission.archive.path),
         dockerfile=settings.M2D_DOCKER_SCRIPTS_DIR / dockerfile,
-        unpack_script=settings.M2D_DOCKER_SCRIPTS_DIR / "unpack_submission.py",
         runtime_image=settings.M2D_RUNTIME_IMAGE,
         tag=image_tag(submission.pk),
-        # Each build label costs the build a step of its own: only what finds the image again.
-        labels={
-            k: v for k, v in labels(submission).items() if k in (docker_api.LABEL_INSTANCE, docker_api.LABEL_SUBMISSION)
-        },
+        labels={k: v for k, v in labels(submission).items() if k != docker_api.LABEL_SLOT},  # one step, last
         log_path=log_dir(submission.pk) / log_name,
         timeout=settings.M2D_BUILD_TIMEOUT,
         log_max_bytes=settings.M2D_LOG_MAX_BYTES,
@@ -223,6 +225,7 @@ def export_volume(submission_id: int) -> ExportVolume:
 def run(submission: Submission, adopt: bool = False) -> None:
     """Run a claimed submission to its end. With `adopt`, a run whose worker died is waited for
     where it stands: its container, export volume and gateway folder are still there."""
+    phases = Phases()
     researcher = Researcher.objects.get(user=submission.owner)
     volume = export_volume(submission.pk)
     try:
@@ -231,6 +234,7 @@ def run(submission: Submission, adopt: bool = False) -> None:
         volume.destroy()
         _platform_lost(submission, f"The platform could not prepare /mnt/export: {exc}")
         return
+    phases.done("export volume")
     try:
         image = _image_on_this_host(submission)
     except (docker_api.PlatformFault, docker_api.BuildFailed, TimeoutError) as exc:
@@ -294,10 +298,12 @@ def run(submission: Submission, adopt: bool = False) -> None:
     )
     outcome = None
     gateway.start()
+    phases.done("image and gateway")
     try:
         if adopt and not docker_api.run_exists(spec.name):
             raise docker_api.PlatformFault("its container is gone")
         docker_api.start_run(spec)
+        phases.done("forwarder and container start")
         # A cancel that committed while the container was being created found nothing to stop.
         if Submission.objects.filter(pk=submission.pk, status=S.CANCELLED).exists():
             docker_api.stop_run(spec.name, grace=settings.M2D_STOP_GRACE_SECONDS)
@@ -307,25 +313,36 @@ def run(submission: Submission, adopt: bool = False) -> None:
     else:
         fault = ""
     finally:
+        phases.done("main.py")
         stats = gateway.stop()
         shutil.rmtree(gateway_dir, ignore_errors=True)
         # What ran (pip freeze, image digests, GPUs) must be read before the image and container go.
         provenance_capture(submission=submission, image=image_tag(submission.pk), container=spec.name)
+        phases.done("provenance")
         try:
             docker_api.remove_run(spec.name)
         except docker_api.PlatformFault:
             log.warning("could not clean up after submission %s; the reconciler will", submission.pk)
+        phases.done("container removal")
         try:
             volume.collect(settings.M2D_EXPORT_ROOT / str(submission.pk))
         finally:
             volume.destroy()
+        phases.done("export collection")
     _finish(submission, spec, outcome, fault, stats)
+    phases.done("outcome recorded")
     submission.refresh_from_db()
     if submission.is_finished and not settings.M2D_KEEP_IMAGES:
-        try:
-            docker_api.remove_image(image_tag(submission.pk))
-        except docker_api.PlatformFault:
-            log.warning("could not remove the image of submission %s; the reconciler will", submission.pk)
+        # Off the slot's path: the slot takes its next job while the image goes.
+        threading.Thread(target=_remove_image, args=(submission.pk,), daemon=True).start()
+    log.info("submission %s: run phases: %s", submission.pk, phases)
+
+
+def _remove_image(submission_id: int) -> None:
+    try:
+        docker_api.remove_image(image_tag(submission_id))
+    except docker_api.PlatformFault:
+        log.warning("could not remove the image of submission %s; the reconciler will", submission_id)
 
 
 def _finish(submission, spec, outcome, fault: str, stats) -> None:

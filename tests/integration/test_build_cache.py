@@ -1,6 +1,7 @@
 """A resubmission with the same requirements.txt reuses the installed layer, even after the
 previous submission's image was removed at the end of its run."""
 
+import re
 import uuid
 import zipfile
 
@@ -22,7 +23,6 @@ def build(settings, tmp_path, requirements: str, name: str) -> tuple[str, str]:
         submission_id=0,
         archive=archive,
         dockerfile=settings.M2D_DOCKER_SCRIPTS_DIR / "execute_code-without-gpu",
-        unpack_script=settings.M2D_DOCKER_SCRIPTS_DIR / "unpack_submission.py",
         runtime_image=settings.M2D_RUNTIME_IMAGE,
         tag=f"m2d-build-cache-test:{name}",
         labels={docker_api.LABEL_INSTANCE: settings.M2D_INSTANCE},
@@ -34,13 +34,44 @@ def build(settings, tmp_path, requirements: str, name: str) -> tuple[str, str]:
     return spec.tag, spec.log_path.read_text()
 
 
+def steps_from_cache(log: str) -> dict[str, bool]:
+    """Each step of a build log, and whether the engine took it from its cache."""
+    steps = re.split(r"^Step \d+/\d+ : ", log, flags=re.M)[1:]
+    return {step.splitlines()[0]: "---> Using cache" in step for step in steps}
+
+
 def test_removing_an_image_keeps_the_requirements_layer_for_the_next_build(settings, tmp_path):
     requirements = REQUIREMENTS.format(uuid.uuid4())
     first, _ = build(settings, tmp_path, requirements, "first")
     docker_api.remove_image(first)
     second, log = build(settings, tmp_path, requirements, "second")
     try:
-        pip_step = log[log.index("RUN pip install") :]
-        assert pip_step.splitlines()[1].strip() == "---> Using cache", log
+        cached = steps_from_cache(log)
+        # Everything up to the code comes from the cache: the installed requirements, and the image
+        # settings on top of them, which a build running while an image is removed may stand on.
+        code = next(step for step in cached if step.startswith("COPY src/ "))
+        before_code = list(cached)[: list(cached).index(code)]
+        assert any(step.startswith("RUN pip install") for step in before_code)
+        assert all(cached[step] for step in before_code if not step.startswith(("FROM", "ARG"))), log
+        assert not cached[code]  # new code, new layer
+        assert not any("unpack" in step for step in cached)  # the platform unpacked the zip itself
     finally:
         docker_api.remove_image(second)
+
+
+def test_the_image_holds_the_zip_files_and_its_labels(settings, tmp_path):
+    tag, _ = build(settings, tmp_path, "", "files")
+    try:
+        out = (
+            docker_api.client()
+            .containers.run(
+                tag, ["sh", "-c", "cat main.py; stat -c '%U %a' main.py requirements.txt; id -u"], remove=True
+            )
+            .decode()
+        )
+        # The code as zipped, root's and read-only to the run's user (1000), who runs it.
+        assert out.splitlines() == ["print('files')", "root 644", "root 644", "1000"]
+        image = docker_api.client().images.get(tag)
+        assert image.labels[docker_api.LABEL_INSTANCE] == settings.M2D_INSTANCE
+    finally:
+        docker_api.remove_image(tag)
