@@ -127,6 +127,9 @@ ACCOUNT_PREVENT_ENUMERATION = env.bool("M2D_PREVENT_ACCOUNT_ENUMERATION", defaul
 # allauth's rate limits (sign-up, failed logins, e-mail confirmations, MFA) are on by default;
 # they count in the cache, so several web processes need a shared one (CACHE_URL=rediscache://…).
 CACHES = {"default": env.cache("CACHE_URL", default="locmemcache://")}
+# Proxies in front of the portal (nginx: 1). Each adds the address it was called from to
+# X-Forwarded-For: allauth's per-address limits count the caller's address, not the proxy's.
+ALLAUTH_TRUSTED_PROXY_COUNT = env.int("M2D_TRUSTED_PROXIES", default=0)
 MFA_SUPPORTED_TYPES = ["totp", "recovery_codes"]
 MFA_TOTP_ISSUER = env("M2D_MFA_ISSUER", default="M2D")
 M2D_STAFF_MFA_REQUIRED = env.bool("M2D_STAFF_MFA_REQUIRED", default=True)

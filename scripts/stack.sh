@@ -15,9 +15,12 @@ export MLFLOW_URL="${MLFLOW_URL:-http://127.0.0.1:${M2D_MLFLOW_PORT:-3001}}"
 export REDIS_URL="${REDIS_URL:-redis://127.0.0.1:${M2D_REDIS_PORT:-6379}/0}"
 # Several web processes: allauth's rate limits and the metric charts are kept in one shared cache.
 export CACHE_URL="${CACHE_URL:-rediscache://127.0.0.1:${M2D_REDIS_PORT:-6379}/1}"
+# The portal is behind a local nginx (see up): sign-in limits count the address nginx was called from.
+export M2D_TRUSTED_PROXIES="${M2D_TRUSTED_PROXIES:-1}"
 PIDS="$VAR_DIR/run/$M2D_STACK.pids"
 
 setup() {
+    command -v nginx >/dev/null || apt_ensure nginx  # the portal's front (see up)
     "$REPO_ROOT/scripts/setup-venv.sh"
     "$REPO_ROOT/scripts/docker-engine.sh" >/dev/null
     [ -f "$REPO_ROOT/dataset/clam-details-image.csv" ] \
@@ -48,15 +51,19 @@ up() {
     "$PY" manage.py collectstatic --noinput >/dev/null
     down_processes
     : > "$PIDS"
-    # The portal as production serves it: gunicorn with platform/app/gunicorn.conf.py, static files
-    # by whitenoise from what collectstatic gathered above. Pages cost CPU, not waiting, so one
-    # single-threaded worker per core, and one more to serve while another waits on MLflow or an
-    # upload. Single-threaded (gunicorn's sync worker) because a threaded worker takes in
-    # connections faster than it serves them while the others idle: with 20 clients on two cores
-    # its p95 latency was about twice that of sync workers (bench P4: 90-120 ms against 52-56).
-    start_bg web env M2D_WEB_BIND="$WEB_ADDR" WEB_CONCURRENCY="${WEB_CONCURRENCY:-$(( $(nproc) + 1 ))}" \
+    # The portal as production serves it: nginx in front (it holds slow and idle connections and
+    # buffers uploads), gunicorn behind it with platform/app/gunicorn.conf.py, static files from
+    # what collectstatic gathered above. Pages cost CPU, not waiting: one single-threaded worker
+    # per core and one more to serve while another waits on MLflow. Single-threaded, because a
+    # threaded worker takes in connections faster than it serves them while the others idle: with
+    # 20 clients on two cores its p95 latency was half as much again as sync workers' (bench P4).
+    local app_port
+    app_port=$(free_port)
+    start_bg web env M2D_WEB_BIND="127.0.0.1:$app_port" WEB_CONCURRENCY="${WEB_CONCURRENCY:-$(( $(nproc) + 1 ))}" \
         M2D_WEB_THREADS="${M2D_WEB_THREADS:-1}" "$REPO_ROOT/.venv/bin/gunicorn" \
         --config platform/app/gunicorn.conf.py m2d.wsgi
+    proxy_config "$app_port" > "$VAR_DIR/run/$M2D_STACK-nginx.conf"
+    start_bg proxy nginx -c "$VAR_DIR/run/$M2D_STACK-nginx.conf" -e "$VAR_DIR/log/$M2D_STACK-nginx-error.log"
     start_bg build-worker "$PY" -m celery -A m2d worker -Q build -c 1 -n "build-$M2D_STACK@%h" \
         --without-gossip --without-mingle -l INFO
     # One run-worker process per slot: per GPU of M2D_GPU_IDS, else M2D_CPU_SLOTS.
@@ -71,6 +78,41 @@ up() {
         sleep 0.2
     done
     curl -fsS -o /dev/null "$M2D_PORTAL_URL/accounts/login/" || die "the portal did not start; see $VAR_DIR/log/$M2D_STACK-web.log"
+}
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+
+# The local twin of platform/proxy/nginx.conf.template: plain HTTP on the portal's address.
+proxy_config() {
+    local app_port=$1 max_body=$(( ${M2D_MAX_UPLOAD_BYTES:-104857600} / 1048576 + 10 ))
+    mkdir -p "$VAR_DIR/nginx"
+    cat <<CONF
+daemon off;
+worker_processes 1;
+pid $VAR_DIR/run/$M2D_STACK-nginx.pid;
+error_log $VAR_DIR/log/$M2D_STACK-nginx-error.log warn;
+events { worker_connections 1024; }
+http {
+    access_log off;  # gunicorn logs every request
+    server_tokens off;
+    client_body_temp_path $VAR_DIR/nginx/body;
+    proxy_temp_path $VAR_DIR/nginx/proxy;
+    fastcgi_temp_path $VAR_DIR/nginx/fastcgi;
+    uwsgi_temp_path $VAR_DIR/nginx/uwsgi;
+    scgi_temp_path $VAR_DIR/nginx/scgi;
+    server {
+        listen $WEB_ADDR;
+        client_max_body_size ${max_body}m;
+        location / {
+            proxy_pass http://127.0.0.1:$app_port;
+            proxy_set_header Host \$http_host;
+            proxy_set_header X-Forwarded-For \$proxy_add_x_forwarded_for;
+            proxy_read_timeout 180s;
+            proxy_request_buffering on;
+        }
+    }
+}
+CONF
 }
 
 down_processes() {
