@@ -1,8 +1,10 @@
 -- wrk script for the portal's busiest reads. Two ways to run it:
 --   wrk ... -s bench/load.lua URL                        the one request wrk's URL and -H give
---   wrk ... -s bench/load.lua URL -- CLIENTS [KINDS]     each request takes the next researcher of
---     CLIENTS (lines "session-key api-token id,id,...") and the next of KINDS (default all four:
---     list,detail,api-list,api-detail); pages carry the session cookie, API calls the token.
+--   wrk ... -s bench/load.lua URL -- CLIENTS [KINDS [PAUSE_MS]]   each request takes the next
+--     researcher of CLIENTS (lines "session-key api-token id,id,...") and the next of KINDS (default
+--     all four: list,detail,api-list,api-detail); pages carry the session cookie, API calls the
+--     token. With PAUSE_MS, each connection waits that long (give or take a half, at random) before
+--     its next request, like a person or a polling script; without, it sends the next at once.
 -- wrk reports 50/75/90/99 %; the portal's figure is the 95th percentile. Anything but a 200 counts
 -- as an error: an expired session answers with a quick redirect to the login page.
 
@@ -15,7 +17,7 @@ local PATHS = {
 
 local threads = {}
 local clients, kinds = {}, {}
-local n, bad = 0, 0
+local n, bad, pause = 0, 0, 0
 
 function setup(thread)
   thread:set("offset", #threads)
@@ -36,8 +38,15 @@ function init(args)
     assert(PATHS[kind], "unknown kind " .. kind)
     table.insert(kinds, kind)
   end
+  pause = tonumber(args[3] or "0")
   -- threads start at different researchers, so they do not send the same requests in step
   n = offset * 7919
+  math.randomseed(offset + 1)
+end
+
+function delay()
+  if pause <= 0 then return 0 end
+  return math.floor(pause * (0.5 + math.random()))
 end
 
 function request()
