@@ -83,9 +83,11 @@ def humanize_seconds(seconds: int | None) -> str:
 
 
 def format_duration(seconds: float | None) -> str:
-    """A measured length of time, as a person reads it: "8 s", "3 min 12 s", "2 h 05 min"."""
+    """A measured length of time, as a person reads it: "0.4 s", "12 s", "3 min 12 s", "2 h 05 min"."""
     if seconds is None:
         return ""
+    if round(seconds, 1) < 10:  # a short step to a tenth: "0.4 s", "2.5 s"
+        return f"{round(seconds, 1):g} s"
     seconds = int(round(seconds))
     if seconds < 60:
         return f"{seconds} s"

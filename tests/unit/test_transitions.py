@@ -102,6 +102,6 @@ def test_a_requeued_run_has_no_run_time_until_it_starts_again(owner):
 def test_durations_read_as_people_write_them():
     from submissions.progress import format_duration
 
-    assert [format_duration(s) for s in (None, 0.4, 8, 59.6, 60, 192, 3600, 7500)] == [
-        "", "0 s", "8 s", "1 min", "1 min", "3 min 12 s", "1 h 00 min", "2 h 05 min"
+    assert [format_duration(s) for s in (None, 0.04, 0.4, 8, 9.96, 12.4, 59.6, 60, 192, 3600, 7500)] == [
+        "", "0 s", "0.4 s", "8 s", "10 s", "12 s", "1 min", "1 min", "3 min 12 s", "1 h 00 min", "2 h 05 min"
     ]  # fmt: skip
