@@ -62,9 +62,11 @@ def status_changed(submission_id: int, status: str) -> None:
         "log_view": researcher_log_view(submission, "run") or researcher_log_view(submission, "build"),
         **(_queue_context(submission) if status == S.QUEUED else {}),
     }
+    # Made now, delivered by this process's outbox: the run slot that moved it goes on at once.
     mail.send(
         f"[M2D] Submission {submission.pk}: {SUBJECTS[status]}",
         "submissions/email/status",
         context,
         [submission.owner.email],
+        background=True,
     )
