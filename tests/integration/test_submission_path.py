@@ -99,9 +99,14 @@ def test_failing_main_reports_its_traceback(client, celery_workers, mailbox, mak
     assert "main.py exited with code 1" in submission.reason
     assert "Traceback (most recent call last):" in submission.reason
     assert "ValueError: learning rate must be positive" in submission.reason
-    mails = mailbox.wait_for(researcher.user.email, 5)
-    assert mails[-1]["Subject"] == f"[M2D] Submission {submission_id}: execution failed"
-    assert "ValueError: learning rate must be positive" in mail_text(mails[-1])
+    mails = [m for m in mailbox.wait_for(researcher.user.email, 4) if f"Submission {submission_id}:" in m["Subject"]]
+    assert [m["Subject"].split(": ", 1)[1] for m in mails] == [
+        "code received", "queued for execution", "execution started", "execution failed"
+    ]  # fmt: skip
+    failed = mail_text(mails[-1])
+    assert "stage run" in failed and "main.py exited with code 1" in failed
+    assert "ValueError: learning rate must be positive" in failed  # the end of its log
+    assert settings.PORTAL_URL + reverse("submissions:detail", args=[submission_id]) in failed
 
 
 def test_requirement_that_does_not_exist_fails_the_build(client, celery_workers, mailbox, make_researcher):
