@@ -138,8 +138,10 @@ def p3_p6(user, figures: dict[str, Figure], costs: dict[str, list[float]], conta
     p6.target = f"<= {P6_N} x (container start {container_start:.2f} s + 1 s) = {budget:.0f} s"
     p6.what = f"{P6_N} trivial submissions through one slot: first accepted -> last finished"
     per_run = [b.run_end - a.run_end for a, b in zip(lines, lines[1:], strict=False)]
-    p6.note = f"per submission: {spread(per_run, 's')}."
+    builds = [t.build_end - t.build_start for t in lines]
+    p6.note = f"per submission: {spread(per_run, 's')}; each build {spread(builds, 's')}."
     p6.met = total <= budget
+    run_phase_costs(set(ids), costs)
     say(f"P3: a run that sleeps while {REPEATS + 1} more are built and queued behind it")
     blocker = make_zip(
         WORK / "p3-blocker.zip",
@@ -243,3 +245,18 @@ def cached_build_costs(costs: dict[str, list[float]]) -> None:
         if i:  # the first one builds the code layer
             costs["build with every layer cached (context upload + cache lookups)"].append(time.monotonic() - started)
     docker_api.remove_image(spec.tag)
+
+
+PHASES = re.compile(r"\[submission (\d+)\] submission \d+: run phases: (.*)$", re.M)
+
+
+def run_phase_costs(ids: set[int], costs: dict[str, list[float]]) -> None:
+    """Each step of these runs, as the run worker logged it (runner/phases.py)."""
+    log = settings.VAR_DIR / "log" / f"{os.environ.get('M2D_STACK', 'bench')}-run-worker.log"
+    text = log.read_text(errors="replace") if log.exists() else ""
+    for match in PHASES.finditer(text):
+        if int(match[1]) not in ids:
+            continue
+        for step in match[2].split(", "):
+            name, seconds, _unit = step.rsplit(" ", 2)
+            costs.setdefault(f"run step: {name}", []).append(float(seconds))
