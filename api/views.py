@@ -22,7 +22,7 @@ from exports.models import ExportFile
 from submissions.models import Submission
 from submissions.progress import QueueView
 from submissions.reports import submission_summary
-from submissions.selectors import submission_for, submissions_visible_to
+from submissions.selectors import as_rows, submission_for, submissions_visible_to
 from submissions.services import SubmissionRefused, ensure_may_submit, submission_cancel, submission_create
 from tracking.readback import metric_history
 
@@ -76,7 +76,7 @@ class SubmissionViewSet(viewsets.GenericViewSet):
             if wanted not in Submission.Status.values:
                 raise ValidationError({"status": [f"one of {', '.join(Submission.Status.values)}"]})
             queryset = queryset.filter(status=wanted)
-        page = self.paginate_queryset(queryset)
+        page = self.paginate_queryset(as_rows(queryset))
         queue, now = QueueView(), timezone.now()
         items = [
             {

@@ -11,7 +11,7 @@ from tracking.readback import metric_history
 from .charts import line_charts
 from .forms import UploadForm
 from .progress import QueueView, humanize_seconds
-from .selectors import submission_for, submissions_visible_to
+from .selectors import as_rows, submission_for, submissions_visible_to
 from .services import SubmissionRefused, ensure_may_submit, submission_cancel, submission_create
 
 # Rows per page of "My submissions": a page renders in a few milliseconds however many there are.
@@ -20,7 +20,7 @@ LIST_PAGE_SIZE = 50
 
 @login_required
 def submission_list(request):
-    page = Paginator(submissions_visible_to(request.user).filter(owner=request.user), LIST_PAGE_SIZE).get_page(
+    page = Paginator(as_rows(submissions_visible_to(request.user).filter(owner=request.user)), LIST_PAGE_SIZE).get_page(
         request.GET.get("page")
     )
     queue, now = QueueView(), timezone.now()
