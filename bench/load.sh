@@ -22,7 +22,7 @@ load() {
     line=$(wrk -t2 -c"$CONNECTIONS" -d"${SECONDS_EACH}s" -s bench/load.lua "$@" "$URL$path" | grep '^LOAD ')
     printf '%-34s %s\n' "$name" "${line#LOAD }"
 }
-load "list page (200 rows)" /submissions/ -H "Cookie: sessionid=$M2D_LOAD_SESSION"
+load "list page (50 of 1,000 rows)" /submissions/ -H "Cookie: sessionid=$M2D_LOAD_SESSION"
 load "detail page" "/submissions/$M2D_LOAD_SUBMISSION/" -H "Cookie: sessionid=$M2D_LOAD_SESSION"
 load "API list (page of 50)" /api/v1/submissions/ -H "Authorization: Token $M2D_LOAD_TOKEN"
 load "API detail" "/api/v1/submissions/$M2D_LOAD_SUBMISSION/" -H "Authorization: Token $M2D_LOAD_TOKEN"
