@@ -9,7 +9,6 @@ source "$(dirname "$0")/../scripts/lib.sh"
 cd "$REPO_ROOT"
 command -v wrk >/dev/null || apt_ensure wrk  # P4's load generator
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 export M2D_STACK=bench
 export M2D_VAR_DIR="$VAR_DIR/bench"
 export M2D_INSTANCE=m2dbench

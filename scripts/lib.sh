@@ -8,6 +8,9 @@ mkdir -p "$VAR_DIR/log" "$VAR_DIR/run"
 log() { printf '\033[1m[m2d]\033[0m %s\n' "$*" >&2; }
 die() { printf '[m2d] error: %s\n' "$*" >&2; exit 1; }
 
+# A TCP port on the loopback that nothing listens on now.
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+
 as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 
 # Install Debian packages that are missing; a no-op when all are there.

@@ -13,7 +13,7 @@ WEB_ADDR="${M2D_WEB_ADDR:-127.0.0.1:8000}"
 export M2D_PORTAL_URL="${M2D_PORTAL_URL:-http://$WEB_ADDR}"
 export MLFLOW_URL="${MLFLOW_URL:-http://127.0.0.1:${M2D_MLFLOW_PORT:-3001}}"
 export REDIS_URL="${REDIS_URL:-redis://127.0.0.1:${M2D_REDIS_PORT:-6379}/0}"
-# Several web processes: allauth's rate limits and the metric charts are kept in one shared cache.
+# Several web processes: allauth's rate limits count in one shared cache.
 export CACHE_URL="${CACHE_URL:-rediscache://127.0.0.1:${M2D_REDIS_PORT:-6379}/1}"
 # The portal is behind a local nginx (see up): sign-in limits count the address nginx was called from.
 export M2D_TRUSTED_PROXIES="${M2D_TRUSTED_PROXIES:-1}"
@@ -79,8 +79,6 @@ up() {
     done
     curl -fsS -o /dev/null "$M2D_PORTAL_URL/accounts/login/" || die "the portal did not start; see $VAR_DIR/log/$M2D_STACK-web.log"
 }
-
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 
 # The local twin of platform/proxy/nginx.conf.template: plain HTTP on the portal's address.
 proxy_config() {

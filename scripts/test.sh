@@ -6,7 +6,6 @@ source "$(dirname "$0")/lib.sh"
 cd "$REPO_ROOT"
 
 # Each run is its own stack (name, ports, containers, files), so runs side by side never meet.
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 export M2D_STACK="${M2D_TEST_STACK:-test$$}"
 export M2D_REDIS_PORT="${M2D_TEST_REDIS_PORT:-$(free_port)}"
 export M2D_MLFLOW_PORT="${M2D_TEST_MLFLOW_PORT:-$(free_port)}"
