@@ -77,6 +77,7 @@ def provenance_capture(*, submission, image: str, container: str) -> Provenance:
 def final_metrics(submission) -> tuple[dict, str]:
     """The submission's final metrics, from MLflow when it answers, else as recorded after the run."""
     from tracking.client import MlflowAdmin, MlflowUnavailable
+    from tracking.readback import latest_values
 
     researcher = getattr(submission.owner, "researcher", None)
     if researcher is not None and researcher.mlflow_experiment_id:
@@ -85,10 +86,7 @@ def final_metrics(submission) -> tuple[dict, str]:
         except MlflowUnavailable as exc:
             log.warning("metrics of submission %s read from the record: %s", submission.pk, exc)
         else:
-            metrics: dict = {}
-            for run in reversed(runs):  # newest last, so its values win
-                metrics.update(run.metrics)
-            return metrics, "mlflow"
+            return latest_values(runs), "mlflow"
     return dict(submission.metrics), "recorded after the run"
 
 

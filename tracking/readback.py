@@ -39,14 +39,22 @@ def read_from_mlflow(experiment_id: str, submission_id: int) -> ReadBack:
     points follow an earlier one's. Raises MlflowUnavailable / MlflowRefused."""
     client = MlflowAdmin()
     history: dict[str, list[dict]] = {}
-    final: dict[str, float] = {}
-    for run in reversed(client.submission_runs(experiment_id, submission_id)):
-        final.update(run.metrics)
+    runs = client.submission_runs(experiment_id, submission_id)
+    for run in reversed(runs):
         for key in sorted(run.metrics):
             if key in history or len(history) < MAX_KEYS:
                 history.setdefault(key, []).extend(client.metric_history(run.run_id, key))
     thinned = any(len(points) > MAX_POINTS for points in history.values())
-    return ReadBack({key: thin(points) for key, points in history.items()}, final, thinned)
+    return ReadBack({key: thin(points) for key, points in history.items()}, latest_values(runs), thinned)
+
+
+def latest_values(runs) -> dict[str, float]:
+    """Each metric's last value over the submission's runs (newest first, as MLflow lists them):
+    where two runs logged a metric, the newer one's value wins."""
+    final: dict[str, float] = {}
+    for run in reversed(runs):
+        final.update(run.metrics)
+    return final
 
 
 def _experiment(submission) -> str:
