@@ -57,7 +57,9 @@ class CacheLayerLost(PlatformFault):
 
 
 # What the engine says when that happens.
-LOST_LAYER = re.compile(r"unknown parent image ID|failed to set parent|No such image: sha256:")
+LOST_LAYER = re.compile(
+    r"unknown parent image ID|failed to set parent|No such image: sha256:|failed to get digest sha256:"
+)
 
 
 class BuildFailed(RuntimeError):

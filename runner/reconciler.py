@@ -91,9 +91,12 @@ def _remove_orphans() -> None:
         )
     except docker_api.PlatformFault:
         return
+    # A received submission may be an interrupted build restarted a moment ago: the image its
+    # first build left is the cache the new build stands on (removing it fails that build).
+    keep = live | set(Submission.objects.filter(status=S.RECEIVED).values_list("pk", flat=True))
     for image in images:
         submission_id = image.labels.get(docker_api.LABEL_SUBMISSION, "")
-        if submission_id.isdigit() and int(submission_id) not in live:
+        if submission_id.isdigit() and int(submission_id) not in keep:
             log.info("reconciler: removing the image of finished submission %s", submission_id)
             try:
                 docker_api.remove_image(image.id)

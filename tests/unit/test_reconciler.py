@@ -36,7 +36,10 @@ def test_orphans_of_finished_submissions_are_removed(db, settings):
     owner = get_user_model().objects.create_user("orphan", "orphan@example.org")
     finished = Submission.objects.create(owner=owner, status="failed", archive="x.zip", archive_sha256="0" * 64)
     queued = Submission.objects.create(owner=owner, status="queued", archive="y.zip", archive_sha256="1" * 64)
+    # An interrupted build, sent to be built again: the new build may stand on its first image.
+    received = Submission.objects.create(owner=owner, status="received", archive="z.zip", archive_sha256="2" * 64)
     finished_image, queued_image = labelled_image(settings, finished.pk), labelled_image(settings, queued.pk)
+    received_image = labelled_image(settings, received.pk)
     container = docker_api.client().containers.create(
         settings.M2D_FORWARDER_IMAGE,
         labels={docker_api.LABEL_INSTANCE: settings.M2D_INSTANCE, docker_api.LABEL_SUBMISSION: str(finished.pk)},
@@ -45,7 +48,9 @@ def test_orphans_of_finished_submissions_are_removed(db, settings):
         reconcile()
         assert not docker_api.image_exists(finished_image)
         assert docker_api.image_exists(queued_image)  # still needed
+        assert docker_api.image_exists(received_image)
         assert not docker_api.run_exists(container.name)
     finally:
         docker_api.remove_image(queued_image)
+        docker_api.remove_image(received_image)
         docker_api.remove_image(finished_image)
