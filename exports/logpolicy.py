@@ -38,7 +38,7 @@ class LogView:
 
 
 def full_log_path(submission, kind: str) -> Path:
-    from runner.pipeline import log_dir
+    from runner.naming import log_dir
 
     if kind not in KINDS:
         raise ValueError(f"no such log: {kind!r}")

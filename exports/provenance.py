@@ -23,7 +23,7 @@ def provenance_capture(*, submission, image: str, container: str) -> Provenance:
     """Read what the run's image and container say about themselves. Never raises: a fact that
     cannot be read is recorded as missing, with why, and the run goes on."""
     from runner import docker_api
-    from runner.pipeline import labels
+    from runner.naming import labels
 
     problems: list[str] = []
     facts: dict = {"image": {}, "base_image": {}, "runtime_image": {}, "gpus": [], "files": {}}

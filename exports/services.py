@@ -103,7 +103,7 @@ def _export_of(submission) -> Export:
 
 
 def _attach_log(export: Export, kind: str, by) -> ExportFile:
-    from runner.pipeline import log_dir
+    from runner.naming import log_dir
 
     if kind not in LOG_KINDS:
         raise ExportRefused(f"There is no {kind!r} log; choose one of: {', '.join(LOG_KINDS)}.")

@@ -2,12 +2,12 @@
 
 from celery import shared_task
 
-from . import pipeline, worker_signals  # noqa: F401 - connects the worker's signal handlers
+from . import builds, pipeline, worker_signals  # noqa: F401 - connects the worker's signal handlers
 
 
 @shared_task(acks_late=True)
 def build_submission(submission_id: int) -> None:
-    pipeline.build(submission_id)
+    builds.build(submission_id)
 
 
 @shared_task(acks_late=True)
@@ -29,6 +29,6 @@ def reconcile() -> None:
 def stop_cancelled_run(submission_id: int) -> None:
     from django.conf import settings
 
-    from . import docker_api
+    from . import docker_api, naming
 
-    docker_api.stop_run(pipeline.container_name(submission_id), grace=settings.M2D_STOP_GRACE_SECONDS)
+    docker_api.stop_run(naming.container_name(submission_id), grace=settings.M2D_STOP_GRACE_SECONDS)

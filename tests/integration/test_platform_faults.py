@@ -3,7 +3,7 @@ stage infrastructure, and the researcher is told it was not their code."""
 
 import pytest
 
-from runner import docker_api, pipeline
+from runner import builds, docker_api
 from tests.conftest import make_zip
 from tests.helpers import mail_text
 
@@ -30,7 +30,7 @@ def test_engine_down_fails_at_infrastructure(db, engine_down, mailbox, django_ca
         submission = submission_create(by=researcher.user, upload=make_zip({"main.py": "", "requirements.txt": ""}))
 
     with django_capture_on_commit_callbacks(execute=True):
-        pipeline.build(submission.pk)
+        builds.build(submission.pk)
 
     submission.refresh_from_db()
     assert (submission.status, submission.failure_stage) == ("failed", "infrastructure")

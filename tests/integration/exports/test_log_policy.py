@@ -9,7 +9,7 @@ import pytest
 from django.urls import reverse
 
 from exports.models import ExportEvent
-from runner.pipeline import log_dir
+from runner.naming import log_dir
 from submissions.notifications import status_changed
 from submissions.reports import submission_summary
 from tests.helpers import mail_text

@@ -1,0 +1,84 @@
+"""The narrow interface between the platform and the Docker engine.
+
+This package is the only one that imports `docker`. Callers hand over frozen specs and get plain
+results back; engine trouble surfaces as `PlatformFault`, never as the researcher's error.
+Everything created carries labels, so a restarted worker can find what it left behind.
+
+engine: the client, errors and labels; logs: capped logs and tails; images: build, remove,
+describe; runs: the forwarder and run containers.
+"""
+
+from .engine import (
+    LABEL_INSTANCE,
+    LABEL_ROLE,
+    LABEL_SLOT,
+    LABEL_SUBMISSION,
+    PlatformFault,
+    client,
+    engine_url,
+    list_labelled,
+    wait_for_engine,
+)
+from .images import (
+    BuildCancelled,
+    BuildFailed,
+    BuildSpec,
+    CacheLayerLost,
+    build_image,
+    describe_image,
+    image_exists,
+    prune_build_cache,
+    read_image_files,
+    remove_build_leftovers,
+    remove_image,
+)
+from .logs import CappedLog, tail
+from .runs import (
+    RunOutcome,
+    RunSpec,
+    container_gpus,
+    forwarder_kwargs,
+    remove_run,
+    run_exists,
+    run_is_running,
+    run_kwargs,
+    start_run,
+    stop_run,
+    wait_run,
+)
+
+__all__ = [
+    "LABEL_INSTANCE",
+    "LABEL_ROLE",
+    "LABEL_SLOT",
+    "LABEL_SUBMISSION",
+    "BuildCancelled",
+    "BuildFailed",
+    "BuildSpec",
+    "CacheLayerLost",
+    "CappedLog",
+    "PlatformFault",
+    "RunOutcome",
+    "RunSpec",
+    "build_image",
+    "client",
+    "container_gpus",
+    "describe_image",
+    "engine_url",
+    "forwarder_kwargs",
+    "image_exists",
+    "list_labelled",
+    "prune_build_cache",
+    "read_image_files",
+    "remove_build_leftovers",
+    "remove_image",
+    "remove_run",
+    "run_exists",
+    "run_is_running",
+    "run_kwargs",
+    "start_run",
+    "stop_run",
+    "tail",
+    "wait_for_engine",
+    "wait_run",
+]

@@ -1,0 +1,264 @@
+"""Submission images: built from the checked zip, removed without losing the shared requirements
+layer, described and read for provenance."""
+
+from __future__ import annotations
+
+import io
+import posixpath
+import re
+import tarfile
+import tempfile
+import threading
+import time
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO
+
+from docker.errors import APIError, ImageNotFound, NotFound
+from docker.utils import parse_bytes
+
+from .. import recipe
+from .engine import LABEL_ROLE, PlatformFault, client, engine_errors, find_container, list_labelled, streaming_client
+from .logs import CappedLog, tail
+
+# A build context up to this size stays in memory; a bigger one goes to a temporary file.
+CONTEXT_IN_MEMORY_BYTES = 32 * 1024**2
+
+
+class BuildCancelled(RuntimeError):
+    """The build was stopped because its submission was cancelled."""
+
+
+class CacheLayerLost(PlatformFault):
+    """A cached layer the build stood on was removed under it (an image clean-up on the same
+    engine): nothing to do with the submission; building again takes another path."""
+
+
+# What the engine says when that happens.
+LOST_LAYER = re.compile(
+    r"unknown parent image ID|failed to set parent|No such image: sha256:|failed to get digest sha256:"
+)
+
+
+class BuildFailed(RuntimeError):
+    def __init__(self, message: str, log: str):
+        super().__init__(message)
+        self.log = log
+
+
+@dataclass(frozen=True)
+class BuildSpec:
+    submission_id: int
+    archive: Path
+    dockerfile: Path
+    runtime_image: str
+    tag: str
+    labels: dict[str, str]
+    log_path: Path
+    timeout: int
+    log_max_bytes: int
+    memory: str = "4g"
+
+
+def _build_context(spec: BuildSpec) -> IO[bytes]:
+    """The recipe and the submission's files, unpacked from its checked zip (see runner.recipe)."""
+    context = tempfile.SpooledTemporaryFile(max_size=CONTEXT_IN_MEMORY_BYTES)  # noqa: SIM115 (build_image closes it)
+    recipe.write_context(context, recipe.platform_recipe(spec.dockerfile.read_text(), spec.labels), spec.archive)
+    context.seek(0)
+    return context
+
+
+@engine_errors
+def build_image(spec: BuildSpec, should_stop=None) -> str:
+    """Build the submission image; returns its id. Raises BuildFailed with the log on failure,
+    TimeoutError past the time limit, BuildCancelled when `should_stop()` turns true."""
+    api = streaming_client(spec.timeout + 30)
+    log = CappedLog(spec.log_path, spec.log_max_bytes)
+    image_id, error = None, None
+    deadline = time.monotonic() + spec.timeout
+    stopped: list[str] = []
+    finished = threading.Event()
+
+    def watch() -> None:
+        # Closing the connection makes the engine abandon the build, even a silent one.
+        while not finished.wait(1.0):
+            if time.monotonic() > deadline:
+                stopped.append("timeout")
+            elif should_stop is not None and should_stop():
+                stopped.append("cancelled")
+            else:
+                continue
+            api.close()
+            return
+
+    try:
+        context = _build_context(spec)
+    except (recipe.RecipeError, zipfile.BadZipFile, OSError) as exc:
+        api.close()
+        log.close()
+        raise PlatformFault(f"the build context could not be made: {exc}") from exc
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    try:
+        stream = api.build(
+            fileobj=context,
+            custom_context=True,
+            tag=spec.tag,
+            rm=True,
+            forcerm=True,
+            decode=True,
+            buildargs={"RUNTIME_IMAGE": spec.runtime_image},
+            container_limits={"memory": parse_bytes(spec.memory), "memswap": parse_bytes(spec.memory)},
+            timeout=spec.timeout + 30,
+        )
+        for chunk in stream:
+            if "stream" in chunk:
+                log.write(chunk["stream"].encode())
+            if "error" in chunk:
+                error = chunk["error"].strip()
+                log.write(f"{error}\n".encode())
+            if "aux" in chunk and "ID" in chunk["aux"]:
+                image_id = chunk["aux"]["ID"]
+    except Exception:
+        if not stopped:
+            raise
+    finally:
+        finished.set()
+        log.close()
+        api.close()
+        context.close()
+    if stopped == ["timeout"]:
+        raise TimeoutError(f"the build took longer than its limit of {spec.timeout} s")
+    if stopped == ["cancelled"]:
+        raise BuildCancelled("the submission was cancelled during its build")
+    if error and LOST_LAYER.search(error):
+        raise CacheLayerLost(error)
+    if error or not image_id:
+        raise BuildFailed(error or "the build produced no image", tail(spec.log_path, 60))
+    return image_id
+
+
+@engine_errors
+def image_exists(image: str) -> bool:
+    try:
+        client().images.get(image)
+        return True
+    except (ImageNotFound, NotFound):
+        return False
+
+
+@engine_errors
+def remove_image(tag_or_id: str) -> None:
+    """Remove a submission image and its own layers (code, settings, labels), but keep the last
+    layer a RUN step made: the installed requirements, which the next submission with the same
+    requirements.txt reuses. (Pruning every untagged parent made each resubmission reinstall,
+    and failed builds that had just found that layer in the cache.) prune_build_cache() ages
+    out what is kept."""
+    try:
+        image = client().images.get(tag_or_id)
+        client().images.remove(image.id, force=True, noprune=True)
+    except (ImageNotFound, NotFound):
+        return
+    parent_id = image.attrs.get("Parent")
+    while parent_id:
+        try:
+            parent = client().images.get(parent_id)
+        except (ImageNotFound, NotFound):
+            return
+        step = " ".join((parent.attrs.get("ContainerConfig") or {}).get("Cmd") or [])
+        if parent.tags or "#(nop)" not in step:
+            return  # a named image, or a RUN step's layer (or one we cannot tell): keep it
+        parent_id = parent.attrs.get("Parent")
+        try:
+            client().images.remove(parent.id, noprune=True)
+        except (ImageNotFound, NotFound):
+            return
+        except APIError as exc:
+            if exc.status_code == 409:  # another image grew from it: it is shared, keep it
+                return
+            raise
+        if re.search(r"#\(nop\)\s+(COPY|ADD)\b", step):
+            # The submission's own files. What lies below (the image settings on top of the
+            # requirements) is the cache of every build with the same requirements.txt: a build
+            # may be using it right now, and would fail if it went ("unknown parent image ID").
+            return
+
+
+@engine_errors
+def prune_build_cache(older_than_seconds: int) -> int:
+    """Remove untagged image layers left by builds (requirements layers, unpack stages) older
+    than the limit; returns the bytes freed."""
+    report = client().images.prune(filters={"dangling": True, "until": f"{older_than_seconds}s"})
+    return int(report.get("SpaceReclaimed") or 0)
+
+
+@engine_errors
+def remove_build_leftovers(instance: str, submission_id: int) -> None:
+    """A build stopped half-way (cancelled, timed out, its worker gone) can leave its
+    intermediate containers behind; none of the submission's containers may outlive its build."""
+    for container in list_labelled(instance, submission_id):
+        if container.status != "running":
+            try:
+                container.remove(force=True)
+            except NotFound:
+                pass
+
+
+@engine_errors
+def describe_image(ref: str) -> dict | None:
+    """An image's identity: its id (the digest of its configuration), registry digests and layers."""
+    try:
+        image = client().images.get(ref)
+    except (ImageNotFound, NotFound):
+        return None
+    return {
+        "id": image.id,
+        "repo_digests": image.attrs.get("RepoDigests") or [],
+        "layers": image.attrs.get("RootFS", {}).get("Layers") or [],
+        "created": image.attrs.get("Created", ""),
+    }
+
+
+@engine_errors
+def read_image_files(
+    image: str, paths: list[str], labels: dict[str, str], max_bytes: int = 4 * 1024**2, container_name: str = ""
+) -> dict:
+    """The contents of files of one folder inside an image; a missing file maps to None. Read from
+    the run's own container when it is given and still there (its root file system was read-only,
+    so the files are the image's), else from a container created for it but never started. The
+    folder comes in one request (each costs the engine tens of milliseconds), and no more than
+    `max_bytes` of it is read."""
+    folders = {posixpath.dirname(path) for path in paths}
+    if len(folders) != 1:
+        raise ValueError(f"the paths must share one folder: {paths}")
+    folder = folders.pop()
+    existing = find_container(container_name) if container_name else None
+    container = existing or client().containers.create(
+        image, command=["true"], labels={**labels, LABEL_ROLE: "inspect"}
+    )
+    found: dict[str, bytes | None] = dict.fromkeys(paths)
+    try:
+        try:
+            stream, _ = container.get_archive(folder)
+        except NotFound:
+            return found
+        archive = io.BytesIO()
+        for chunk in stream:
+            archive.write(chunk)
+            if archive.tell() > max_bytes:
+                break  # the files sought are small; the folder may hold more (a build wrote there)
+        archive.seek(0)
+        base = posixpath.basename(folder.rstrip("/"))
+        wanted = {f"{base}/{posixpath.basename(path)}": path for path in paths}
+        try:
+            with tarfile.open(fileobj=archive) as tar:
+                for member in tar:
+                    if member.name in wanted and member.isfile():
+                        found[wanted[member.name]] = tar.extractfile(member).read()
+        except tarfile.ReadError:  # cut short at max_bytes: what was read before stands
+            pass
+    finally:
+        if existing is None:
+            container.remove(force=True)
+    return found

@@ -1,0 +1,32 @@
+"""What a submission's things are called on the engine and on disk."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from django.conf import settings
+
+from submissions.models import Submission
+
+from . import docker_api
+
+
+def image_tag(submission_id: int) -> str:
+    return f"m2d-submission:{settings.M2D_INSTANCE}-{submission_id}"
+
+
+def container_name(submission_id: int) -> str:
+    return f"m2d-{settings.M2D_INSTANCE}-run-{submission_id}"
+
+
+def log_dir(submission_id: int) -> Path:
+    return settings.VAR_DIR / "logs" / str(submission_id)
+
+
+def labels(submission: Submission, slot: str = "") -> dict[str, str]:
+    return {
+        docker_api.LABEL_INSTANCE: settings.M2D_INSTANCE,
+        docker_api.LABEL_SUBMISSION: str(submission.pk),
+        docker_api.LABEL_SLOT: slot,
+        "org.m2d.owner": submission.owner.username,
+    }
