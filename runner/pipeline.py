@@ -173,6 +173,9 @@ def run_spec(
             "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "5",
             "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "2",
             "MLFLOW_DISABLE_TELEMETRY": "true",
+            # MLflow's "View run at http://mlflow-server:3001/…" names an address that exists only
+            # inside the sandbox; the submission's page is where the run is seen.
+            "MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT": "true",
             "DO_NOT_TRACK": "true",
             "GIT_PYTHON_REFRESH": "quiet",
             "PYTHONUNBUFFERED": "1",

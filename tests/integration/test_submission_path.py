@@ -43,6 +43,9 @@ def test_upload_to_metrics_exports_and_mail(client, celery_workers, mailbox, mak
     submission = wait_finished(submission_id)
     assert submission.status == "succeeded", submission.reason + submission.run_log_tail
     assert submission.exit_code == 0
+    # The log holds what main.py printed, not MLflow's links to an address only the sandbox has.
+    assert submission.run_log_tail.splitlines()[-1] == "done"
+    assert "mlflow-server:3001" not in submission.run_log_tail
 
     # Metrics and params in MLflow, in the researcher's own experiment, tagged with the submission.
     expected_rows = len((settings.M2D_DATASET_DIR / "clam-details-image.csv").read_text().splitlines()) - 1
