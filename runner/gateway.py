@@ -8,6 +8,8 @@ submission's owner. It is the single policy point for what a run may say to the 
   and trace uploads are refused, because MLflow's own limits are no exfiltration control
   (shared/mlflow-facts.md sections 5-6);
 - a byte and call allowance for the whole run.
+Its own credentials towards MLflow are the owner's, read again when MLflow stops taking them (the
+owner rotated the password mid-run), while the run goes on with the ones it was started with.
 
 Refusals are 403/413/422 and never 5xx/408/429: MLflow's client retries those for minutes, and a
 refused run should fail fast. This module has no Django imports so it can be tested alone.
@@ -28,6 +30,7 @@ import re
 import socket
 import stat
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -139,6 +142,7 @@ class TrackingGateway:
         policy: GatewayPolicy,
         socket_uid: int | None = None,
         socket_mode: int = 0o600,
+        current_password: Callable[[], str] | None = None,
     ):
         self.socket_path = Path(socket_path)
         self.upstream = URL(upstream_url.rstrip("/"))
@@ -153,8 +157,12 @@ class TrackingGateway:
         self._session: aiohttp.ClientSession | None = None
         # (st_dev, st_ino) of the socket we made: stop() removes that one and nothing else.
         self._socket_id: tuple[int, int] | None = None
+        # What the run must present (the credentials it was started with) ...
         self._credentials = f"{policy.username}:{policy.password}".encode()
-        self._auth_header = "Basic " + base64.b64encode(self._credentials).decode()
+        # ... and what MLflow is shown: the owner's password now, read again through
+        # `current_password` (a blocking call, run off the loop) when MLflow answers 401.
+        self._upstream_password = policy.password
+        self._current_password = current_password
 
     # ----- lifecycle -------------------------------------------------------------------------
 
@@ -380,22 +388,15 @@ class TrackingGateway:
         # MLflow rejects Host names it does not know (DNS-rebinding check), e.g. mlflow-server:3001.
         headers["Host"] = self.upstream.host_port_subcomponent or ""
         if with_credentials:
-            headers["Authorization"] = self._auth_header
+            headers["Authorization"] = self._upstream_authorization()
         # Rebuilt from the parsed query, so MLflow reads exactly the values checked above.
         url = self.upstream.with_path(self.upstream.path.rstrip("/") + path)
         url = url.with_query(request.rel_url.query)
-        assert self._session is not None
         try:
-            async with self._session.request(
-                request.method,
-                url,
-                data=body or None,
-                headers=headers,
-                allow_redirects=False,
-            ) as upstream:
-                payload = await upstream.read()
-                content_type = upstream.headers.get("Content-Type")
-                status = upstream.status
+            status, payload, content_type = await self._call_upstream(request.method, url, body, headers)
+            if status == 401 and with_credentials and await self._password_changed():
+                headers["Authorization"] = self._upstream_authorization()
+                status, payload, content_type = await self._call_upstream(request.method, url, body, headers)
         except (TimeoutError, aiohttp.ClientError) as exc:
             log.warning("gateway %s: %s failed: %r", self.policy.submission_id, path, exc)
             # The one 5xx: a platform fault, which the client may retry (few retries in runs).
@@ -412,6 +413,32 @@ class TrackingGateway:
         if content_type:
             response.headers["Content-Type"] = content_type
         return response
+
+    async def _call_upstream(self, method: str, url: URL, body: bytes, headers: dict) -> tuple[int, bytes, str | None]:
+        assert self._session is not None
+        async with self._session.request(
+            method, url, data=body or None, headers=headers, allow_redirects=False
+        ) as upstream:
+            return upstream.status, await upstream.read(), upstream.headers.get("Content-Type")
+
+    def _upstream_authorization(self) -> str:
+        credentials = f"{self.policy.username}:{self._upstream_password}".encode()
+        return "Basic " + base64.b64encode(credentials).decode()
+
+    async def _password_changed(self) -> bool:
+        """Read the owner's password again; True when it is not the one just refused."""
+        if self._current_password is None:
+            return False
+        try:
+            password = await asyncio.get_running_loop().run_in_executor(None, self._current_password)
+        except Exception:
+            log.exception("gateway %s: could not read the owner's MLflow password", self.policy.submission_id)
+            return False
+        if not password or password == self._upstream_password:
+            return False
+        log.info("gateway %s: the owner's MLflow password changed; using the new one", self.policy.submission_id)
+        self._upstream_password = password
+        return True
 
 
 def _json_object(body: bytes) -> dict:

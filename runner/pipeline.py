@@ -106,6 +106,7 @@ def run(submission: Submission, adopt: bool = False) -> None:
             max_bytes=settings.M2D_TRACKING_MAX_BYTES,
         ),
         socket_uid=settings.M2D_FORWARDER_UID if os.geteuid() == 0 else None,
+        current_password=lambda: _owner_mlflow_password(researcher.pk),
     )
     outcome = None
     gateway.start()
@@ -195,6 +196,15 @@ def run_spec(
         log_max_bytes=settings.M2D_LOG_MAX_BYTES,
         gpu_id=submission.gpu_id or None,
     )
+
+
+def _owner_mlflow_password(researcher_pk: int) -> str:
+    """The owner's MLflow password now (they may rotate it mid-run); asked from the gateway's
+    thread pool, whose database connection is given back."""
+    try:
+        return Researcher.objects.get(pk=researcher_pk).mlflow_password
+    finally:
+        connection.close()
 
 
 def _remove_image(submission_id: int) -> None:

@@ -3,8 +3,10 @@ sandboxed run → the tracking gateway → the real MLflow server with its auth 
 a real SMTP server."""
 
 import hashlib
+import time
 
 import pytest
+import requests
 from django.conf import settings
 from django.urls import reverse
 
@@ -130,3 +132,52 @@ def test_requirement_that_does_not_exist_fails_the_build(client, celery_workers,
     mails = [m for m in mailbox.wait_for(researcher.user.email, 3) if f"Submission {submission_id}:" in m["Subject"]]
     assert [m["Subject"].split(": ", 1)[1] for m in mails] == ["code received", "execution failed"]
     assert "stage build" in mail_text(mails[-1])
+
+
+WAITS_FOR_A_TAG = """
+import time
+
+import mlflow
+from mlflow.tracking import MlflowClient
+
+with mlflow.start_run() as run:
+    mlflow.log_metric("before", 1)
+    print("waiting for the go tag", flush=True)
+    for _ in range(240):
+        if MlflowClient().get_run(run.info.run_id).data.tags.get("go"):
+            break
+        time.sleep(0.5)
+    else:
+        raise SystemExit("no go tag")
+    mlflow.log_metric("after", 1)
+print("done")
+"""
+
+
+def test_a_password_rotated_mid_run_does_not_cut_the_run_off(client, celery_workers, make_researcher):
+    """The run was started with the old MLflow password; its calls go on after the owner rotates it."""
+    from accounts.services import mlflow_password_rotate
+
+    researcher = make_researcher("rita")
+    old_password = researcher.mlflow_password
+    sid = upload(client, researcher.user, {"main.py": WAITS_FOR_A_TAG, "requirements.txt": "mlflow==3.17.2\n"})
+    log = settings.VAR_DIR / "logs" / str(sid) / "run.log"
+    deadline = time.monotonic() + 120
+    while not (log.exists() and b"waiting for the go tag" in log.read_bytes()):
+        assert time.monotonic() < deadline, "the run did not start"
+        time.sleep(0.2)
+
+    researcher = mlflow_password_rotate(by=researcher.user, researcher=researcher)
+    researcher.refresh_from_db()
+    assert researcher.mlflow_password != old_password
+    [run] = mlflow_runs(researcher)  # MLflow takes the new password (and no longer the old one)
+    requests.post(
+        f"{settings.MLFLOW_URL}/api/2.0/mlflow/runs/set-tag",
+        json={"run_id": run["info"]["run_id"], "key": "go", "value": "1"},
+        auth=(researcher.mlflow_username, researcher.mlflow_password),
+        timeout=10,
+    ).raise_for_status()
+
+    submission = wait_finished(sid, timeout=120)
+    assert submission.status == "succeeded", submission.reason + submission.run_log_tail
+    assert submission.metrics == {"before": 1.0, "after": 1.0}
