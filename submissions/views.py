@@ -52,7 +52,7 @@ def submission_upload(request):
         except SubmissionRefused as exc:
             form.add_error("archive", str(exc))
         else:
-            messages.success(request, f"Submission {submission.pk} received. We are building it now.")
+            messages.success(request, f"Submission {submission.pk} received. This page follows it as it runs.")
             return redirect("submissions:detail", pk=submission.pk)
     status = 400 if request.method == "POST" else 200
     return render(request, "submissions/upload.html", {"form": form, "refusal": refusal}, status=status)

@@ -90,6 +90,11 @@ def test_upload_and_watch_until_the_chart(browser, live_server, celery_workers, 
     assert page.locator("#cancel").count() == 0  # nothing left to cancel
     timeline = page.locator("#timeline").inner_text()
     assert all(word in timeline for word in ("received", "building", "queued", "running", "succeeded"))
+    # The upload's message is still shown, and still true now that the run is over.
+    submission_id = page.url.rstrip("/").split("/")[-1]
+    assert page.locator(".messages").inner_text().strip() == (
+        f"Submission {submission_id} received. This page follows it as it runs."
+    )
     shot(page, "03-finished")
 
 
