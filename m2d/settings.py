@@ -126,7 +126,19 @@ ACCOUNT_EMAIL_SUBJECT_PREFIX = "[M2D] "
 ACCOUNT_PREVENT_ENUMERATION = env.bool("M2D_PREVENT_ACCOUNT_ENUMERATION", default=False)
 # allauth's rate limits (sign-up, failed logins, e-mail confirmations, MFA) are on by default;
 # they count in the cache, so several web processes need a shared one (CACHE_URL=rediscache://…).
-CACHES = {"default": env.cache("CACHE_URL", default="locmemcache://")}
+
+
+def cache_config(url: str) -> dict:
+    """The cache a URL names. A Redis cache stands in for itself with the process's memory while
+    Redis does not answer (m2d.cache): sign-in keeps working, its limits counted per process."""
+    config = environ.Env.cache_url_config(url)
+    if config["BACKEND"] in ("django.core.cache.backends.redis.RedisCache", "django_redis.cache.RedisCache"):
+        config["BACKEND"] = "m2d.cache.FallbackRedisCache"
+        config.setdefault("OPTIONS", {}).update(socket_connect_timeout=2, socket_timeout=2)
+    return config
+
+
+CACHES = {"default": cache_config(env.str("CACHE_URL", default="locmemcache://"))}
 # Proxies in front of the portal (nginx: 1). Each adds the address it was called from to
 # X-Forwarded-For: allauth's per-address limits count the caller's address, not the proxy's.
 ALLAUTH_TRUSTED_PROXY_COUNT = env.int("M2D_TRUSTED_PROXIES", default=0)
