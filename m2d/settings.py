@@ -197,6 +197,11 @@ else:
     EMAIL_FILE_PATH = str(VAR_DIR / "mail")
 DEFAULT_FROM_EMAIL = env("DEFAULT_FROM_EMAIL", default="M2D <m2d@localhost>")
 EMAIL_TIMEOUT = 20
+# Every mail is stored before it is sent (ops.outbox). One the mail server did not take is tried
+# again, with growing pauses up to an hour, for this long; one whose sender died is taken over
+# after the lease.
+M2D_MAIL_RETRY_HOURS = env.float("M2D_MAIL_RETRY_HOURS", default=48)
+M2D_MAIL_LEASE_SECONDS = env.int("M2D_MAIL_LEASE_SECONDS", default=120)
 
 # --- Celery -----------------------------------------------------------------------------------
 REDIS_URL = env("REDIS_URL", default="redis://127.0.0.1:6379/0")
@@ -329,6 +334,11 @@ STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
     "exports": _EXPORTS_STORAGE,
+}
+CELERY_BEAT_SCHEDULE["send-due-mail"] = {
+    "task": "ops.tasks.send_due_mail",
+    "schedule": M2D_RECONCILE_SECONDS,
+    "options": {"queue": M2D_QUEUE_OPS},
 }
 CELERY_BEAT_SCHEDULE["expire-exports"] = {
     "task": "exports.tasks.expire_exports",

@@ -20,7 +20,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Histo
 
 from submissions.models import Submission, SubmissionEvent
 
-from .models import MailFailure
+from .models import MailFailure, OutgoingMail
 
 S = Submission.Status
 INF = float("inf")
@@ -151,6 +151,9 @@ class PlatformCollector:
         failures = CounterMetricFamily("m2d_email_failures", "E-mails the mail server did not take.")
         failures.add_metric([], MailFailure.objects.count())
         yield failures
+        waiting = GaugeMetricFamily("m2d_email_outbox", "E-mails stored and not yet taken by the mail server.")
+        waiting.add_metric([], OutgoingMail.objects.count())
+        yield waiting
 
     def _broker(self) -> Iterator[Metric]:
         from .health import redis_client

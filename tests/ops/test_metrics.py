@@ -10,6 +10,7 @@ from django.core.mail import send_mail
 from django.utils import timezone
 from prometheus_client.parser import text_string_to_metric_families
 
+from ops import outbox
 from ops.models import MailFailure
 from submissions.models import Submission, SubmissionEvent
 from tests.conftest import free_port
@@ -144,6 +145,13 @@ def test_a_mail_server_that_refuses_is_counted(client, token, settings):
     assert failure.recipients == "r@example.org"
     assert "ConnectionRefusedError" in failure.error
     assert scrape(client)[("m2d_email_failures_total", ())] == 1
+
+    # The platform's own mails are kept until the server takes them: the gauge shows they wait.
+    assert scrape(client)[("m2d_email_outbox", ())] == 0
+    sent = outbox.post("[M2D] Submission 7: execution finished", "body", "", ["r@example.org"], background=False)
+    assert sent is False
+    assert scrape(client)[("m2d_email_outbox", ())] == 1
+    assert scrape(client)[("m2d_email_failures_total", ())] == 2
 
 
 def test_alert_rules_and_dashboard_use_only_metrics_that_exist(client, token):
