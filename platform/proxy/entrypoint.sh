@@ -8,6 +8,7 @@ export M2D_PUBLIC_HOST
 export M2D_MLFLOW_HTTPS_PORT="${M2D_MLFLOW_HTTPS_PORT:-8443}"
 export M2D_HTTPS_PORT="${M2D_HTTPS_PORT:-443}"
 export M2D_PROXY_MAX_BODY="${M2D_PROXY_MAX_BODY:-110m}"
+export MLFLOW_ADMIN_USERNAME="${MLFLOW_ADMIN_USERNAME:-m2d-admin}"
 tls=/etc/m2d/tls
 if [ ! -s "$tls/cert.pem" ] || [ ! -s "$tls/key.pem" ]; then
     echo "m2d-proxy: no certificate in $tls; making a self-signed one for $M2D_PUBLIC_HOST"
@@ -21,7 +22,7 @@ if [ ! -s "$tls/cert.pem" ] || [ ! -s "$tls/key.pem" ]; then
         -subj "/CN=$M2D_PUBLIC_HOST/O=M2D self-signed" -addext "subjectAltName=$san" 2>/dev/null
     chmod 644 "$tls/cert.pem"
 fi
-envsubst '$M2D_PUBLIC_HOST $M2D_MLFLOW_HTTPS_PORT $M2D_HTTPS_PORT $M2D_PROXY_MAX_BODY' \
+envsubst '$M2D_PUBLIC_HOST $M2D_MLFLOW_HTTPS_PORT $M2D_HTTPS_PORT $M2D_PROXY_MAX_BODY $MLFLOW_ADMIN_USERNAME' \
     < /etc/m2d/nginx.conf.template > /etc/nginx/conf.d/m2d.conf
 nginx -t -q
 exec nginx -g 'daemon off;'

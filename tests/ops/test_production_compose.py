@@ -211,6 +211,27 @@ def test_health_endpoints_and_deploy_checks_in_the_running_stack(stack):
     assert upload.status_code == 403
 
 
+def test_only_the_mlflow_admin_lists_mlflow_users(stack, finished_submission):
+    creds = finished_submission["mlflow"]
+    for path in ("/api/2.0/mlflow/users/list", "/ajax-api/2.0/mlflow/users/list", "//api/2.0/mlflow//users/list"):
+        response = requests.get(
+            f"{stack.mlflow_url}{path}",
+            auth=(creds["mlflow_username"], creds["mlflow_password"]),
+            verify=str(stack.cert),
+            timeout=10,
+        )
+        assert response.status_code == 403, (path, response.text)
+        assert "Only the MLflow admin may list users" in response.text
+    admin = requests.get(
+        f"{stack.mlflow_url}/api/2.0/mlflow/users/list",
+        auth=("m2d-admin", stack.env["MLFLOW_ADMIN_PASSWORD"]),
+        verify=str(stack.cert),
+        timeout=10,
+    )
+    assert admin.status_code == 200
+    assert creds["mlflow_username"] in {user["username"] for user in admin.json()["users"]}
+
+
 def test_a_backup_brings_everything_back_after_the_host_is_wiped(stack, finished_submission):
     submission_id = finished_submission["id"]
     exported = stack.data_dir / "exports" / str(submission_id) / "report.txt"
