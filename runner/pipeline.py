@@ -192,6 +192,7 @@ def run_spec(
         tmp_size=settings.M2D_RUN_TMP,
         timeout=settings.M2D_RUN_TIMEOUT,
         silence_timeout=settings.M2D_RUN_SILENCE_TIMEOUT,
+        stop_grace=settings.M2D_STOP_GRACE_SECONDS,
         log_path=log_dir(submission.pk) / "run.log",
         log_max_bytes=settings.M2D_LOG_MAX_BYTES,
         gpu_id=submission.gpu_id or None,

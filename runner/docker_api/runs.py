@@ -41,6 +41,8 @@ class RunSpec:
     silence_timeout: int = 0
     gpu_id: str | None = None
     command: tuple[str, ...] = ("python3", "main.py")
+    # Seconds between SIGTERM and SIGKILL when the watchdog stops the run (M2D_STOP_GRACE_SECONDS).
+    stop_grace: int = 10
 
 
 @dataclass
@@ -140,9 +142,11 @@ def _wait_forwarder_ready(forwarder, timeout: float = 15.0) -> None:
 class _Watchdog(threading.Thread):
     """Stops the run at its wall-clock limit, or when it has printed nothing for too long."""
 
-    def __init__(self, container, timeout: float, silence_timeout: float, heartbeat=None, heartbeat_seconds=10.0):
+    def __init__(
+        self, container, timeout: float, silence_timeout: float, heartbeat=None, heartbeat_seconds=10.0, grace=10
+    ):
         super().__init__(daemon=True)
-        self.container, self.timeout, self.silence_timeout = container, timeout, silence_timeout
+        self.container, self.timeout, self.silence_timeout, self.grace = container, timeout, silence_timeout, grace
         self.heartbeat, self.heartbeat_seconds = heartbeat, heartbeat_seconds
         self.started = self.last_output = self.last_beat = time.monotonic()
         self.timed_out = threading.Event()
@@ -168,7 +172,7 @@ class _Watchdog(threading.Thread):
             else:
                 continue
             try:
-                self.container.stop(timeout=10)
+                self.container.stop(timeout=self.grace)
             except (NotFound, APIError, requests.RequestException):
                 pass
             return
@@ -190,7 +194,9 @@ def wait_run(spec: RunSpec, heartbeat=None, heartbeat_seconds: float = 10.0) -> 
     """Follow the run's output into its capped log until it exits or the watchdog stops it."""
     started = time.monotonic()
     container = client().containers.get(spec.name)
-    watchdog = _Watchdog(container, spec.timeout, spec.silence_timeout or spec.timeout, heartbeat, heartbeat_seconds)
+    watchdog = _Watchdog(
+        container, spec.timeout, spec.silence_timeout or spec.timeout, heartbeat, heartbeat_seconds, spec.stop_grace
+    )
     watchdog.start()
     log = CappedLog(spec.log_path, spec.log_max_bytes)
     api = streaming_client(spec.timeout + 120)
