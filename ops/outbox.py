@@ -148,10 +148,16 @@ def _send_forever(outbox: queue.Queue) -> None:
             outbox.task_done()
 
 
-def _drain(outbox: queue.Queue) -> None:
-    """Give the outbox a little time to send what it holds before the process ends."""
-    deadline = time.monotonic() + DRAIN_SECONDS
+def drain(timeout: float = DRAIN_SECONDS) -> int:
+    """Give this process's outbox thread up to `timeout` seconds to send what it holds; returns
+    how many mails it still holds (they wait for the scheduled resend)."""
+    return _drain(_queue, timeout) if _queue is not None and _queue_pid == os.getpid() else 0
+
+
+def _drain(outbox: queue.Queue, timeout: float = DRAIN_SECONDS) -> int:
+    deadline = time.monotonic() + timeout
     while outbox.unfinished_tasks and time.monotonic() < deadline:
         time.sleep(0.05)
     if outbox.unfinished_tasks:
         log.warning("%s e-mails wait for the scheduled resend: the process ended first", outbox.unfinished_tasks)
+    return outbox.unfinished_tasks

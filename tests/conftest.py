@@ -222,6 +222,16 @@ class WorkerPool:
 
 
 @pytest.fixture(scope="session")
+def django_db_setup(django_db_setup):
+    """pytest-django's test database; before it is dropped, this process's outbox sends the mails
+    that tests' transitions wrote (else its thread meets a database that is gone)."""
+    yield
+    from ops import outbox
+
+    outbox.drain(timeout=15)
+
+
+@pytest.fixture(scope="session")
 def celery_workers(django_db_setup, django_db_blocker, smtp_server):
     """The shared pool of real workers on the default queues."""
     pool = WorkerPool(smtp_server.port).start()
