@@ -89,4 +89,6 @@ def list_labelled(instance: str, submission_id: int | None = None) -> list:
     labels = [f"{LABEL_INSTANCE}={instance}"]
     if submission_id is not None:
         labels.append(f"{LABEL_SUBMISSION}={submission_id}")
-    return client().containers.list(all=True, filters={"label": labels})
+    # A container removed between the listing and its inspection (a run ending, a build's
+    # intermediate container) is left out, not an error.
+    return client().containers.list(all=True, filters={"label": labels}, ignore_removed=True)
