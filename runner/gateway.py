@@ -162,6 +162,7 @@ class TrackingGateway:
         # ... and what MLflow is shown: the owner's password now, read again through
         # `current_password` (a blocking call, run off the loop) when MLflow answers 401.
         self._upstream_password = policy.password
+        self._upstream_auth = _basic(policy.username, policy.password)
         self._current_password = current_password
 
     # ----- lifecycle -------------------------------------------------------------------------
@@ -388,14 +389,14 @@ class TrackingGateway:
         # MLflow rejects Host names it does not know (DNS-rebinding check), e.g. mlflow-server:3001.
         headers["Host"] = self.upstream.host_port_subcomponent or ""
         if with_credentials:
-            headers["Authorization"] = self._upstream_authorization()
+            headers["Authorization"] = self._upstream_auth
         # Rebuilt from the parsed query, so MLflow reads exactly the values checked above.
         url = self.upstream.with_path(self.upstream.path.rstrip("/") + path)
         url = url.with_query(request.rel_url.query)
         try:
             status, payload, content_type = await self._call_upstream(request.method, url, body, headers)
             if status == 401 and with_credentials and await self._password_changed():
-                headers["Authorization"] = self._upstream_authorization()
+                headers["Authorization"] = self._upstream_auth
                 status, payload, content_type = await self._call_upstream(request.method, url, body, headers)
         except (TimeoutError, aiohttp.ClientError) as exc:
             log.warning("gateway %s: %s failed: %r", self.policy.submission_id, path, exc)
@@ -421,10 +422,6 @@ class TrackingGateway:
         ) as upstream:
             return upstream.status, await upstream.read(), upstream.headers.get("Content-Type")
 
-    def _upstream_authorization(self) -> str:
-        credentials = f"{self.policy.username}:{self._upstream_password}".encode()
-        return "Basic " + base64.b64encode(credentials).decode()
-
     async def _password_changed(self) -> bool:
         """Read the owner's password again; True when it is not the one just refused."""
         if self._current_password is None:
@@ -438,7 +435,12 @@ class TrackingGateway:
             return False
         log.info("gateway %s: the owner's MLflow password changed; using the new one", self.policy.submission_id)
         self._upstream_password = password
+        self._upstream_auth = _basic(self.policy.username, password)
         return True
+
+
+def _basic(username: str, password: str) -> str:
+    return "Basic " + base64.b64encode(f"{username}:{password}".encode()).decode()
 
 
 def _json_object(body: bytes) -> dict:
