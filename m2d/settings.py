@@ -274,7 +274,20 @@ M2D_BUILD_MEMORY = env("M2D_BUILD_MEMORY", default="4g")
 M2D_BUILD_TIMEOUT = env.int("M2D_BUILD_TIMEOUT", default=3600)
 M2D_LOG_MAX_BYTES = env.int("M2D_LOG_MAX_BYTES", default=10 * 1024**2)
 M2D_LOG_TAIL_LINES = env.int("M2D_LOG_TAIL_LINES", default=40)
+# The tracking gateway's allowances for one submission, over all its attempts (a requeued or
+# adopted run goes on with what is left): bytes the run sends out, bytes of answers it reads back
+# in (an answer is a way in for commands), and the largest single answer.
 M2D_TRACKING_MAX_BYTES = env.int("M2D_TRACKING_MAX_BYTES", default=1_000_000)
+M2D_TRACKING_MAX_BYTES_IN = env.int("M2D_TRACKING_MAX_BYTES_IN", default=4_000_000)
+M2D_TRACKING_MAX_ANSWER_BYTES = env.int("M2D_TRACKING_MAX_ANSWER_BYTES", default=1024 * 1024)
+# What one researcher may get out unreviewed (tracking bytes sent plus run log tails shown) over
+# any 24 hours, across all their submissions: a per-run cap times unlimited runs is no cap.
+M2D_EXIT_BYTES_PER_RESEARCHER_PER_DAY = env.int("M2D_EXIT_BYTES_PER_RESEARCHER_PER_DAY", default=5_000_000)
+# What /mnt/export may hold for it to be collected; past any of these the run fails at the export
+# stage and nothing of it is kept (names are data too, so each is kept short and plain).
+M2D_EXPORT_MAX_FILES = env.int("M2D_EXPORT_MAX_FILES", default=1000)
+M2D_EXPORT_MAX_PATH_CHARS = env.int("M2D_EXPORT_MAX_PATH_CHARS", default=200)
+M2D_EXPORT_NAME_CHARACTERS = env("M2D_EXPORT_NAME_CHARACTERS", default="A-Za-z0-9._+=@,-")
 M2D_STOP_GRACE_SECONDS = env.int("M2D_STOP_GRACE_SECONDS", default=10)
 M2D_KEEP_IMAGES = env.bool("M2D_KEEP_IMAGES", default=False)
 # Untagged build layers (the requirements layers later submissions reuse) are removed once unused and this old.

@@ -7,7 +7,9 @@ submission's owner. It is the single policy point for what a run may say to the 
 - only the tracking calls a training script needs (``ROUTES``); artifact, model, dataset-profile
   and trace uploads are refused, because MLflow's own limits are no exfiltration control
   (shared/mlflow-facts.md sections 5-6);
-- a byte and call allowance for the whole run.
+- byte allowances for the whole submission, over all its attempts: what the run sends out, and
+  what flows back in (answers are a way in for commands: a researcher can set tags from outside);
+  answers are streamed, never held whole, and refused past their own cap.
 Its own credentials towards MLflow are the owner's, read again when MLflow stops taking them (the
 owner rotated the password mid-run), while the run goes on with the ones it was started with.
 
@@ -103,18 +105,22 @@ class GatewayPolicy:
     username: str  # the submission owner's MLflow username
     password: str
     experiment_name: str  # == username on this platform
-    # Bytes the run may send out over its whole life (M2D_TRACKING_MAX_BYTES). Answers flowing
-    # back into the sandbox are counted but not capped: they cannot carry data out.
+    # Bytes the submission may send out over all its attempts: M2D_TRACKING_MAX_BYTES, or less
+    # when the researcher's exit budget has less left (`budget_limited`).
     max_bytes: int = 1_000_000
     max_calls: int = 100_000
+    # Bytes of answers the run may read back, over all its attempts, and in one answer.
+    max_bytes_in: int = 4_000_000
+    max_answer_bytes: int = 1024 * 1024
+    budget_limited: bool = False
 
 
 @dataclass
 class GatewayStats:
     calls: int = 0  # every request the run made, refused ones included
     refused: int = 0
-    bytes_in: int = 0  # forwarded requests: request line + headers (approx.) + body
-    bytes_out: int = 0  # response bodies from MLflow to the run
+    bytes_in: int = 0  # into the gateway, out of the sandbox: request line + headers (approx.) + body
+    bytes_out: int = 0  # out of the gateway, into the sandbox: answer bodies from MLflow
     # The first 20 refusals, "METHOD /path: reason".
     refusals: list[str] = field(default_factory=list)
 
@@ -143,13 +149,20 @@ class TrackingGateway:
         socket_uid: int | None = None,
         socket_mode: int = 0o600,
         current_password: Callable[[], str] | None = None,
+        used: GatewayStats | None = None,
+        on_usage: Callable[[GatewayStats], None] | None = None,
     ):
         self.socket_path = Path(socket_path)
         self.upstream = URL(upstream_url.rstrip("/"))
         self.policy = policy
         self.socket_uid = socket_uid
         self.socket_mode = socket_mode
-        self._stats = GatewayStats()
+        # An adopted or requeued run goes on from what its earlier attempts used.
+        self._stats = dataclasses.replace(used, refusals=[]) if used is not None else GatewayStats()
+        # Told the totals (blocking, off the loop) about once a second while they change, and at
+        # stop, so that a worker that dies mid-run loses at most a second of metering.
+        self._on_usage = on_usage
+        self._usage_task: asyncio.Task | None = None
         self._lock = threading.Lock()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
@@ -200,7 +213,27 @@ class TrackingGateway:
             if not thread.is_alive():
                 loop.close()
         self._remove_socket_file()
-        return self.stats
+        stats = self.stats
+        self._report_usage(stats)
+        return stats
+
+    def _report_usage(self, stats: GatewayStats) -> None:
+        if self._on_usage is None:
+            return
+        try:
+            self._on_usage(stats)
+        except Exception:
+            log.exception("gateway %s: could not record its totals", self.policy.submission_id)
+
+    async def _report_usage_every_second(self) -> None:
+        reported = None
+        while True:
+            await asyncio.sleep(1.0)
+            stats = self.stats
+            now = (stats.calls, stats.bytes_in, stats.bytes_out)
+            if now != reported:
+                await asyncio.get_running_loop().run_in_executor(None, self._report_usage, stats)
+                reported = now
 
     @property
     def stats(self) -> GatewayStats:
@@ -260,8 +293,12 @@ class TrackingGateway:
         self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=2.0)
         await self._runner.setup()
         await web.SockSite(self._runner, sock).start()
+        if self._on_usage is not None:
+            self._usage_task = asyncio.get_running_loop().create_task(self._report_usage_every_second())
 
     async def _shutdown(self) -> None:
+        if self._usage_task is not None:
+            self._usage_task.cancel()
         if self._runner is not None:
             await self._runner.cleanup()
         if self._session is not None:
@@ -269,7 +306,7 @@ class TrackingGateway:
 
     # ----- one request -----------------------------------------------------------------------
 
-    async def _handle(self, request: web.Request) -> web.Response:
+    async def _handle(self, request: web.Request) -> web.StreamResponse:
         method, path = request.method, request.rel_url.raw_path
         try:
             with self._lock:
@@ -293,6 +330,9 @@ class TrackingGateway:
                 body = self._add_submission_tag(body)
             if kind == "guard_tag":
                 _refuse_submission_tag_changes(body)
+            with self._lock:
+                if self._stats.bytes_out >= self.policy.max_bytes_in:
+                    raise self._answers_refusal()
             return await self._forward(request, path, body, kind != "no_auth")
         except Refused as refusal:
             with self._lock:
@@ -323,9 +363,21 @@ class TrackingGateway:
         raise _denied(f"This run may only use its owner's MLflow credentials ({self.policy.username}).")
 
     def _allowance_refusal(self) -> Refused:
+        if self.policy.budget_limited:
+            return _exhausted(
+                "Your exit budget (what all your runs together may send out in 24 hours) is spent; "
+                "this run goes on, but can log nothing more to MLflow. The budget frees up as the "
+                "day's usage ages out; the submission page shows what is left."
+            )
         return _exhausted(
             f"This run has sent its tracking allowance of {self.policy.max_bytes} bytes; "
             "log fewer or smaller metrics/params."
+        )
+
+    def _answers_refusal(self) -> Refused:
+        return _exhausted(
+            f"This run has read its allowance of {self.policy.max_bytes_in} bytes of tracking answers; "
+            "read back less from MLflow (the run goes on)."
         )
 
     async def _read_metered_body(self, request: web.Request) -> bytes:
@@ -384,7 +436,9 @@ class TrackingGateway:
         message["user_id"] = self.policy.username
         return json.dumps(message).encode("utf-8")
 
-    async def _forward(self, request: web.Request, path: str, body: bytes, with_credentials: bool) -> web.Response:
+    async def _forward(
+        self, request: web.Request, path: str, body: bytes, with_credentials: bool
+    ) -> web.StreamResponse:
         headers = {name: request.headers[name] for name in FORWARDED_REQUEST_HEADERS if name in request.headers}
         # MLflow rejects Host names it does not know (DNS-rebinding check), e.g. mlflow-server:3001.
         headers["Host"] = self.upstream.host_port_subcomponent or ""
@@ -393,11 +447,17 @@ class TrackingGateway:
         # Rebuilt from the parsed query, so MLflow reads exactly the values checked above.
         url = self.upstream.with_path(self.upstream.path.rstrip("/") + path)
         url = url.with_query(request.rel_url.query)
+        assert self._session is not None
+        upstream = None
         try:
-            status, payload, content_type = await self._call_upstream(request.method, url, body, headers)
-            if status == 401 and with_credentials and await self._password_changed():
+            upstream = await self._call_upstream(request.method, url, body, headers)
+            if upstream.status == 401 and with_credentials and await self._password_changed():
+                upstream.release()
                 headers["Authorization"] = self._upstream_auth
-                status, payload, content_type = await self._call_upstream(request.method, url, body, headers)
+                upstream = await self._call_upstream(request.method, url, body, headers)
+            return await self._relay(request, upstream)
+        except Refused:
+            raise
         except (TimeoutError, aiohttp.ClientError) as exc:
             log.warning("gateway %s: %s failed: %r", self.policy.submission_id, path, exc)
             # The one 5xx: a platform fault, which the client may retry (few retries in runs).
@@ -406,21 +466,53 @@ class TrackingGateway:
                 "TEMPORARILY_UNAVAILABLE",
                 "the tracking server is unreachable (platform fault)",
             )
-        with self._lock:
-            # Charged after the fact: the call already happened upstream, so the answer is
-            # delivered, and the next request is the one refused.
-            self._stats.bytes_out += len(payload)
-        response = web.Response(status=status, body=payload)
-        if content_type:
-            response.headers["Content-Type"] = content_type
-        return response
+        finally:
+            if upstream is not None:
+                upstream.release()
 
-    async def _call_upstream(self, method: str, url: URL, body: bytes, headers: dict) -> tuple[int, bytes, str | None]:
+    async def _call_upstream(self, method: str, url: URL, body: bytes, headers: dict) -> aiohttp.ClientResponse:
         assert self._session is not None
-        async with self._session.request(
-            method, url, data=body or None, headers=headers, allow_redirects=False
-        ) as upstream:
-            return upstream.status, await upstream.read(), upstream.headers.get("Content-Type")
+        return await self._session.request(method, url, data=body or None, headers=headers, allow_redirects=False)
+
+    async def _relay(self, request: web.Request, upstream: aiohttp.ClientResponse) -> web.StreamResponse:
+        """Stream MLflow's answer to the run, charging it as it goes; an answer that would pass the
+        per-answer cap or what is left of the run's allowance is refused before a byte of it is
+        sent when its length is declared, and cut off where the allowance ends when it is not."""
+        with self._lock:
+            left = self.policy.max_bytes_in - self._stats.bytes_out
+        limit = min(self.policy.max_answer_bytes, left)
+        declared = upstream.content_length
+        if declared is not None and declared > limit:
+            if declared > self.policy.max_answer_bytes:
+                raise _exhausted(
+                    f"A tracking answer may carry at most {self.policy.max_answer_bytes} bytes "
+                    f"into a run (this one has {declared}); ask for less at a time."
+                )
+            raise self._answers_refusal()
+        response = web.StreamResponse(status=upstream.status)
+        if upstream.content_type and "Content-Type" in upstream.headers:
+            response.headers["Content-Type"] = upstream.headers["Content-Type"]
+        if declared is not None:
+            response.content_length = declared
+        await response.prepare(request)
+        sent, cut = 0, False
+        async for chunk in upstream.content.iter_chunked(64 * 1024):
+            with self._lock:
+                # Charged before it is written, so concurrent answers cannot overdraw together.
+                room = max(0, min(limit - sent, self.policy.max_bytes_in - self._stats.bytes_out))
+                if len(chunk) > room:
+                    chunk, cut = chunk[:room], True
+                self._stats.bytes_out += len(chunk)
+            if chunk:
+                await response.write(chunk)
+                sent += len(chunk)
+            if cut:
+                log.info("gateway %s: an answer was cut at the run's allowance", self.policy.submission_id)
+                if request.transport is not None:
+                    request.transport.close()
+                return response
+        await response.write_eof()
+        return response
 
     async def _password_changed(self) -> bool:
         """Read the owner's password again; True when it is not the one just refused."""

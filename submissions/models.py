@@ -18,6 +18,7 @@ class Submission(models.Model):
         VALIDATION = "validation"
         BUILD = "build"
         RUN = "run"
+        EXPORT = "export"  # what the run left in /mnt/export broke the export limits
         INFRASTRUCTURE = "infrastructure"
 
     FINISHED = (Status.SUCCEEDED, Status.FAILED, Status.CANCELLED, Status.TIMED_OUT)
@@ -45,7 +46,8 @@ class Submission(models.Model):
     heartbeat_at = models.DateTimeField(null=True, blank=True)
     metrics = models.JSONField(default=dict, blank=True)
     tracking_calls = models.PositiveIntegerField(default=0)
-    tracking_bytes = models.PositiveBigIntegerField(default=0)
+    tracking_bytes = models.PositiveBigIntegerField(default=0)  # sent out by the run, over all its attempts
+    tracking_bytes_received = models.PositiveBigIntegerField(default=0)  # answers into the run, all attempts
     infrastructure_retries = models.PositiveSmallIntegerField(default=0)
 
     class Meta:
@@ -89,3 +91,29 @@ class SubmissionEvent(models.Model):
 
     class Meta:
         ordering = ["at", "id"]
+
+
+class ExitCharge(models.Model):
+    """Bytes a researcher got out of one submission through one metered channel, unreviewed.
+
+    The sum over a researcher's charges of the last M2D_EXIT_BUDGET_HOURS is what their budget
+    M2D_EXIT_BYTES_PER_RESEARCHER has paid; a running submission's tracking charge is what it has
+    reserved, settled to what it used when the run ends."""
+
+    class Channel(models.TextChoices):
+        TRACKING = "tracking", "MLflow through the tracking gateway"
+        LOG = "log", "run log tail"
+
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="exit_charges")
+    submission = models.ForeignKey(Submission, on_delete=models.CASCADE, related_name="exit_charges")
+    channel = models.CharField(max_length=16, choices=Channel.choices)
+    bytes = models.PositiveBigIntegerField(default=0)
+    reserved = models.BooleanField(default=False)  # a running submission's allowance, not yet settled
+    at = models.DateTimeField(default=timezone.now, db_index=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["submission", "channel"], name="exit_charge_per_channel")]
+        indexes = [models.Index(fields=["owner", "at"], name="exit_charge_owner_at")]
+
+    def __str__(self) -> str:
+        return f"{self.bytes} bytes of submission {self.submission_id} by {self.channel}"

@@ -1,0 +1,119 @@
+"""The exit budget: what one researcher may get out of their runs unreviewed, across submissions.
+
+Each metered channel (tracking bytes sent through the gateway, run log tails shown) charges the
+submission's owner. A per-run cap times unlimited runs is no cap, so every charge of the last 24
+hours counts against M2D_EXIT_BYTES_PER_RESEARCHER_PER_DAY. A run reserves its tracking allowance
+when it starts, so two runs of one researcher cannot both spend the same remainder, and settles
+to what it used when it ends. When the budget is spent only the channel closes: the run goes on.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.db import transaction
+from django.db.models import Q, Sum
+from django.utils import timezone
+
+from .models import ExitCharge, Submission
+
+WINDOW = timedelta(hours=24)
+Channel = ExitCharge.Channel
+
+
+@dataclass(frozen=True)
+class Budget:
+    limit: int
+    used: int  # charged over the last 24 hours, reservations of running submissions included
+
+    @property
+    def remaining(self) -> int:
+        return max(0, self.limit - self.used)
+
+
+@dataclass(frozen=True)
+class TrackingAllowance:
+    """What the gateway may let a run send: `total` over all its attempts, `used` so far."""
+
+    total: int
+    used: int
+    limited_by_budget: bool  # the researcher's budget, not the per-run cap, sets `total`
+
+
+def _charged(owner_id: int, exclude: Q | None = None) -> int:
+    since = timezone.now() - WINDOW
+    charges = ExitCharge.objects.filter(owner_id=owner_id).filter(Q(at__gte=since) | Q(reserved=True))
+    if exclude is not None:
+        charges = charges.exclude(exclude)
+    return charges.aggregate(total=Sum("bytes"))["total"] or 0
+
+
+def budget_of(user) -> Budget:
+    return Budget(limit=settings.M2D_EXIT_BYTES_PER_RESEARCHER_PER_DAY, used=_charged(user.pk))
+
+
+def used_by_owner() -> dict[int, int]:
+    """Each researcher's charges of the last 24 hours (for the admin)."""
+    since = timezone.now() - WINDOW
+    rows = (
+        ExitCharge.objects.filter(Q(at__gte=since) | Q(reserved=True)).values("owner_id").annotate(total=Sum("bytes"))
+    )
+    return {row["owner_id"]: row["total"] for row in rows}
+
+
+def _lock_owner(owner_id: int) -> None:
+    # Charges of one researcher are decided one at a time (SQLite serialises writers anyway).
+    get_user_model().objects.select_for_update().filter(pk=owner_id).exists()
+
+
+def reserve_tracking(submission: Submission) -> TrackingAllowance:
+    """At the start of a run (or of its retry or adoption): what it may send from now on."""
+    this = Q(submission_id=submission.pk, channel=Channel.TRACKING)
+    with transaction.atomic():
+        _lock_owner(submission.owner_id)
+        used = Submission.objects.values_list("tracking_bytes", flat=True).get(pk=submission.pk)
+        per_run_left = max(0, settings.M2D_TRACKING_MAX_BYTES - used)
+        budget_left = max(0, settings.M2D_EXIT_BYTES_PER_RESEARCHER_PER_DAY - _charged(submission.owner_id, this))
+        allowed = min(per_run_left, budget_left)
+        ExitCharge.objects.update_or_create(
+            submission_id=submission.pk,
+            channel=Channel.TRACKING,
+            defaults={"owner_id": submission.owner_id, "bytes": used + allowed, "reserved": True, "at": timezone.now()},
+        )
+    return TrackingAllowance(total=used + allowed, used=used, limited_by_budget=budget_left < per_run_left)
+
+
+def settle_tracking(submission_id: int, owner_id: int, used: int) -> None:
+    """At the end of a run's attempt: the charge is what it sent, no longer what it reserved."""
+    ExitCharge.objects.update_or_create(
+        submission_id=submission_id,
+        channel=Channel.TRACKING,
+        defaults={"owner_id": owner_id, "bytes": used, "reserved": False, "at": timezone.now()},
+    )
+
+
+def charge_log_tail(submission: Submission, tail: str) -> str:
+    """The part of `tail` (already within the log policy's caps) the researcher's budget lets
+    them see, charged; its end is kept, where the error is. Charged once per submission: a
+    requeued run's final tail replaces the earlier one, which was never shown."""
+    this = Q(submission_id=submission.pk, channel=Channel.LOG)
+    with transaction.atomic():
+        _lock_owner(submission.owner_id)
+        left = max(0, settings.M2D_EXIT_BYTES_PER_RESEARCHER_PER_DAY - _charged(submission.owner_id, this))
+        raw = tail.encode("utf-8")
+        shown = raw[len(raw) - left :] if len(raw) > left else raw
+        text = shown.decode("utf-8", "ignore") if left else ""
+        ExitCharge.objects.update_or_create(
+            submission_id=submission.pk,
+            channel=Channel.LOG,
+            defaults={
+                "owner_id": submission.owner_id,
+                "bytes": len(text.encode("utf-8")),
+                "reserved": False,
+                "at": timezone.now(),
+            },
+        )
+    return text
