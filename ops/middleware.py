@@ -3,6 +3,9 @@
 /healthz, /readyz and /metrics are answered before any other middleware: probes and scrapers
 speak plain HTTP to the container from inside the deployment, under whatever Host name they use,
 so the HTTPS redirect, ALLOWED_HOSTS, sessions and CSRF have nothing to say about them.
+
+/readyz tells anyone whether the portal is ready, and only staff or the holder of the metrics
+token what fails and why: the details name internal hosts, folders and error messages.
 """
 
 from __future__ import annotations
@@ -10,8 +13,11 @@ from __future__ import annotations
 import base64
 import binascii
 import hmac
+from importlib import import_module
 
 from django.conf import settings
+from django.contrib.auth import get_user
+from django.db import DatabaseError
 from django.http import HttpResponse, JsonResponse
 
 from . import health
@@ -25,11 +31,10 @@ def healthz(request) -> HttpResponse:
 def readyz(request) -> JsonResponse:
     results = health.run_checks()
     failing = [r for r in results if not r.ok]
-    body = {
-        "status": "ok" if not failing else "unavailable",
-        "failing": [r.name for r in failing],
-        "checks": {r.name: r.as_dict() for r in results},
-    }
+    body: dict = {"status": "ok" if not failing else "unavailable"}
+    if _has_metrics_token(request) or _is_staff(request):
+        body["failing"] = [r.name for r in failing]
+        body["checks"] = {r.name: r.as_dict() for r in results}
     return JsonResponse(body, status=503 if failing else 200)
 
 
@@ -46,11 +51,31 @@ def _token_from(request) -> str:
     return ""
 
 
+def _has_metrics_token(request) -> bool:
+    expected = settings.M2D_METRICS_TOKEN
+    return bool(expected) and hmac.compare_digest(_token_from(request).encode(), expected.encode())
+
+
+def _is_staff(request) -> bool:
+    """A signed-in staff user, read from the session cookie here because this answers before the
+    session and authentication middleware run. With the database down nobody can be looked up:
+    the token and `manage.py readyz` still give the details then."""
+    key = request.COOKIES.get(settings.SESSION_COOKIE_NAME)
+    if not key:
+        return False
+    request.session = import_module(settings.SESSION_ENGINE).SessionStore(key)
+    try:
+        user = get_user(request)
+    except DatabaseError:
+        return False
+    return user.is_active and user.is_staff
+
+
 def metrics(request) -> HttpResponse:
     expected = settings.M2D_METRICS_TOKEN
     if not expected:
         return HttpResponse("Metrics are off: set M2D_METRICS_TOKEN to turn them on.\n", status=403)
-    if not hmac.compare_digest(_token_from(request).encode(), expected.encode()):
+    if not _has_metrics_token(request):
         response = HttpResponse("A valid metrics token is required.\n", status=401)
         response["WWW-Authenticate"] = 'Bearer realm="m2d-metrics"'
         return response

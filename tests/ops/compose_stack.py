@@ -154,7 +154,12 @@ class ComposeStack:
         while time.monotonic() < deadline:
             try:
                 self.fetch_certificate()
-                response = requests.get(f"{self.url}/readyz", verify=str(self.cert), timeout=20)
+                response = requests.get(
+                    f"{self.url}/readyz",
+                    headers={"Authorization": f"Bearer {self.metrics_token}"},  # what fails, too
+                    verify=str(self.cert),
+                    timeout=20,
+                )
                 body = response.json()
                 if response.status_code == 200:
                     return body

@@ -1,9 +1,12 @@
 """/healthz and /readyz on the real Redis, MLflow and Docker engine of the test run: a dependency
-that is down turns /readyz into a 503 that names it."""
+that is down turns /readyz into a 503 that names it to staff and to the metrics token's holder,
+and tells everybody else only that the portal is not ready."""
 
+import base64
 import socket
 
 import pytest
+from django.contrib.auth import get_user_model
 from django.core.management import call_command
 from django.core.management.base import CommandError
 
@@ -12,12 +15,16 @@ from tests.conftest import free_port
 
 pytestmark = [pytest.mark.services, pytest.mark.django_db]
 
+TOKEN = "readyz-test-token-3f9a"
+WITH_TOKEN = {"HTTP_AUTHORIZATION": f"Bearer {TOKEN}"}
+
 
 @pytest.fixture
 def all_checks(settings, tmp_path):
     settings.M2D_READY_CHECKS = ["database", "redis", "docker", "mlflow", "storage"]
     settings.M2D_READY_STORAGE_PATHS = [str(tmp_path)]
     settings.M2D_READY_MIN_FREE_BYTES = 1
+    settings.M2D_METRICS_TOKEN = TOKEN
     return settings
 
 
@@ -29,7 +36,7 @@ def test_healthz_answers_without_touching_dependencies(client, settings):
 
 
 def test_readyz_is_200_when_everything_answers(client, all_checks):
-    response = client.get("/readyz", HTTP_HOST="any-name.internal")
+    response = client.get("/readyz", HTTP_HOST="any-name.internal", **WITH_TOKEN)
     body = response.json()
     assert response.status_code == 200, body
     assert body["status"] == "ok" and body["failing"] == []
@@ -48,7 +55,7 @@ def test_readyz_is_200_when_everything_answers(client, all_checks):
 )
 def test_readyz_names_the_dependency_that_is_down(client, all_checks, monkeypatch, tmp_path, name, breaks):
     breaks(all_checks, monkeypatch, tmp_path)
-    response = client.get("/readyz")
+    response = client.get("/readyz", **WITH_TOKEN)
     body = response.json()
     assert response.status_code == 503
     assert body["status"] == "unavailable"
@@ -61,7 +68,7 @@ def test_readyz_names_the_dependency_that_is_down(client, all_checks, monkeypatc
 
 def test_storage_check_refuses_a_full_disk(client, all_checks):
     all_checks.M2D_READY_MIN_FREE_BYTES = 1 << 62
-    body = client.get("/readyz").json()
+    body = client.get("/readyz", **WITH_TOKEN).json()
     assert body["failing"] == ["storage"]
     assert "GiB free" in body["checks"]["storage"]["detail"]
 
@@ -75,14 +82,66 @@ def test_portal_without_socket_relies_on_worker_reports(client, all_checks, monk
     call_command("readyz", checks="docker")
 
     monkeypatch.setenv("DOCKER_HOST", "unix:///nonexistent/docker.sock")
-    body = client.get("/readyz").json()
+    body = client.get("/readyz", **WITH_TOKEN).json()
     assert body["status"] == "ok", body
     assert socket.gethostname() in body["checks"]["docker"]["detail"]
 
     health.redis_client().delete(*health.redis_client().keys(f"m2d:{all_checks.M2D_INSTANCE}:engine:*"))
-    response = client.get("/readyz")
+    response = client.get("/readyz", **WITH_TOKEN)
     assert response.status_code == 503
     assert "no worker has reported" in response.json()["checks"]["docker"]["detail"]
+
+
+def break_mlflow(settings):
+    settings.MLFLOW_URL = f"http://127.0.0.1:{free_port()}"
+
+
+def assert_status_only(response, status: int, word: str):
+    assert response.status_code == status
+    assert response.json() == {"status": word}
+    assert b"127.0.0.1" not in response.content and b"detail" not in response.content
+
+
+def test_anonymous_callers_learn_only_whether_the_portal_is_ready(client, all_checks):
+    assert_status_only(client.get("/readyz"), 200, "ok")
+    break_mlflow(all_checks)
+    assert_status_only(client.get("/readyz"), 503, "unavailable")
+
+
+@pytest.mark.parametrize(
+    "authorization",
+    ["Bearer wrong-token", "Basic " + base64.b64encode(b"prometheus:wrong-token").decode(), "Bearer "],
+)
+def test_a_wrong_token_counts_as_anonymous(client, all_checks, authorization):
+    break_mlflow(all_checks)
+    assert_status_only(client.get("/readyz", HTTP_AUTHORIZATION=authorization), 503, "unavailable")
+
+
+def test_no_token_is_set_so_nobody_gets_details_by_token(client, all_checks):
+    all_checks.M2D_METRICS_TOKEN = ""
+    break_mlflow(all_checks)
+    assert_status_only(client.get("/readyz", HTTP_AUTHORIZATION="Bearer "), 503, "unavailable")
+
+
+@pytest.mark.parametrize("scheme", ["bearer", "basic"])
+def test_the_metrics_token_shows_what_fails(client, all_checks, scheme):
+    break_mlflow(all_checks)
+    header = f"Bearer {TOKEN}" if scheme == "bearer" else "Basic " + base64.b64encode(f"p:{TOKEN}".encode()).decode()
+    body = client.get("/readyz", HTTP_AUTHORIZATION=header).json()
+    assert body["failing"] == ["mlflow"]
+    assert "ConnectionError" in body["checks"]["mlflow"]["detail"]
+
+
+@pytest.mark.parametrize("staff", [True, False])
+def test_signed_in_staff_see_what_fails(client, all_checks, staff):
+    user = get_user_model().objects.create_user("someone", "someone@hospital.example", "Pass-42", is_staff=staff)
+    client.force_login(user)
+    break_mlflow(all_checks)
+    response = client.get("/readyz")
+    if staff:
+        assert response.json()["failing"] == ["mlflow"]
+    else:
+        assert_status_only(response, 503, "unavailable")
 
 
 def test_readyz_command_fails_with_the_failing_check(all_checks, capsys):
