@@ -19,7 +19,18 @@ environ.Env.read_env(BASE_DIR / ".env", overwrite=False)
 VAR_DIR = Path(env("M2D_VAR_DIR", default=str(BASE_DIR / "var")))
 
 DEBUG = env.bool("DJANGO_DEBUG", default=False)
-SECRET_KEY = env("DJANGO_SECRET_KEY", default="m2d-local-development-key-change-me-in-production")
+# Signs sessions, password resets and export download links: with a key anyone can read, anyone
+# can forge them, so only a debugging process may run without one.
+SECRET_KEY = env("DJANGO_SECRET_KEY", default="")
+if not SECRET_KEY:
+    if not DEBUG:
+        raise environ.ImproperlyConfigured(
+            "DJANGO_SECRET_KEY is not set. Set it to a long random value, e.g. the output of "
+            "`python3 -c 'import secrets; print(secrets.token_urlsafe(50))'` (production: in "
+            "platform/.env). make up, make demo and make test keep one in var/secret-key. "
+            "Only for debugging on your own machine: DJANGO_DEBUG=true runs with a public key."
+        )
+    SECRET_KEY = "m2d-debug-only-key-never-use-in-production"
 ALLOWED_HOSTS = env.list("DJANGO_ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[::1]", "testserver"])
 CSRF_TRUSTED_ORIGINS = env.list("DJANGO_CSRF_TRUSTED_ORIGINS", default=[])
 PORTAL_URL = env("M2D_PORTAL_URL", default="http://127.0.0.1:8000").rstrip("/")

@@ -5,6 +5,24 @@ REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 VAR_DIR="${M2D_VAR_DIR:-$REPO_ROOT/var}"
 mkdir -p "$VAR_DIR/log" "$VAR_DIR/run"
 
+# The portal refuses to start without DJANGO_SECRET_KEY (unless DJANGO_DEBUG): the local stacks
+# (demo, up, test, bench) and every process they start share one, made at the first start and
+# kept in var/ for its owner only. One given in the environment or the top .env file wins.
+local_secret_key() {
+    local file="$VAR_DIR/secret-key" tmp
+    if [ ! -s "$file" ]; then
+        tmp=$(mktemp "$VAR_DIR/.secret-key.XXXXXX")
+        python3 -c 'import secrets; print(secrets.token_urlsafe(50))' > "$tmp"
+        mv -n "$tmp" "$file"  # a stack starting beside this one may have made it first
+        rm -f "$tmp"
+    fi
+    cat "$file"
+}
+if [ -z "${DJANGO_SECRET_KEY:-}" ] && ! grep -qs '^DJANGO_SECRET_KEY=.' "$REPO_ROOT/.env"; then
+    DJANGO_SECRET_KEY=$(local_secret_key)
+    export DJANGO_SECRET_KEY
+fi
+
 log() { printf '\033[1m[m2d]\033[0m %s\n' "$*" >&2; }
 die() { printf '[m2d] error: %s\n' "$*" >&2; exit 1; }
 

@@ -92,6 +92,37 @@ def test_check_deploy_catches_a_weakened_setting(setting, value, issue):
     assert issue in result.stdout + result.stderr
 
 
+def manage_check(env: dict[str, str]) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "manage.py", "check"],
+        cwd=REPO,
+        env={"PATH": os.environ["PATH"], **env},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+@pytest.mark.parametrize("env", [{}, {"DJANGO_SECRET_KEY": ""}, {"DJANGO_DEBUG": "false"}])
+def test_the_portal_refuses_to_start_without_a_secret_key(env):
+    """A public default key would let anyone forge sessions and download links."""
+    result = manage_check(env)
+    assert result.returncode != 0
+    assert "ImproperlyConfigured: DJANGO_SECRET_KEY is not set" in result.stderr
+    assert "secrets.token_urlsafe(50)" in result.stderr  # how to make one
+
+
+def test_the_example_settings_refuse_to_start_until_a_key_is_filled_in():
+    result = check_deploy(DJANGO_SECRET_KEY=example_values()["DJANGO_SECRET_KEY"])
+    assert result.returncode != 0
+    assert "DJANGO_SECRET_KEY is not set" in result.stderr
+
+
+def test_debugging_runs_without_a_secret_key():
+    result = manage_check({"DJANGO_DEBUG": "true"})
+    assert result.returncode == 0, result.stderr
+
+
 @pytest.mark.skipif(shutil.which("docker-compose") is None, reason="docker-compose is not installed")
 @pytest.mark.parametrize(
     "files",
