@@ -193,6 +193,9 @@ def test_health_endpoints_and_deploy_checks_in_the_running_stack(stack):
     body = stack.wait_ready(timeout=60)
     assert set(body["checks"]) == {"database", "redis", "docker", "mlflow", "storage"}
     assert "workers report their engines up" in body["checks"]["docker"]["detail"]
+    # Without the token, the internet learns only whether the portal is ready.
+    anonymous = requests.get(f"{stack.url}/readyz", verify=str(stack.cert), timeout=20)
+    assert anonymous.status_code == 200 and anonymous.json() == {"status": "ok"}
     assert requests.get(f"{stack.url}/healthz", verify=str(stack.cert), timeout=10).text == "ok\n"
     # Plain HTTP is sent to HTTPS.
     redirect = requests.get(f"http://localhost:{stack.http_port}/submissions/", allow_redirects=False, timeout=10)
@@ -211,25 +214,44 @@ def test_health_endpoints_and_deploy_checks_in_the_running_stack(stack):
     assert upload.status_code == 403
 
 
-def test_only_the_mlflow_admin_lists_mlflow_users(stack, finished_submission):
+def test_only_the_mlflow_admin_looks_up_mlflow_users(stack, finished_submission):
     creds = finished_submission["mlflow"]
-    for path in ("/api/2.0/mlflow/users/list", "/ajax-api/2.0/mlflow/users/list", "//api/2.0/mlflow//users/list"):
-        response = requests.get(
-            f"{stack.mlflow_url}{path}",
-            auth=(creds["mlflow_username"], creds["mlflow_password"]),
-            verify=str(stack.cert),
-            timeout=10,
-        )
-        assert response.status_code == 403, (path, response.text)
-        assert "Only the MLflow admin may list users" in response.text
-    admin = requests.get(
-        f"{stack.mlflow_url}/api/2.0/mlflow/users/list",
-        auth=("m2d-admin", stack.env["MLFLOW_ADMIN_PASSWORD"]),
-        verify=str(stack.cert),
-        timeout=10,
-    )
-    assert admin.status_code == 200
-    assert creds["mlflow_username"] in {user["username"] for user in admin.json()["users"]}
+    researcher = (creds["mlflow_username"], creds["mlflow_password"])
+    admin = ("m2d-admin", stack.env["MLFLOW_ADMIN_PASSWORD"])
+
+    def get(path: str, auth: tuple[str, str]) -> requests.Response:
+        prepared = requests.Request("GET", stack.mlflow_url, auth=auth).prepare()
+        prepared.url = f"{stack.mlflow_url}{path}"  # as written: requests would decode %67 to g
+        with requests.Session() as session:
+            return session.send(prepared, verify=str(stack.cert), timeout=10)
+
+    lookups = [
+        "/api/2.0/mlflow/users/list",
+        "/ajax-api/2.0/mlflow/users/list",
+        "//api/2.0/mlflow//users/list",
+        "/api/3.0/mlflow/roles/users/list?role_id=1",
+        "/api/2.0/mlflow/users/get?username={name}",
+        "/ajax-api/2.0/mlflow/users/get?username={name}",
+        "/api/2.0/mlflow/users/%67et?username={name}",
+        "/api/2.0/mlflow%2Fusers%2Fget?username={name}",
+        "/API/2.0/MLflow/Users/Get?username={name}",
+        "/api/3.0/mlflow/users/permissions/list?username={name}",
+        "/ajax-api/3.0/mlflow/users/roles/list?username={name}",
+    ]
+    for path in lookups:
+        # The same refusal for a name that exists, one that does not, and the researcher's own.
+        responses = [get(path.format(name=name), researcher) for name in ("m2d-admin", "nobody-here", researcher[0])]
+        answers = {(r.status_code, r.text) for r in responses}
+        assert len(answers) == 1, (path, answers)
+        status, text = answers.pop()
+        assert status == 403 and "Only the MLflow admin may look up" in text, (path, text)
+    # Researchers still read their own login; the admin looks anyone up.
+    assert get("/ajax-api/2.0/mlflow/users/current", researcher).json()["user"]["username"] == researcher[0]
+    listed = get("/api/2.0/mlflow/users/list", admin)
+    assert listed.status_code == 200
+    assert researcher[0] in {user["username"] for user in listed.json()["users"]}
+    assert get(f"/api/2.0/mlflow/users/get?username={researcher[0]}", admin).status_code == 200
+    assert get("/api/2.0/mlflow/users/get?username=nobody-here", admin).status_code == 404
 
 
 def test_a_backup_brings_everything_back_after_the_host_is_wiped(stack, finished_submission):
