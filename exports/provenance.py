@@ -1,7 +1,11 @@
 """The provenance record of a submission: exactly what ran, on what, and what came out.
 
-Facts that vanish with the image (pip freeze, digests, GPUs) are captured at the end of the run,
-before the image is removed; everything else is read from the records when the document is asked for.
+What ran (pip freeze, digests, layers, the images it grew from) is read from the image right after
+its build, before any run: a build has no data set and no export folder mounted, so nothing a run
+writes can be in it. The end of the run adds only what the platform knows itself (the GPUs the
+engine handed the run, the data set's fingerprint): the file system of a container that ran the
+researcher's code is theirs, and is never read for the record. Everything else is read from the
+records when the document is asked for.
 """
 
 from __future__ import annotations
@@ -10,68 +14,102 @@ import logging
 
 from django.conf import settings
 
+from runner import docker_api
+from runner.naming import labels
+
 from .dataset_index import dataset_index
 from .models import ExportEvent, Provenance
 
 log = logging.getLogger(__name__)
 SUBMISSION_FREEZE = "/opt/m2d/submission-freeze.txt"
 RUNTIME_FREEZE = "/opt/m2d/runtime-freeze.txt"
+FREEZES = (SUBMISSION_FREEZE, RUNTIME_FREEZE)
+NOT_DESCRIBED = "the image was not described when it was built"
+RUN_PROBLEMS = ("GPUs:", "data set fingerprint:", NOT_DESCRIBED)
 FORMAT = "m2d-provenance/1"
 
 
-def provenance_capture(*, submission, image: str, container: str) -> Provenance:
-    """Read what the run's image and container say about themselves. Never raises: a fact that
-    cannot be read is recorded as missing, with why, and the run goes on."""
-    from runner import docker_api
-    from runner.naming import labels
-
+def provenance_capture_image(*, submission, image: str) -> Provenance:
+    """Record what a freshly built image is and holds. Never raises: a fact that cannot be read is
+    recorded as missing, with why, and the build goes on."""
     problems: list[str] = []
-    facts: dict = {"image": {}, "base_image": {}, "runtime_image": {}, "gpus": [], "files": {}}
-
-    def attempt(what: str, fn):
-        try:
-            return fn()
-        except Exception as exc:
-            problems.append(f"{what}: {type(exc).__name__}: {exc}"[:500])
-            return None
-
-    facts["image"] = attempt("image", lambda: docker_api.describe_image(image)) or {}
-    for key, name in (("base_image", settings.M2D_BASE_IMAGE), ("runtime_image", settings.M2D_RUNTIME_IMAGE)):
-        facts[key] = {"name": name, **(attempt(key, lambda n=name: docker_api.describe_image(n)) or {})}
-    runtime_layers = facts["runtime_image"].pop("layers", None)
-    facts["base_image"].pop("layers", None)
-    if runtime_layers is not None and facts["image"].get("layers"):
-        # The runtime image may have been rebuilt since: say whether it is the one this image grew from.
-        facts["runtime_image"]["is_parent"] = facts["image"]["layers"][: len(runtime_layers)] == runtime_layers
-    files = attempt(
-        "pip freeze",
-        lambda: docker_api.read_image_files(
-            image, [SUBMISSION_FREEZE, RUNTIME_FREEZE], labels(submission), container_name=container
-        ),
+    described = _attempt(problems, "image", lambda: docker_api.describe_image(image)) or {}
+    base, runtime = (
+        {"name": name, **(_attempt(problems, key, lambda n=name: docker_api.describe_image(n)) or {})}
+        for key, name in (("base_image", settings.M2D_BASE_IMAGE), ("runtime_image", settings.M2D_RUNTIME_IMAGE))
     )
-    facts["gpus"] = attempt("GPUs", lambda: docker_api.container_gpus(container)) or []
-    index = attempt("data set fingerprint", dataset_index)
-    files = files or {}
-    for path in (SUBMISSION_FREEZE, RUNTIME_FREEZE):
-        if files and files.get(path) is None:
-            problems.append(f"{path} is not in the image")
+    runtime_layers = runtime.pop("layers", None)
+    base.pop("layers", None)
+    layers = described.pop("layers", [])
+    if runtime_layers is not None and layers:
+        # The runtime image may have been rebuilt since: say whether it is the one this image grew from.
+        runtime["is_parent"] = layers[: len(runtime_layers)] == runtime_layers
+    files = _attempt(
+        problems,
+        "pip freeze",
+        lambda: docker_api.read_image_files(image, list(FREEZES), labels(submission)),
+    )
+    freezes = {path: _freeze_text(path, files[path], problems) if files else "" for path in FREEZES}
     record, _ = Provenance.objects.update_or_create(
         submission=submission,
         defaults={
-            "image": {k: v for k, v in facts["image"].items() if k != "layers"}
-            | {"layers": len(facts["image"].get("layers", []))},
-            "base_image": facts["base_image"],
-            "runtime_image": facts["runtime_image"],
-            "submission_freeze": (files.get(SUBMISSION_FREEZE) or b"").decode("utf-8", "replace"),
-            "runtime_freeze": (files.get(RUNTIME_FREEZE) or b"").decode("utf-8", "replace"),
-            "gpus": facts["gpus"],
-            "dataset_fingerprint": index.fingerprint if index else "",
+            "image": described | {"layers": len(layers)},
+            "base_image": base,
+            "runtime_image": runtime,
+            "submission_freeze": freezes[SUBMISSION_FREEZE],
+            "runtime_freeze": freezes[RUNTIME_FREEZE],
             "problems": problems,
         },
     )
+    _warn(submission, problems)
+    return record
+
+
+def provenance_capture_run(*, submission, container: str) -> Provenance:
+    """Add to the record what the platform knows of the run that just ended: the GPUs the engine
+    handed its container and the data set's fingerprint. Never raises."""
+    problems: list[str] = []
+    gpus = _attempt(problems, "GPUs", lambda: docker_api.container_gpus(container)) or []
+    index = _attempt(problems, "data set fingerprint", dataset_index)
+    built = Provenance.objects.filter(submission=submission).first()
+    if built is None:
+        problems.append(NOT_DESCRIBED)
+    # An earlier attempt's run problems go; the build's stay.
+    kept = [p for p in built.problems if not p.startswith(RUN_PROBLEMS)] if built else []
+    record, _ = Provenance.objects.update_or_create(
+        submission=submission,
+        defaults={
+            "gpus": gpus,
+            "dataset_fingerprint": index.fingerprint if index else "",
+            "problems": kept + problems,
+        },
+    )
+    _warn(submission, problems)
+    return record
+
+
+def _attempt(problems: list[str], what: str, fn):
+    try:
+        return fn()
+    except Exception as exc:
+        problems.append(f"{what}: {type(exc).__name__}: {exc}"[:500])
+        return None
+
+
+def _freeze_text(path: str, found: docker_api.ImageFile, problems: list[str]) -> str:
+    if found.refused:
+        problems.append(f"{path} is {found.refused}")
+        return ""
+    text = found.data.decode("utf-8", "replace")
+    if found.truncated:
+        problems.append(f"{path} is {found.size} bytes: only its first {len(found.data)} were recorded")
+        text += f"\n# cut here: the file is {found.size} bytes\n"
+    return text
+
+
+def _warn(submission, problems: list[str]) -> None:
     if problems:
         log.warning("provenance of submission %s is incomplete: %s", submission.pk, "; ".join(problems))
-    return record
 
 
 def final_metrics(submission) -> tuple[dict, str]:

@@ -10,6 +10,7 @@ from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 
+from exports.provenance import provenance_capture_image
 from submissions.models import Submission
 from submissions.transitions import TransitionConflict, transition
 
@@ -52,6 +53,8 @@ def build(submission_id: int) -> None:
     except docker_api.PlatformFault as exc:
         fail(submission, Stage.INFRASTRUCTURE, f"The platform could not build the image: {exc}")
         return
+    # Read now, before any run: nothing of a data set or a run can be in an image fresh from its build.
+    provenance_capture_image(submission=submission, image=image_id)
     if settle(
         submission,
         S.QUEUED,
@@ -95,7 +98,8 @@ def build_spec(submission: Submission, log_name: str = "build.log") -> docker_ap
 
 def image_on_this_host(submission: Submission) -> str:
     """The run host's engine may not hold the image (it was built on another host, or pruned):
-    build it here from the stored zip; the requirements layer cache of this host serves it."""
+    build it here from the stored zip; the requirements layer cache of this host serves it. The
+    provenance record keeps what the first build's image held."""
     if docker_api.image_exists(submission.image_id):
         return submission.image_id
     log.info("submission %s: image not on this host, building it here", submission.pk)

@@ -18,7 +18,7 @@ from django.conf import settings
 from django.db import connection
 
 from accounts.models import Researcher
-from exports.provenance import provenance_capture
+from exports.provenance import provenance_capture_run
 from exports.services import export_collect
 from ops.logs import submission_context
 from submissions.models import Submission
@@ -128,8 +128,8 @@ def run(submission: Submission, adopt: bool = False) -> None:
         phases.done("main.py")
         stats = gateway.stop()
         shutil.rmtree(gateway_dir, ignore_errors=True)
-        # What ran (pip freeze, image digests, GPUs) must be read before the image and container go.
-        provenance_capture(submission=submission, image=image_tag(submission.pk), container=spec.name)
+        # The image was described at its build; the run adds only what the engine says of it.
+        provenance_capture_run(submission=submission, container=spec.name)
         phases.done("provenance")
         try:
             docker_api.remove_run(spec.name)

@@ -4,7 +4,6 @@ layer, described and read for provenance."""
 from __future__ import annotations
 
 import io
-import posixpath
 import re
 import tarfile
 import tempfile
@@ -19,7 +18,7 @@ from docker.errors import APIError, ImageNotFound, NotFound
 from docker.utils import parse_bytes
 
 from .. import recipe
-from .engine import LABEL_ROLE, PlatformFault, client, engine_errors, find_container, list_labelled, streaming_client
+from .engine import LABEL_ROLE, PlatformFault, client, engine_errors, list_labelled, streaming_client
 from .logs import CappedLog, tail
 
 # A build context up to this size stays in memory; a bigger one goes to a temporary file.
@@ -220,45 +219,75 @@ def describe_image(ref: str) -> dict | None:
     }
 
 
+# A file read from an image for the record (a pip freeze) is cut after this many bytes.
+IMAGE_FILE_MAX_BYTES = 256 * 1024
+
+
+@dataclass(frozen=True)
+class ImageFile:
+    """A file of an image as read_image_files found it: its first bytes, or why it was not read."""
+
+    data: bytes = b""
+    size: int = 0  # in the image; more than len(data) when it was cut
+    refused: str = ""  # "not in the image", "a link to …, not followed", "not a regular file (…)"
+
+    @property
+    def truncated(self) -> bool:
+        return len(self.data) < self.size
+
+
 @engine_errors
 def read_image_files(
-    image: str, paths: list[str], labels: dict[str, str], max_bytes: int = 4 * 1024**2, container_name: str = ""
-) -> dict:
-    """The contents of files of one folder inside an image; a missing file maps to None. Read from
-    the run's own container when it is given and still there (its root file system was read-only,
-    so the files are the image's), else from a container created for it but never started. The
-    folder comes in one request (each costs the engine tens of milliseconds), and no more than
-    `max_bytes` of it is read."""
-    folders = {posixpath.dirname(path) for path in paths}
-    if len(folders) != 1:
-        raise ValueError(f"the paths must share one folder: {paths}")
-    folder = folders.pop()
-    existing = find_container(container_name) if container_name else None
-    container = existing or client().containers.create(
-        image, command=["true"], labels={**labels, LABEL_ROLE: "inspect"}
+    image: str, paths: list[str], labels: dict[str, str], max_bytes: int = IMAGE_FILE_MAX_BYTES
+) -> dict[str, ImageFile]:
+    """Regular files of an image, each up to `max_bytes`, from a container created from it and
+    never started: no code of the image runs and nothing is mounted, so what is read is what the
+    build wrote. A link is refused, not followed, as is anything else that is not a regular file."""
+    container = client().containers.create(
+        image, command=["true"], network_disabled=True, labels={**labels, LABEL_ROLE: "inspect"}
     )
-    found: dict[str, bytes | None] = dict.fromkeys(paths)
     try:
-        try:
-            stream, _ = container.get_archive(folder)
-        except NotFound:
-            return found
-        archive = io.BytesIO()
-        for chunk in stream:
-            archive.write(chunk)
-            if archive.tell() > max_bytes:
-                break  # the files sought are small; the folder may hold more (a build wrote there)
-        archive.seek(0)
-        base = posixpath.basename(folder.rstrip("/"))
-        wanted = {f"{base}/{posixpath.basename(path)}": path for path in paths}
-        try:
-            with tarfile.open(fileobj=archive) as tar:
-                for member in tar:
-                    if member.name in wanted and member.isfile():
-                        found[wanted[member.name]] = tar.extractfile(member).read()
-        except tarfile.ReadError:  # cut short at max_bytes: what was read before stands
-            pass
+        return {path: read_regular_file(container.get_archive, path, max_bytes) for path in paths}
     finally:
-        if existing is None:
-            container.remove(force=True)
-    return found
+        container.remove(force=True, v=True)
+
+
+def read_regular_file(get_archive, path: str, max_bytes: int) -> ImageFile:
+    """One file from the engine's archive of `path` (`get_archive(path)` -> (chunks, stat)),
+    reading no further into the stream than the file's first `max_bytes`."""
+    try:
+        chunks, _ = get_archive(path)
+    except NotFound:
+        return ImageFile(refused="not in the image")
+    try:
+        with tarfile.open(fileobj=_ChunkReader(chunks), mode="r|") as tar:
+            member = tar.next()
+            if member is None:
+                return ImageFile(refused="not in the image")
+            if member.issym() or member.islnk():
+                return ImageFile(refused=f"a link to {member.linkname}, not followed")
+            if not member.isreg():
+                return ImageFile(refused="not a regular file (a folder or a device)")
+            reader = tar.extractfile(member)
+            return ImageFile(data=reader.read(max_bytes) if reader else b"", size=member.size)
+    finally:
+        getattr(chunks, "close", lambda: None)()
+
+
+class _ChunkReader(io.RawIOBase):
+    """A file over the engine's stream of chunks, read only as far as asked."""
+
+    def __init__(self, chunks):
+        self._chunks = iter(chunks)
+        self._left = b""
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        if not self._left:
+            self._left = next(self._chunks, b"")
+        count = min(len(buffer), len(self._left))
+        buffer[:count] = self._left[:count]
+        self._left = self._left[count:]
+        return count

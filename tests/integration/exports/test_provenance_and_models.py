@@ -101,6 +101,8 @@ def test_provenance_of_a_finished_run_and_its_model(client, celery_workers, mail
     review = [(r["action"], r["by"], r["file"]) for r in record["review"]]
     assert review == [("requested", owner.username, None), ("released", admin.username, "model.pt")]
     assert record["capture_problems"] == []
+    # What the image holds was recorded from the image after its build, before the run began.
+    assert submission.provenance.captured_at < submission.events.get(to_status="running").at
 
     # Owner and admins may read it; nobody else.
     client.force_login(admin)
