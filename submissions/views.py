@@ -6,6 +6,7 @@ from django.shortcuts import redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_POST
 
+from accounts.second_factor import staff_second_factor
 from tracking.readback import metric_history
 
 from .charts import line_charts
@@ -100,6 +101,7 @@ def submission_live(request, pk: int):
 
 
 @login_required
+@staff_second_factor
 def admin_dashboard(request):
     if not (request.user.is_active and request.user.is_staff):
         raise Http404

@@ -55,3 +55,22 @@ def mlflow_runs(researcher, experiment_id: str | None = None) -> list[dict]:
     )
     response.raise_for_status()
     return response.json().get("runs", [])
+
+
+def sign_in_with_second_factor(client, user) -> None:
+    """Sign `user` in as staff are after entering an authenticator code: the session holds
+    allauth's record of the second factor (the code step itself is tested with the accounts).
+    A user without an authenticator app gets one first."""
+    from allauth.account.internal.flows.login import record_authentication
+    from allauth.mfa.models import Authenticator
+    from allauth.mfa.totp.internal.auth import TOTP, generate_totp_secret
+    from django.http import HttpRequest
+
+    authenticator = Authenticator.objects.filter(user=user, type=Authenticator.Type.TOTP).first()
+    if authenticator is None:
+        authenticator = TOTP.activate(user, generate_totp_secret()).instance
+    client.force_login(user)
+    request = HttpRequest()
+    request.session = client.session
+    record_authentication(request, user, "mfa", id=authenticator.pk, type=authenticator.type)
+    request.session.save()

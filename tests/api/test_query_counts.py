@@ -12,6 +12,7 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from submissions.models import Submission, SubmissionEvent
+from tests.helpers import sign_in_with_second_factor
 
 pytestmark = pytest.mark.services
 
@@ -64,7 +65,8 @@ def test_pages_and_api_stay_flat_with_many_submissions(make_researcher, client, 
     client.force_login(researcher.user)
     api = api_for(researcher.user)
     staff = Client()
-    staff.force_login(get_user_model().objects.create_user("count-admin", "count@example.org", "pw", is_staff=True))
+    admin = get_user_model().objects.create_user("count-admin", "count@example.org", "pw", is_staff=True)
+    sign_in_with_second_factor(staff, admin)
     few = add_submissions(researcher.user, 5)
     calls = {
         "list page": lambda: client.get("/submissions/"),

@@ -10,6 +10,8 @@ import requests
 from django.conf import settings
 from django.test import Client
 
+from tests.helpers import sign_in_with_second_factor
+
 from .conftest import MlflowAs, page_credentials
 
 pytestmark = pytest.mark.services
@@ -52,7 +54,7 @@ def test_approval_while_mlflow_is_down_completes_when_it_is_back(mlflow_stopped,
     steward = make_staff()
     researcher = researcher_create(username="frank", email="frank@example.org", full_name="Frank Outage")
     admin = Client()
-    admin.force_login(steward)
+    sign_in_with_second_factor(admin, steward)
 
     response = admin.post(f"/admin/accounts/researcher/{researcher.pk}/approve/", follow=True)
     assert "Frank Outage is approved, but MLflow could not be reached" in response.content.decode()

@@ -4,6 +4,7 @@ import pytest
 from django.test import Client
 
 from tests.conftest import make_zip
+from tests.helpers import sign_in_with_second_factor
 
 from .conftest import MlflowAs, mail_text, page_credentials
 
@@ -14,7 +15,7 @@ CODE = {"main.py": "print('training')\n", "requirements.txt": ""}
 
 def staff_client(user) -> Client:
     client = Client()
-    client.force_login(user)
+    sign_in_with_second_factor(client, user)
     return client
 
 

@@ -8,6 +8,8 @@ from django.conf import settings
 from django.test import Client
 from django.urls import reverse
 
+from tests.helpers import sign_in_with_second_factor
+
 from .conftest import MlflowAs, confirmation_path, mail_text, page_credentials, signup
 
 pytestmark = pytest.mark.services
@@ -50,7 +52,7 @@ def test_signup_verification_approval_and_own_mlflow_experiment(client, mailbox,
 
     # The steward sees the statement in the list and approves with one click.
     staff_client = Client()
-    staff_client.force_login(steward)
+    sign_in_with_second_factor(staff_client, steward)
     listing = staff_client.get("/admin/accounts/researcher/?status__exact=pending").content.decode()
     assert "Ada Lovelace" in listing and f"/admin/accounts/researcher/{researcher.pk}/approve/" in listing
     response = staff_client.post(f"/admin/accounts/researcher/{researcher.pk}/approve/", follow=True)

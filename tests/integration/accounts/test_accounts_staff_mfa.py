@@ -75,3 +75,17 @@ def test_researchers_need_no_second_factor(make_staff):
     assert response.status_code == 302 and response["Location"] == "/accounts/profile/"
     assert "Two-factor authentication" in client.get("/accounts/profile/").content.decode()
     assert researcher.user.pk == int(client.session["_auth_user_id"])
+
+
+def test_a_session_that_skipped_the_code_is_asked_for_one(make_staff):
+    """An account with an app is not enough: the session itself must have passed the code."""
+    steward = make_staff(totp=True)
+    client = Client()
+    client.force_login(steward)  # a session opened without allauth's code stage
+    response = client.get("/admin/accounts/researcher/")
+    assert response.status_code == 302
+    assert response["Location"] == "/accounts/2fa/reauthenticate/?next=%2Fadmin%2Faccounts%2Fresearcher%2F"
+    assert "Enter a code from your authenticator app" in client.get(response["Location"]).content.decode()
+    entered = client.post(response["Location"], {"code": totp_code(steward.totp_secret)})
+    assert entered["Location"] == "/admin/accounts/researcher/"
+    assert client.get("/admin/accounts/researcher/").status_code == 200
