@@ -206,9 +206,14 @@ def export_add_log(*, by, export: Export, kind: str) -> ExportFile:
         return _attach_log(export, kind, by)
 
 
-def export_decide(*, by, export: Export, decisions: dict[int, str], comment: str = "") -> dict[str, list[str]]:
+def export_decide(
+    *, by, export: Export, decisions: dict[int, str], seen: dict[int, str], comment: str = ""
+) -> dict[str, list[str]]:
     """Release or reject held files. With the two-person rule a release needs a second admin;
-    a rejection by one admin is final (the safe direction). Returns the paths per outcome."""
+    a rejection by one admin is final (the safe direction). Returns the paths per outcome.
+
+    `seen` is what the reviewer's page showed (file id -> sha256): a decision about a file that is
+    no longer waiting, or whose bytes are not the ones shown, is refused and nothing changes."""
     comment = (comment or "").strip()
     if not decisions:
         raise ExportRefused("Choose release or reject for at least one file.")
@@ -220,10 +225,8 @@ def export_decide(*, by, export: Export, decisions: dict[int, str], comment: str
     with transaction.atomic():
         export = Export.objects.select_for_update().select_related("submission").get(pk=export.pk)
         _ensure_reviewer(by, export)
-        held = {f.pk: f for f in export.entries.filter(state=ExportFile.State.HELD, pk__in=list(decisions))}
-        unknown = [str(pk) for pk in decisions if pk not in held]
-        if unknown:
-            raise ExportRefused(f"File(s) {', '.join(unknown)} of this export are not waiting for a decision.")
+        held = {f.pk: f for f in export.entries.filter(state=ExportFile.State.HELD)}
+        _ensure_seen(export, held, {pk: seen.get(pk) for pk in decisions}, all_held=False)
         now = timezone.now()
         for pk, decision in decisions.items():
             file = held[pk]
@@ -243,6 +246,26 @@ def export_decide(*, by, export: Export, decisions: dict[int, str], comment: str
             export.save(update_fields=["status"])
         transaction.on_commit(lambda: notifications.review_done(export.pk, by.pk, outcome, comment))
     return outcome
+
+
+def _ensure_seen(export: Export, held: dict[int, ExportFile], seen: dict[int, str | None], *, all_held: bool) -> None:
+    """Refuse unless each file in `seen` is waiting with the bytes the reviewer was shown (and,
+    with `all_held`, no other file is waiting)."""
+    changes = []
+    for pk, sha256 in seen.items():
+        file = held.get(pk)
+        if file is None:
+            gone = export.entries.filter(pk=pk).first()
+            changes.append(f"{gone.display_path if gone else f'file {pk}'} is no longer waiting")
+        elif file.sha256 != sha256:
+            changes.append(f"{file.display_path} is not the file you were shown")
+    if all_held:
+        changes += [f"{file.display_path} was added" for pk, file in held.items() if pk not in seen]
+    if changes:
+        raise ExportRefused(
+            f"The files waiting for review changed since you opened this page ({'; '.join(changes)}); "
+            "reload and review them again."
+        )
 
 
 def _approvals_needed() -> int:
@@ -265,9 +288,16 @@ def _set_state(file: ExportFile, state: str, now) -> None:
     file.save(update_fields=["state", "decided_at"])
 
 
-def export_decide_all(*, by, export: Export, decision: str, comment: str = "") -> dict[str, list[str]]:
-    held = export.entries.filter(state=ExportFile.State.HELD).values_list("pk", flat=True)
-    return export_decide(by=by, export=export, decisions={pk: decision for pk in held}, comment=comment)
+def export_decide_all(
+    *, by, export: Export, decision: str, seen: dict[int, str], comment: str = ""
+) -> dict[str, list[str]]:
+    """Decide every waiting file, provided they are exactly the files the reviewer was shown."""
+    with transaction.atomic():
+        locked = Export.objects.select_for_update().select_related("submission").get(pk=export.pk)
+        _ensure_reviewer(by, locked)
+        held = {f.pk: f for f in locked.entries.filter(state=ExportFile.State.HELD)}
+        _ensure_seen(locked, held, seen, all_held=True)
+        return export_decide(by=by, export=locked, decisions=dict.fromkeys(held, decision), seen=seen, comment=comment)
 
 
 # --- retention -----------------------------------------------------------------------------------

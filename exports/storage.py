@@ -18,9 +18,11 @@ import tempfile
 import zipfile
 from pathlib import Path
 
+from botocore.exceptions import ClientError
 from django.conf import settings
 from django.core.files import File
 from django.core.files.storage import FileSystemStorage, storages
+from storages.utils import clean_name
 
 
 def export_storage():
@@ -80,6 +82,23 @@ def delete(key: str) -> None:
 
 def open_file(key: str):
     return export_storage().open(key, "rb")
+
+
+def read_range(key: str, offset: int, length: int) -> bytes:
+    """Up to `length` bytes of the file from `offset`, without fetching the rest of it (OSError
+    when the file cannot be read)."""
+    storage = export_storage()
+    if is_local():
+        with open_file(key) as handle:
+            handle.seek(offset)
+            return handle.read(length)
+    try:
+        if length <= 0 or offset >= storage.size(key):
+            return b""
+        name = storage._normalize_name(clean_name(key))
+        return storage.bucket.Object(name).get(Range=f"bytes={offset}-{offset + length - 1}")["Body"].read()
+    except ClientError as exc:
+        raise OSError(f"export storage could not read {key!r}: {exc}") from exc
 
 
 def presigned_url(key: str, filename: str) -> str:

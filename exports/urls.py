@@ -14,4 +14,5 @@ urlpatterns = [
     path("review/", views.review_queue, name="review_queue"),
     path("review/<int:pk>/", views.review, name="review"),
     path("review/<int:pk>/logs/", views.add_log, name="add_log"),
+    path("review/<int:pk>/files/<int:file_id>/", views.file_whole, name="file_whole"),
 ]

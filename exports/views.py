@@ -7,9 +7,10 @@ from django.http import FileResponse, Http404, HttpResponse, HttpResponseRedirec
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
+from accounts.second_factor import staff_second_factor
 from submissions.selectors import submission_for
 
-from . import audit, logpolicy, selectors, services, storage
+from . import audit, fileview, logpolicy, selectors, services, storage
 from .models import ExportEvent, ExportFile
 from .provenance import provenance_record
 
@@ -110,28 +111,31 @@ def model_list(request):
 
 
 @login_required
+@staff_second_factor
 def review_queue(request):
     _staff(request)
     return render(request, "exports/review_queue.html", {"exports": selectors.exports_awaiting_review()})
 
 
 @login_required
+@staff_second_factor
 def review(request, pk: int):
     _staff(request)
     export = selectors.export_for_review(request.user, pk)
     if request.method == "POST":
         action, comment = request.POST.get("action", ""), request.POST.get("comment", "")
+        seen = _numbered(request.POST, "seen-")  # the files the page showed: id -> sha256
         try:
             if action in ("release_all", "reject_all"):
                 decision = action.removesuffix("_all")
-                outcome = services.export_decide_all(by=request.user, export=export, decision=decision, comment=comment)
+                outcome = services.export_decide_all(
+                    by=request.user, export=export, decision=decision, seen=seen, comment=comment
+                )
             else:
-                decisions = {
-                    int(key.removeprefix("decision-")): value
-                    for key, value in request.POST.items()
-                    if key.startswith("decision-") and value and key.removeprefix("decision-").isdigit()
-                }
-                outcome = services.export_decide(by=request.user, export=export, decisions=decisions, comment=comment)
+                decisions = {pk: value for pk, value in _numbered(request.POST, "decision-").items() if value}
+                outcome = services.export_decide(
+                    by=request.user, export=export, decisions=decisions, seen=seen, comment=comment
+                )
         except services.ExportRefused as exc:
             messages.error(request, str(exc))
         else:
@@ -159,6 +163,15 @@ def review(request, pk: int):
     return render(request, "exports/review.html", context, status=400 if request.method == "POST" else 200)
 
 
+def _numbered(form, prefix: str) -> dict[int, str]:
+    """The fields named prefix<file id>, by file id."""
+    return {
+        int(key.removeprefix(prefix)): value
+        for key, value in form.items()
+        if key.startswith(prefix) and key.removeprefix(prefix).isdigit()
+    }
+
+
 def _flag_counts(entries) -> list[tuple[str, int]]:
     counts: dict[str, int] = {}
     for entry in entries:
@@ -175,6 +188,7 @@ def _outcome_message(outcome: dict[str, list[str]]) -> str:
 
 @login_required
 @require_POST
+@staff_second_factor
 def add_log(request, pk: int):
     _staff(request)
     export = selectors.export_for_review(request.user, pk)
@@ -186,6 +200,7 @@ def add_log(request, pk: int):
 
 
 @login_required
+@staff_second_factor
 def full_log(request, submission_id: int, kind: str):
     _staff(request)
     submission = submission_for(request.user, submission_id)
@@ -194,3 +209,27 @@ def full_log(request, submission_id: int, kind: str):
         raise Http404
     audit.record(submission, ExportEvent.Action.LOG_READ, by=request.user, comment=f"{kind} log", mail=False)
     return FileResponse(open(path, "rb"), content_type="text/plain; charset=utf-8")  # noqa: SIM115
+
+
+@login_required
+@staff_second_factor
+def file_whole(request, pk: int, file_id: int):
+    """One export file whole, a page at a time, for the reviewer who must not rely on the preview."""
+    _staff(request)
+    export = selectors.export_for_review(request.user, pk)
+    file = get_object_or_404(export.entries, pk=file_id)
+    if request.user.pk == export.submission.owner_id:
+        return _refused(request, "These are the files of your own submission: another admin reviews them.")
+    if file.state in (ExportFile.State.REJECTED, ExportFile.State.EXPIRED):
+        return _refused(request, f"{file.display_path} was {file.get_state_display()}; its bytes are deleted.", 410)
+    number = request.GET.get("page", "1")
+    try:
+        page = fileview.read_page(file, int(number) if number.isdigit() else 1)
+    except OSError as exc:
+        return _refused(request, f"{file.display_path} could not be read from export storage ({exc}).", 503)
+    if file.source == ExportFile.Source.LOG:
+        comment = f"bytes {page.start:,}–{page.end:,} of {file.size:,}"
+        audit.record(
+            export.submission, ExportEvent.Action.LOG_READ, by=request.user, file=file, comment=comment, mail=False
+        )
+    return render(request, "exports/review_file.html", {"export": export, "file": file, "page": page})

@@ -71,7 +71,8 @@ def test_submit_follow_read_and_download(celery_workers, make_researcher, api_fo
     submission = Submission.objects.get(pk=submission_id)
     export = export_request_release(by=researcher.user, submission=submission, justification="the trained weights")
     admin = get_user_model().objects.create_user("api-reviewer", "reviewer@example.org", "pw", is_staff=True)
-    export_decide_all(by=admin, export=export, decision="release", comment="weights only")
+    seen = {f.pk: f.sha256 for f in export.entries.all()}  # what the reviewer was shown
+    export_decide_all(by=admin, export=export, decision="release", seen=seen, comment="weights only")
     released = api.get(f"/api/v1/submissions/{submission_id}/exports/").json()
     link = released["files"][0]["download_url"]
     assert released["files"][0]["state"] == "released" and link.startswith("http://testserver/api/v1/downloads/")

@@ -13,6 +13,7 @@ import pytest
 from django.conf import settings
 from django.test import Client
 
+from tests.helpers import sign_in_with_second_factor
 from tests.integration.exports.conftest import finished_submission, users  # noqa: F401 (fixtures)
 from tests.integration.exports.test_manifest_flags import DATASET_IMAGE, npy, torch_like_checkpoint
 
@@ -26,9 +27,13 @@ def shot(page, name: str) -> None:
 
 
 def signed_in(browser, live_server, user, width=1300):  # noqa: F811
-    """A browser context with the user's session (sign-in itself is tested with the accounts)."""
+    """A browser context with the user's session, staff with a second factor (sign-in itself is
+    tested with the accounts)."""
     client = Client()
-    client.force_login(user)
+    if user.is_staff:
+        sign_in_with_second_factor(client, user)
+    else:
+        client.force_login(user)
     context = browser.new_context(viewport={"width": width, "height": 900}, accept_downloads=True)
     context.add_cookies(
         [

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import time
 
 import boto3
@@ -107,6 +108,14 @@ def users(transactional_db):
         "admin1": make("admin1", is_staff=True),
         "admin2": make("admin2", is_staff=True),
     }
+
+
+def seen_on_page(client, export) -> dict[str, str]:
+    """The files the review page shows as waiting, as its form posts them back (seen-<id>: sha256)."""
+    from django.urls import reverse
+
+    page = client.get(reverse("exports:review", args=[export.pk])).content.decode()
+    return dict(re.findall(r'name="(seen-\d+)" value="([0-9a-f]{64})"', page))
 
 
 def sha256(data: bytes) -> str:

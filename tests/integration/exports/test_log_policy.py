@@ -12,8 +12,9 @@ from exports.models import ExportEvent
 from runner.naming import log_dir
 from submissions.notifications import status_changed
 from submissions.reports import submission_summary
-from tests.helpers import mail_text
+from tests.helpers import mail_text, sign_in_with_second_factor
 
+from .conftest import seen_on_page
 from .test_release_flow import fetch
 
 LINES = [f"epoch {i:04d} patient-row-{i:04d} loss 0.{i:04d}" for i in range(600)]
@@ -80,7 +81,7 @@ def test_portal_mail_and_summary_follow_the_policy(failed_submission, users, cli
 
 def test_admin_reads_the_whole_log_and_can_release_it(failed_submission, users, client, settings):
     submission = failed_submission
-    client.force_login(users["admin1"])
+    sign_in_with_second_factor(client, users["admin1"])
     response = client.get(reverse("exports:full_log", args=[submission.pk, "run"]))
     assert response.status_code == 200
     body = b"".join(response.streaming_content).decode()
@@ -95,12 +96,17 @@ def test_admin_reads_the_whole_log_and_can_release_it(failed_submission, users, 
         reverse("exports:request", args=[submission.pk]),
         {"justification": "I need the full log to debug row handling.", "log-run": "1"},
     )
-    client.force_login(users["admin1"])
+    sign_in_with_second_factor(client, users["admin1"])
     log_file = submission.export.entries.get(source="log")
     assert log_file.display_path == "platform-logs/run.log"
     client.post(
         reverse("exports:review", args=[submission.export.pk]),
-        {f"decision-{log_file.pk}": "release", "action": "decide", "comment": "no patient data in it"},
+        {
+            **seen_on_page(client, submission.export),
+            f"decision-{log_file.pk}": "release",
+            "action": "decide",
+            "comment": "no patient data in it",
+        },
     )
     client.force_login(users["owner"])
     page = client.get(reverse("submissions:detail", args=[submission.pk])).content.decode()

@@ -17,6 +17,7 @@ from django.urls import reverse
 
 from exports.dataset_index import dataset_index
 from exports.models import ExportFile
+from tests.helpers import sign_in_with_second_factor
 
 from .conftest import sha256
 
@@ -92,7 +93,7 @@ def test_manifest_types_flags_and_total(settings, export_storage, users, finishe
     assert export.dataset_fingerprint == dataset_index().fingerprint
 
     # The reviewer sees all of it, with previews read without trusting the files.
-    client.force_login(users["admin1"])
+    sign_in_with_second_factor(client, users["admin1"])
     page = client.get(reverse("exports:review", args=[export.pk])).content.decode()
     assert "identical to a data set file" in page and DATASET_IMAGE in page
     assert 'src="data:image/png;base64,' in page  # the thumbnail

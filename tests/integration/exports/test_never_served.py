@@ -42,6 +42,7 @@ def test_no_url_serves_an_unreleased_file(settings, export_storage, users, finis
         f"/exports/files/{held.pk}/",
         f"/exports/files/{held.pk}/download/",
         f"/exports/review/{export.pk}/",
+        f"/exports/review/{export.pk}/files/{held.pk}/",
         f"/submissions/{sid}/secret.csv",
         f"/media/{sid}/secret.csv",
         f"/static/{sid}/secret.csv",

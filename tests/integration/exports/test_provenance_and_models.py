@@ -11,9 +11,9 @@ from django.urls import reverse
 
 from exports.dataset_index import dataset_index
 from exports.models import RegisteredModel
-from tests.helpers import upload, wait_finished
+from tests.helpers import sign_in_with_second_factor, upload, wait_finished
 
-from .conftest import sha256
+from .conftest import seen_on_page, sha256
 
 pytestmark = [pytest.mark.docker, pytest.mark.services]
 
@@ -49,10 +49,15 @@ def test_provenance_of_a_finished_run_and_its_model(client, celery_workers, mail
     client.post(reverse("exports:request", args=[submission_id]), {"justification": "Trained model for the paper."})
     checkpoint = submission.export.entries.get(path="model.pt")
     assert checkpoint.kind == "pytorch" and "pickle" in checkpoint.flags
-    client.force_login(admin)
+    sign_in_with_second_factor(client, admin)
     client.post(
         reverse("exports:review", args=[submission.export.pk]),
-        {f"decision-{checkpoint.pk}": "release", "action": "decide", "comment": "weights only"},
+        {
+            **seen_on_page(client, submission.export),
+            f"decision-{checkpoint.pk}": "release",
+            "action": "decide",
+            "comment": "weights only",
+        },
     )
     client.force_login(owner)
     response = client.post(

@@ -12,9 +12,9 @@ from django.conf import settings
 from django.urls import reverse
 
 from exports.models import Export, ExportEvent, ExportFile
-from tests.helpers import mail_text
+from tests.helpers import mail_text, sign_in_with_second_factor
 
-from .conftest import sha256, stored_keys
+from .conftest import seen_on_page, sha256, stored_keys
 
 A = ExportEvent.Action
 MODEL = bytes(range(256)) * 300
@@ -80,17 +80,19 @@ def test_request_review_release_download(settings, export_storage, users, finish
 
     # A researcher cannot reach the review page; the admin decides per file with a comment.
     assert client.get(reverse("exports:review", args=[export.pk])).status_code == 404
-    client.force_login(admin)
+    sign_in_with_second_factor(client, admin)
     files = {f.path: f for f in export.entries.all()}
+    seen = seen_on_page(client, export)
     response = client.post(
         reverse("exports:review", args=[export.pk]),
-        {f"decision-{files['scratch.txt'].pk}": "reject", "action": "decide", "comment": ""},
+        {**seen, f"decision-{files['scratch.txt'].pk}": "reject", "action": "decide", "comment": ""},
     )
     assert "Say why you reject" in response.content.decode()
     assert ExportFile.objects.get(pk=files["scratch.txt"].pk).state == "held"
     client.post(
         reverse("exports:review", args=[export.pk]),
         {
+            **seen,
             f"decision-{files['model.pt.bin'].pk}": "release",
             f"decision-{files['report.csv'].pk}": "release",
             f"decision-{files['scratch.txt'].pk}": "reject",
@@ -166,7 +168,7 @@ def test_cancel_and_whole_rejection(settings, export_storage, users, finished_su
     export.refresh_from_db()
     assert export.status == Export.Status.HELD
     # A cancelled request cannot be reviewed.
-    client.force_login(admin)
+    sign_in_with_second_factor(client, admin)
     response = client.post(
         reverse("exports:review", args=[export.pk]), {"action": "release_all", "comment": ""}, follow=True
     )
@@ -175,8 +177,11 @@ def test_cancel_and_whole_rejection(settings, export_storage, users, finished_su
 
     client.force_login(owner)
     client.post(reverse("exports:request", args=[submission.pk]), {"justification": "Asking again, for real now."})
-    client.force_login(admin)
-    client.post(reverse("exports:review", args=[export.pk]), {"action": "reject_all", "comment": "Raw arrays."})
+    sign_in_with_second_factor(client, admin)
+    client.post(
+        reverse("exports:review", args=[export.pk]),
+        {**seen_on_page(client, export), "action": "reject_all", "comment": "Raw arrays."},
+    )
     export.refresh_from_db()
     assert export.status == Export.Status.REVIEWED
     assert set(export.entries.values_list("state", flat=True)) == {"rejected"}

@@ -12,9 +12,9 @@ from django.utils import timezone
 
 from exports.models import Export, ExportEvent
 from exports.services import ExportRefused, export_decide_all, export_request_release
-from tests.helpers import mail_text
+from tests.helpers import mail_text, sign_in_with_second_factor
 
-from .conftest import stored_keys
+from .conftest import seen_on_page, stored_keys
 
 A = ExportEvent.Action
 
@@ -26,10 +26,13 @@ def test_two_person_rule(settings, export_storage, users, finished_submission, c
     export = submission.export
     export_request_release(by=owner, submission=submission, justification="Model for the validation study.")
 
-    client.force_login(admin1)
+    sign_in_with_second_factor(client, admin1)
     page = client.get(reverse("exports:review", args=[export.pk])).content.decode()
     assert "each release needs two different admins" in page
-    client.post(reverse("exports:review", args=[export.pk]), {"action": "release_all", "comment": "Looks fine."})
+    seen = seen_on_page(client, export)
+    client.post(
+        reverse("exports:review", args=[export.pk]), {**seen, "action": "release_all", "comment": "Looks fine."}
+    )
     file = export.entries.get()
     assert file.state == "held"  # one approval is not a release
     assert "approved by " + admin1.username in client.get(reverse("exports:review", args=[export.pk])).content.decode()
@@ -38,7 +41,9 @@ def test_two_person_rule(settings, export_storage, users, finished_submission, c
     assert admin1.email not in second[-1]["To"]
 
     # The same admin twice does not make two.
-    response = client.post(reverse("exports:review", args=[export.pk]), {"action": "release_all", "comment": ""})
+    response = client.post(
+        reverse("exports:review", args=[export.pk]), {**seen, "action": "release_all", "comment": ""}
+    )
     assert "a second, different admin must approve it" in response.content.decode()
     file.refresh_from_db()
     assert file.state == "held"
@@ -47,10 +52,13 @@ def test_two_person_rule(settings, export_storage, users, finished_submission, c
     get_user_model().objects.filter(pk=owner.pk).update(is_staff=True)
     owner.refresh_from_db()
     with pytest.raises(ExportRefused, match="your own submission"):
-        export_decide_all(by=owner, export=export, decision="release")
+        export_decide_all(by=owner, export=export, decision="release", seen={file.pk: file.sha256})
 
-    client.force_login(admin2)
-    client.post(reverse("exports:review", args=[export.pk]), {"action": "release_all", "comment": "Agreed."})
+    sign_in_with_second_factor(client, admin2)
+    client.post(
+        reverse("exports:review", args=[export.pk]),
+        {**seen_on_page(client, export), "action": "release_all", "comment": "Agreed."},
+    )
     file.refresh_from_db()
     export.refresh_from_db()
     assert file.state == "released" and export.status == Export.Status.REVIEWED
