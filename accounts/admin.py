@@ -2,16 +2,19 @@
 
 from allauth.account.decorators import secure_admin_login
 from allauth.account.models import EmailAddress
+from django.conf import settings
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
 from django.db.models import Exists, F, OuterRef, Q
 from django.shortcuts import get_object_or_404, redirect
+from django.template.defaultfilters import filesizeformat
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.utils.text import Truncator
 
+from submissions import exits
 from tracking.client import MlflowRefused, MlflowUnavailable
 
 from .forms import DecisionReasonForm
@@ -58,7 +61,7 @@ class AccountEventInline(admin.TabularInline):
 
 @admin.register(Researcher)
 class ResearcherAdmin(admin.ModelAdmin):
-    list_display = ("researcher", "statement", "status_badge", "mlflow", "signed_up", "decide")
+    list_display = ("researcher", "statement", "status_badge", "mlflow", "exit_bytes", "signed_up", "decide")
     list_filter = ("status", MlflowAccessFilter)
     list_select_related = ("user",)
     search_fields = ("full_name", "user__username", "user__email", "institution")
@@ -90,7 +93,11 @@ class ResearcherAdmin(admin.ModelAdmin):
 
     def get_queryset(self, request):
         verified = EmailAddress.objects.filter(user=OuterRef("user"), verified=True)
-        return super().get_queryset(request).annotate(has_verified_email=Exists(verified))
+        return (
+            super()
+            .get_queryset(request)
+            .annotate(has_verified_email=Exists(verified), exit_bytes_day=exits.charged_subquery(OuterRef("user")))
+        )
 
     # --- columns -----------------------------------------------------------------------------
     @admin.display(description="researcher", ordering="full_name")
@@ -103,6 +110,11 @@ class ResearcherAdmin(admin.ModelAdmin):
             unverified,
             obj.institution,
         )
+
+    @admin.display(description="exit bytes, 24 h", ordering="exit_bytes_day")
+    def exit_bytes(self, obj):
+        used = getattr(obj, "exit_bytes_day", None) or 0
+        return f"{filesizeformat(used)} of {filesizeformat(settings.M2D_EXIT_BYTES_PER_RESEARCHER_PER_DAY)}"
 
     @admin.display(description="intended use")
     def statement(self, obj):

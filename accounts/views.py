@@ -6,6 +6,8 @@ from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 from rest_framework.authtoken.models import Token
 
+from submissions import exits
+
 from .services import (
     AccountError,
     api_token_create,
@@ -26,6 +28,7 @@ def _profile(request, *, error: str = "", status: int = 200):
         # The token is shown once, right after it was made: a page reload must not reveal it.
         "new_token": request.session.pop(NEW_TOKEN_SESSION_KEY, None),
         "has_totp": is_mfa_enabled(request.user, [Authenticator.Type.TOTP]),
+        "exit_budget": exits.budget_of(request.user) if researcher is not None else None,
     }
     return render(request, "accounts/profile.html", context, status=status)
 

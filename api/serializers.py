@@ -23,6 +23,20 @@ class ExportEntrySerializer(serializers.Serializer):
     sha256 = serializers.CharField()
 
 
+class UnreleasedSerializer(serializers.Serializer):
+    held = serializers.IntegerField(help_text="files waiting for review")
+    held_bytes = serializers.IntegerField()
+    flagged = serializers.IntegerField(help_text="of the held files, how many the reviewer is asked to look at twice")
+    rejected = serializers.IntegerField()
+    expired = serializers.IntegerField()
+
+
+class ExitBudgetSerializer(serializers.Serializer):
+    limit = serializers.IntegerField(help_text="bytes a day across all runs: tracking data sent plus run log tails")
+    used = serializers.IntegerField(help_text="over the last 24 hours, running submissions' allowances included")
+    remaining = serializers.IntegerField()
+
+
 class SubmissionListItemSerializer(serializers.Serializer):
     id = serializers.IntegerField()
     url = serializers.URLField()
@@ -55,7 +69,9 @@ class SubmissionDetailSerializer(serializers.Serializer):
     exit_code = serializers.IntegerField(allow_null=True)
     log_tail = serializers.CharField(allow_blank=True)
     metrics = serializers.DictField(child=serializers.FloatField())
-    exports = ExportEntrySerializer(many=True)
+    exports = ExportEntrySerializer(many=True, help_text="released files only")
+    exports_unreleased = UnreleasedSerializer(help_text="files not released: how many and how big, never which")
+    exit_budget = ExitBudgetSerializer(help_text="what the owner may still get out unreviewed in the next 24 hours")
     warnings = serializers.ListField(child=serializers.CharField())
     duration_seconds = serializers.FloatField(help_text="upload to end, or to now while not finished")
     run_seconds = serializers.FloatField(allow_null=True, help_text="how long main.py ran, or has been running")
@@ -102,7 +118,8 @@ class ExportFileSerializer(serializers.Serializer):
 
 class ExportsSerializer(serializers.Serializer):
     status = serializers.CharField(allow_null=True, help_text="null when the run wrote nothing to /mnt/export")
-    files = ExportFileSerializer(many=True)
+    files = ExportFileSerializer(many=True, help_text="for the owner, released files only")
+    unreleased = UnreleasedSerializer()
     release_zip_url = serializers.URLField(allow_null=True)
     link_expires_in_seconds = serializers.IntegerField()
 

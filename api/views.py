@@ -19,6 +19,8 @@ from exports import services as export_services
 from exports import storage
 from exports.logpolicy import KINDS, researcher_log_view
 from exports.models import ExportFile
+from exports.selectors import unreleased_summary, visible_entries
+from submissions import exits
 from submissions.models import Submission
 from submissions.progress import QueueView
 from submissions.reports import submission_summary
@@ -42,8 +44,10 @@ def _page_url(request, submission: Submission) -> str:
 
 def detail_of(request, submission: Submission) -> dict:
     prefetch_related_objects([submission], "events")  # read once, for the summary and the list
+    budget = exits.budget_of(submission.owner)
     return {
         **submission_summary(submission),
+        "exit_budget": {"limit": budget.limit, "used": budget.used, "remaining": budget.remaining},
         "events": [{"status": e.to_status, "at": e.at, "note": e.note} for e in submission.events.all()],
         "finished": submission.is_finished,
         **QueueView().describe(submission),
@@ -161,7 +165,8 @@ class SubmissionViewSet(viewsets.GenericViewSet):
         the released ones (for the submission's owner)."""
         submission = self.get_object()
         export = getattr(submission, "export", None)
-        entries = list(export.entries.all()) if export else []
+        all_entries = list(export.entries.all()) if export else []
+        entries = visible_entries(request.user, submission, all_entries)
         is_owner = request.user.pk == submission.owner_id
         released = [e for e in entries if e.state == ExportFile.State.RELEASED] if is_owner else []
 
@@ -183,6 +188,7 @@ class SubmissionViewSet(viewsets.GenericViewSet):
         body = {
             "status": export.status if export else None,
             "files": files,
+            "unreleased": unreleased_summary(all_entries).as_dict(),
             "release_zip_url": link() if released else None,
             "link_expires_in_seconds": settings.M2D_EXPORT_LINK_SECONDS,
         }

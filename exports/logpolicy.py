@@ -1,10 +1,12 @@
 """What a researcher may see of their build and run logs: the one place that decides it.
 
 A log can carry anything the code printed, patient data included, so it is an exit channel like
-/mnt/export. Researchers see a capped tail (the last M2D_LOG_TAIL_LINES lines, and at most
-M2D_LOG_TAIL_BYTES bytes of them) in the portal, the e-mails, the API and the CLI; the failure
-reason, which quotes the log, is capped the same way. Admins read whole logs and can release one
-like an export file.
+/mnt/export. Researchers see nothing of a run's output while it runs (a tail per look, polled, is
+no cap); once it has ended, the capped tail (the last M2D_LOG_TAIL_LINES lines, at most
+M2D_LOG_TAIL_BYTES bytes of them, within their exit budget) fixed at the end of the run, in the
+portal, the e-mails, the API and the CLI. The failure reason quotes only that tail. So whatever
+they poll, one run shows them at most M2D_LOG_TAIL_BYTES of its output. Build logs, which see no
+data, are shown live. Admins read whole logs, live, and can release one like an export file.
 """
 
 from __future__ import annotations
@@ -23,9 +25,12 @@ class LogView:
     kind: str
     text: str
     hidden_bytes: int  # how much of the log is not shown (0: the whole log is shown)
+    withheld: bool = False  # a run still going: its output is shown once it has ended
 
     @property
     def note(self) -> str:
+        if self.withheld:
+            return "The run's output is shown here once the run has ended (the end of it, as for every run)."
         if not self.hidden_bytes:
             return ""
         return (
@@ -73,12 +78,29 @@ def _read_end(path: Path) -> tuple[str, int]:
 def researcher_log_view(submission, kind: str) -> LogView:
     """The tail of a submission's build or run log that its researcher may see."""
     path = full_log_path(submission, kind)
+    if kind == "run":
+        if not submission.is_finished:
+            return LogView(kind=kind, text="", hidden_bytes=0, withheld=True)
+        # Fixed (and charged to the exit budget) when the run ended: never read from the file.
+        text, _ = cap(submission.run_log_tail or "")
+        shown = len(text.encode("utf-8"))
+        total = path.stat().st_size if path.is_file() else len((submission.run_log_tail or "").encode("utf-8"))
+        return LogView(kind=kind, text=text, hidden_bytes=max(0, total - shown))
     if path.is_file():
         text, before = _read_end(path)
     else:  # the web host may not be the worker host: fall back to the tail stored with the submission
-        text, before = (submission.run_log_tail if kind == "run" else submission.build_log_tail) or "", 0
+        text, before = submission.build_log_tail or "", 0
     shown, hidden = cap(text)
     return LogView(kind=kind, text=shown, hidden_bytes=hidden + before)
+
+
+def staff_log_view(submission, kind: str) -> LogView:
+    """The end of a log as it is now, for an admin (who may read it whole): no tail cap, no delay."""
+    path = full_log_path(submission, kind)
+    if not path.is_file():
+        return researcher_log_view(submission, kind)
+    text, before = _read_end(path)
+    return LogView(kind=kind, text=text, hidden_bytes=before)
 
 
 def researcher_reason(submission) -> str:

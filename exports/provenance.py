@@ -18,7 +18,8 @@ from runner import docker_api
 from runner.naming import labels
 
 from .dataset_index import dataset_index
-from .models import ExportEvent, Provenance
+from .models import ExportEvent, ExportFile, Provenance
+from .selectors import unreleased_summary
 
 log = logging.getLogger(__name__)
 SUBMISSION_FREEZE = "/opt/m2d/submission-freeze.txt"
@@ -140,6 +141,32 @@ def _outcome(submission) -> dict:
     }
 
 
+def _exit_channels(submission, export, entries) -> dict:
+    """Every way bytes left this run, what went through each, and its budget (settings now)."""
+    released = [f for f in entries if f.state == ExportFile.State.RELEASED]
+    return {
+        "tracking_out": {"bytes": submission.tracking_bytes, "cap": settings.M2D_TRACKING_MAX_BYTES},
+        "tracking_in": {
+            "bytes": submission.tracking_bytes_received,
+            "cap": settings.M2D_TRACKING_MAX_BYTES_IN,
+            "answer_cap": settings.M2D_TRACKING_MAX_ANSWER_BYTES,
+        },
+        "run_log_tail": {
+            "bytes": len((submission.run_log_tail or "").encode("utf-8")),
+            "cap": settings.M2D_LOG_TAIL_BYTES,
+        },
+        "exports": {
+            "files": len(export.files) if export else 0,
+            "bytes": export.total_bytes if export else 0,
+            "released_files": len(released),
+            "released_bytes": sum(f.size for f in released),
+            "cap": settings.M2D_EXPORT_MAX_BYTES,
+            "review": "every file, by an admin, before its owner sees its name",
+        },
+        "researcher_budget_per_day": settings.M2D_EXIT_BYTES_PER_RESEARCHER_PER_DAY,
+    }
+
+
 def provenance_record(submission) -> dict:
     from submissions.reports import submission_summary
 
@@ -148,6 +175,7 @@ def provenance_record(submission) -> dict:
     timings = submission_summary(submission)["timings"]
     metrics, metrics_source = final_metrics(submission)
     entries = list(export.entries.all()) if export else []
+    released_ids = {f.pk for f in entries if f.state == ExportFile.State.RELEASED or f.source == ExportFile.Source.LOG}
     decisions = submission.export_events.filter(action__in=ExportEvent.DECISIONS + (ExportEvent.Action.REQUESTED,))
     return {
         "format": FORMAT,
@@ -178,10 +206,16 @@ def provenance_record(submission) -> dict:
             **_outcome(submission),
         },
         "metrics": {"final": metrics, "source": metrics_source},
-        "tracking": {"calls": submission.tracking_calls, "bytes": submission.tracking_bytes},
+        "tracking": {
+            "calls": submission.tracking_calls,
+            "bytes": submission.tracking_bytes,
+            "bytes_received": submission.tracking_bytes_received,
+        },
+        "exit_channels": _exit_channels(submission, export, entries),
         "export": {
             "status": export.status if export else None,
             "total_bytes": export.total_bytes if export else 0,
+            # Only released files are named: the names of the others are data nobody reviewed.
             "files": [
                 {
                     "path": f.display_path,
@@ -192,14 +226,16 @@ def provenance_record(submission) -> dict:
                     "state": f.state,
                 }
                 for f in entries
+                if f.state == ExportFile.State.RELEASED
             ],
+            "unreleased": unreleased_summary(entries).as_dict(),
         },
         "review": [
             {
                 "action": event.action,
                 "by": event.by.username if event.by_id else None,
                 "at": event.at.isoformat(),
-                "file": event.path or None,
+                "file": (event.path or None) if event.file_id in released_ids or not event.file_id else None,
                 "comment": event.comment,
             }
             for event in decisions.select_related("by")

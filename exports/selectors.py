@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
+from dataclasses import dataclass
+
 from django.db.models import Count, Q
 from django.http import Http404
 from django.urls import reverse
@@ -47,11 +50,49 @@ def download_url(*, user, export: Export, file: ExportFile | None = None) -> str
     return reverse("exports:download", args=[download_token(user=user, export=export, file=file)])
 
 
+def sees_unreleased_names(user, submission) -> bool:
+    """Names, sizes and hashes of files nobody has released are data the run chose: its owner
+    sees only how many there are and how big they are together; admins see them to review them."""
+    return user.is_active and user.is_staff and user.pk != submission.owner_id
+
+
+@dataclass(frozen=True)
+class Unreleased:
+    """What an owner is told of the files of an export that are not released."""
+
+    held: int
+    held_bytes: int
+    flagged: int  # held files a reviewer will look at twice (how many, not which)
+    rejected: int
+    expired: int
+
+    def as_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+def unreleased_summary(entries) -> Unreleased:
+    held = [e for e in entries if e.state == ExportFile.State.HELD]
+    return Unreleased(
+        held=len(held),
+        held_bytes=sum(e.size for e in held),
+        flagged=sum(1 for e in held if e.flags),
+        rejected=sum(1 for e in entries if e.state == ExportFile.State.REJECTED),
+        expired=sum(1 for e in entries if e.state == ExportFile.State.EXPIRED),
+    )
+
+
+def visible_entries(user, submission, entries) -> list:
+    if sees_unreleased_names(user, submission):
+        return list(entries)
+    return [e for e in entries if e.state == ExportFile.State.RELEASED]
+
+
 def export_panel(user, submission) -> dict:
     """Everything the submission page shows its owner (or an admin) about the export."""
     export = getattr(submission, "export", None)
     is_owner = user.pk == submission.owner_id
-    entries = list(export.entries.all()) if export else []
+    all_entries = list(export.entries.all()) if export else []
+    entries = visible_entries(user, submission, all_entries)
     links = {}
     if export and is_owner:
         for entry in entries:
@@ -64,7 +105,7 @@ def export_panel(user, submission) -> dict:
     for entry in entries:
         entry.download_link = links.get(entry.pk)
         entry.decision_comment = decisions.get(entry.pk, "")
-    attached = {e.path.removesuffix(".log") for e in entries if e.source == ExportFile.Source.LOG}
+    attached = {e.path.removesuffix(".log") for e in all_entries if e.source == ExportFile.Source.LOG}
     requestable_logs = [
         kind for kind in logpolicy.KINDS if kind not in attached and logpolicy.full_log_path(submission, kind).is_file()
     ]
@@ -78,12 +119,25 @@ def export_panel(user, submission) -> dict:
         "can_request": is_owner
         and submission.is_finished
         and status in (None, Export.Status.HELD, Export.Status.REVIEWED)
-        and (any(e.state == ExportFile.State.HELD for e in entries) or bool(requestable_logs)),
+        and (any(e.state == ExportFile.State.HELD for e in all_entries) or bool(requestable_logs)),
         "can_cancel": is_owner and status == Export.Status.REQUESTED,
         "requestable_logs": requestable_logs,
         "models": RegisteredModel.objects.filter(submission=submission) if export else [],
-        "events": submission.export_events.select_related("by").all(),
+        "events": _trail(user, submission, entries),
+        "unreleased": unreleased_summary(all_entries),
+        "names_shown": sees_unreleased_names(user, submission),
     }
+
+
+def _trail(user, submission, visible) -> list:
+    """The airlock's audit trail, without the names of files the viewer may not see."""
+    shown = {e.pk for e in visible}
+    events = list(submission.export_events.select_related("by").all())
+    if not sees_unreleased_names(user, submission):
+        for event in events:
+            if event.file_id not in shown and event.action != ExportEvent.Action.LOG_ATTACHED:
+                event.path = ""
+    return events
 
 
 def models_of(user):

@@ -44,9 +44,10 @@ def _expiry_from(now):
 # --- after the run -------------------------------------------------------------------------------
 
 
-def export_collect(*, submission, folder: Path) -> Export:
-    """Record what the run wrote: manifest, detected types, reviewer flags, previews."""
-    manifest = build_manifest(folder) if folder.is_dir() else []
+def export_collect(*, submission, folder: Path, problem: str = "") -> Export:
+    """Record what the run wrote: manifest, detected types, reviewer flags, previews. With a
+    `problem` (the run broke the export limits) nothing of it is kept, and the trail says why."""
+    manifest = build_manifest(folder) if folder.is_dir() and not problem else []
     try:
         index = dataset_index()
     except OSError as exc:
@@ -59,7 +60,6 @@ def export_collect(*, submission, folder: Path) -> Export:
         matches = index.matches(item["sha256"]) if index and item["size"] > 0 else []
         flags = flags_for(kind, item["size"], settings.M2D_EXPORT_LARGE_FILE_BYTES, matches)
         entries.append((item, kind, flags, matches, preview(source, kind)))
-    problem = ""
     try:
         storage.store_run_files(submission.pk, folder, [item["path"] for item in manifest])
     except Exception as exc:  # kept on the host; the reviewer is told

@@ -204,6 +204,8 @@ def add_log(request, pk: int):
 def full_log(request, submission_id: int, kind: str):
     _staff(request)
     submission = submission_for(request.user, submission_id)
+    if request.user.pk == submission.owner_id:
+        return _refused(request, "This is the log of your own submission: ask for it with a release request.")
     path = logpolicy.full_log_path(submission, kind) if kind in logpolicy.KINDS else None
     if path is None or not path.is_file():
         raise Http404

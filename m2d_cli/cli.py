@@ -87,8 +87,15 @@ def _print_outcome(sub: dict) -> None:
         print("Final metrics:")
         for key, value in sorted(sub["metrics"].items()):
             print(f"  {key:<{width}}  {value:.6g}")
+    held = (sub.get("exports_unreleased") or {}).get("held", 0)
+    if held:
+        size = sub["exports_unreleased"]["held_bytes"]
+        print(f"Exports: {held} file{'s' if held != 1 else ''} ({size:,} bytes) held for review")
     if sub.get("exports"):
-        print(f"Exports held for review: {', '.join(e['path'] for e in sub['exports'])}")
+        print(f"Exports released: {', '.join(e['path'] for e in sub['exports'])}")
+    if sub.get("exit_budget"):
+        budget = sub["exit_budget"]
+        print(f"Exit budget: {budget['remaining']:,} of {budget['limit']:,} bytes left for the next 24 hours")
     if sub["status"] != "succeeded" and sub.get("log_tail"):
         print("End of the log:")
         print(sub["log_tail"].rstrip())
@@ -184,10 +191,19 @@ def cmd_logs(portal: Portal, args) -> int:
 
 def cmd_exports(portal: Portal, args) -> int:
     body = portal.exports(args.id)
-    if body["status"] is None or not body["files"]:
+    unreleased = body.get("unreleased") or {}
+    if body["status"] is None or not (body["files"] or unreleased.get("held") or unreleased.get("rejected")):
         print(f"Submission {args.id} exported nothing (nothing was written to /mnt/export).")
         return 0
     print(f"Export of submission {args.id}: {body['status']}")
+    if unreleased.get("held"):
+        flagged = f", {unreleased['flagged']} flagged for the reviewer" if unreleased.get("flagged") else ""
+        print(
+            f"  {unreleased['held']} file(s), {unreleased['held_bytes']:,} bytes, held for review{flagged}: "
+            "names and contents are shown once they are released"
+        )
+    if unreleased.get("rejected"):
+        print(f"  {unreleased['rejected']} file(s) rejected by the reviewer")
     for entry in body["files"]:
         print(f"  {entry['state']:<9} {entry['size']:>12,}  {entry['path']}")
     released = [e for e in body["files"] if e["download_url"]]

@@ -18,16 +18,18 @@ from django.conf import settings
 from django.db import connection
 
 from accounts.models import Researcher
+from exports import logpolicy
 from exports.provenance import provenance_capture_run
 from exports.services import export_collect
 from ops.logs import submission_context
+from submissions import exits
 from submissions.models import Submission
 from tracking import readback
 
 from . import docker_api, scheduling
 from .builds import image_on_this_host
-from .export_volume import ExportVolume, ExportVolumeError
-from .gateway import GatewayPolicy, TrackingGateway
+from .export_volume import ExportLimitExceeded, ExportLimits, ExportVolume, ExportVolumeError
+from .gateway import GatewayPolicy, GatewayStats, TrackingGateway
 from .naming import container_name, image_tag, labels, log_dir
 from .outcomes import duration, fail, platform_lost, run_reason, settle, size
 from .phases import Phases
@@ -95,20 +97,8 @@ def run(submission: Submission, adopt: bool = False) -> None:
     if not (adopt and gateway_dir.is_dir()):
         _prepare_folder(gateway_dir, 0, 0o755)
     spec = run_spec(submission, researcher, image, export_dir, gateway_dir)
-    gateway = TrackingGateway(
-        socket_path=gateway_dir / "gateway.sock",
-        upstream_url=settings.MLFLOW_URL,
-        policy=GatewayPolicy(
-            submission_id=submission.pk,
-            username=researcher.mlflow_username,
-            password=researcher.mlflow_password,
-            experiment_name=researcher.mlflow_experiment_name,
-            max_bytes=settings.M2D_TRACKING_MAX_BYTES,
-        ),
-        socket_uid=settings.M2D_FORWARDER_UID if os.geteuid() == 0 else None,
-        current_password=lambda: _owner_mlflow_password(researcher.pk),
-    )
-    outcome = None
+    gateway = _gateway(submission, researcher, gateway_dir)
+    outcome, export_problem = None, ""
     gateway.start()
     phases.done("image and gateway")
     try:
@@ -137,17 +127,70 @@ def run(submission: Submission, adopt: bool = False) -> None:
             log.warning("could not clean up after submission %s; the reconciler will", submission.pk)
         phases.done("container removal")
         try:
-            volume.collect(settings.M2D_EXPORT_ROOT / str(submission.pk))
+            volume.collect(settings.M2D_EXPORT_ROOT / str(submission.pk), export_limits())
+        except ExportLimitExceeded as exc:
+            export_problem = str(exc)
         finally:
             volume.destroy()
         phases.done("export collection")
-    _finish(submission, spec, outcome, fault, stats)
+    _finish(submission, spec, outcome, fault, stats, export_problem)
     phases.done("outcome recorded")
     submission.refresh_from_db()
     if submission.is_finished and not settings.M2D_KEEP_IMAGES:
         # Off the slot's path: the slot takes its next job while the image goes.
         threading.Thread(target=_remove_image, args=(submission.pk,), daemon=True).start()
     log.info("submission %s: run phases: %s", submission.pk, phases)
+
+
+def export_limits() -> ExportLimits:
+    return ExportLimits(
+        max_bytes=settings.M2D_EXPORT_MAX_BYTES,
+        max_files=settings.M2D_EXPORT_MAX_FILES,
+        max_path_chars=settings.M2D_EXPORT_MAX_PATH_CHARS,
+        name_characters=settings.M2D_EXPORT_NAME_CHARACTERS,
+    )
+
+
+def _gateway(submission: Submission, researcher: Researcher, gateway_dir: Path) -> TrackingGateway:
+    """The run's tracking gateway, with what is left of the submission's allowances (an adopted or
+    requeued run goes on from its earlier attempts) within the researcher's exit budget."""
+    allowance = exits.reserve_tracking(submission)
+    submission.refresh_from_db(fields=["tracking_calls", "tracking_bytes", "tracking_bytes_received"])
+    used = GatewayStats(
+        calls=submission.tracking_calls,
+        bytes_in=submission.tracking_bytes,
+        bytes_out=submission.tracking_bytes_received,
+    )
+    return TrackingGateway(
+        socket_path=gateway_dir / "gateway.sock",
+        upstream_url=settings.MLFLOW_URL,
+        policy=GatewayPolicy(
+            submission_id=submission.pk,
+            username=researcher.mlflow_username,
+            password=researcher.mlflow_password,
+            experiment_name=researcher.mlflow_experiment_name,
+            max_bytes=allowance.total,
+            max_bytes_in=settings.M2D_TRACKING_MAX_BYTES_IN,
+            max_answer_bytes=settings.M2D_TRACKING_MAX_ANSWER_BYTES,
+            budget_limited=allowance.limited_by_budget,
+        ),
+        socket_uid=settings.M2D_FORWARDER_UID if os.geteuid() == 0 else None,
+        current_password=lambda: _owner_mlflow_password(researcher.pk),
+        used=used,
+        on_usage=lambda stats: _record_usage(submission.pk, stats),
+    )
+
+
+def _record_usage(submission_id: int, stats: GatewayStats) -> None:
+    """The gateway's totals onto the submission: from its thread pool while the run goes (whose
+    database connection is given back), and from the slot's own thread when it stops."""
+    try:
+        Submission.objects.filter(pk=submission_id).update(
+            tracking_calls=stats.calls, tracking_bytes=stats.bytes_in, tracking_bytes_received=stats.bytes_out
+        )
+    finally:
+        if threading.current_thread() is not threading.main_thread():
+            connection.close()
 
 
 def run_spec(
@@ -215,7 +258,7 @@ def _remove_image(submission_id: int) -> None:
         log.warning("could not remove the image of submission %s; the reconciler will", submission_id)
 
 
-def _finish(submission, spec, outcome, fault: str, stats) -> None:
+def _finish(submission, spec, outcome, fault: str, stats, export_problem: str = "") -> None:
     log.info(
         "submission %s: tracking gateway %s calls (%s refused), %s bytes in, %s bytes out",
         submission.pk,
@@ -224,15 +267,27 @@ def _finish(submission, spec, outcome, fault: str, stats) -> None:
         stats.bytes_in,
         stats.bytes_out,
     )
-    log_tail = docker_api.tail(spec.log_path, settings.M2D_LOG_TAIL_LINES)
-    export_collect(submission=submission, folder=settings.M2D_EXPORT_ROOT / str(submission.pk))
+    exits.settle_tracking(submission.pk, submission.owner_id, stats.bytes_in)
+    # What the researcher will ever see of the run's output: the capped tail, within their exit
+    # budget, charged once; the reason quotes only from it.
+    raw_tail = docker_api.tail(spec.log_path, settings.M2D_LOG_TAIL_LINES)
+    log_tail = exits.charge_log_tail(submission, logpolicy.cap(raw_tail)[0])
+    export_collect(
+        submission=submission,
+        folder=settings.M2D_EXPORT_ROOT / str(submission.pk),
+        problem=export_problem,
+    )
     common = {
         "run_log_tail": log_tail,
         "tracking_calls": stats.calls,
         "tracking_bytes": stats.bytes_in,  # what left the sandbox; capped by M2D_TRACKING_MAX_BYTES
+        "tracking_bytes_received": stats.bytes_out,  # answers into it; capped by M2D_TRACKING_MAX_BYTES_IN
         # The history is final now that the gateway is closed: read it once, and keep it.
         "metrics": read.final if (read := readback.collect(submission)) is not None else {},
     }
+    if export_problem and not fault:
+        fail(submission, Stage.EXPORT, export_problem, exit_code=outcome.exit_code, **common)
+        return
     if fault:
         platform_lost(submission, f"The platform lost the run: {fault}", **common)
     elif outcome.timed_out:

@@ -12,7 +12,16 @@ class EventInline(admin.TabularInline):
 
 @admin.register(Submission)
 class SubmissionAdmin(admin.ModelAdmin):
-    list_display = ("id", "owner", "status", "failure_stage", "slot", "tracking_bytes", "created_at")
+    list_display = (
+        "id",
+        "owner",
+        "status",
+        "failure_stage",
+        "slot",
+        "tracking_bytes",
+        "tracking_bytes_received",
+        "created_at",
+    )
     list_filter = ("status", "failure_stage")
     search_fields = ("owner__username", "archive_sha256")
     readonly_fields = [f.name for f in Submission._meta.fields]

@@ -14,8 +14,8 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
-from django.db import transaction
-from django.db.models import Q, Sum
+from django.db import models, transaction
+from django.db.models import Q, Subquery, Sum
 from django.utils import timezone
 
 from .models import ExitCharge, Submission
@@ -43,9 +43,16 @@ class TrackingAllowance:
     limited_by_budget: bool  # the researcher's budget, not the per-run cap, sets `total`
 
 
+def _counted(since) -> Q:
+    """Charges of the window, and the allowances that running submissions hold whenever they
+    began (one whose run the platform settled elsewhere, e.g. the reconciler, holds nothing)."""
+    live = (Submission.Status.RUNNING, Submission.Status.QUEUED)
+    return Q(at__gte=since) | Q(reserved=True, submission__status__in=live)
+
+
 def _charged(owner_id: int, exclude: Q | None = None) -> int:
     since = timezone.now() - WINDOW
-    charges = ExitCharge.objects.filter(owner_id=owner_id).filter(Q(at__gte=since) | Q(reserved=True))
+    charges = ExitCharge.objects.filter(owner_id=owner_id).filter(_counted(since))
     if exclude is not None:
         charges = charges.exclude(exclude)
     return charges.aggregate(total=Sum("bytes"))["total"] or 0
@@ -55,13 +62,17 @@ def budget_of(user) -> Budget:
     return Budget(limit=settings.M2D_EXIT_BYTES_PER_RESEARCHER_PER_DAY, used=_charged(user.pk))
 
 
-def used_by_owner() -> dict[int, int]:
-    """Each researcher's charges of the last 24 hours (for the admin)."""
+def charged_subquery(owner_ref):
+    """Each researcher's charges of the last 24 hours as a subquery, to annotate a list of them."""
     since = timezone.now() - WINDOW
-    rows = (
-        ExitCharge.objects.filter(Q(at__gte=since) | Q(reserved=True)).values("owner_id").annotate(total=Sum("bytes"))
+    charges = (
+        ExitCharge.objects.filter(owner=owner_ref)
+        .filter(_counted(since))
+        .values("owner")
+        .annotate(total=Sum("bytes"))
+        .values("total")
     )
-    return {row["owner_id"]: row["total"] for row in rows}
+    return Subquery(charges[:1], output_field=models.BigIntegerField())
 
 
 def _lock_owner(owner_id: int) -> None:

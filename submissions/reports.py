@@ -1,6 +1,8 @@
 """A submission as one plain dictionary: what `manage.py submit --json` prints (and later the API)."""
 
 from exports.logpolicy import researcher_log_view, researcher_reason
+from exports.models import ExportFile
+from exports.selectors import unreleased_summary
 
 from .models import Submission
 
@@ -19,6 +21,7 @@ def submission_summary(submission: Submission) -> dict:
     finished = (S.SUCCEEDED, S.FAILED, S.CANCELLED, S.TIMED_OUT)
     build_end = next((e.at.isoformat() for e in events if e.from_status == S.BUILDING), None)
     export = getattr(submission, "export", None)
+    entries = list(export.entries.all()) if export else []
     return {
         "id": submission.pk,
         "status": submission.status,
@@ -27,7 +30,13 @@ def submission_summary(submission: Submission) -> dict:
         "exit_code": submission.exit_code,
         "log_tail": (researcher_log_view(submission, "run") or researcher_log_view(submission, "build")).text,
         "metrics": submission.metrics,
-        "exports": [{k: f[k] for k in ("path", "size", "sha256")} for f in export.files] if export else [],
+        # Names, sizes and hashes of released files only: of the rest, how many and how big.
+        "exports": [
+            {"path": e.display_path, "size": e.size, "sha256": e.sha256}
+            for e in entries
+            if e.state == ExportFile.State.RELEASED
+        ],
+        "exports_unreleased": unreleased_summary(entries).as_dict(),
         "warnings": submission.warnings,
         "duration_seconds": round(submission.total_seconds(), 3),
         "run_seconds": None if (ran := submission.run_seconds()) is None else round(ran, 3),

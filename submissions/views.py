@@ -9,6 +9,7 @@ from django.views.decorators.http import require_POST
 from accounts.second_factor import staff_second_factor
 from tracking.readback import metric_history
 
+from . import exits
 from .charts import line_charts
 from .forms import UploadForm
 from .progress import QueueView, humanize_seconds
@@ -81,6 +82,7 @@ def _live_context(request, submission) -> dict:
         "charts": line_charts(history),
         "history_available": available,
         "can_cancel": not submission.is_finished and (request.user.is_staff or request.user.pk == submission.owner_id),
+        "exit_budget": exits.budget_of(request.user) if request.user.pk == submission.owner_id else None,
     }
 
 

@@ -2,6 +2,7 @@
 metrics, the export airlock and a download; cancelling a running job."""
 
 import hashlib
+import json
 import time
 
 import pytest
@@ -44,7 +45,9 @@ def test_submit_follow_read_and_download(celery_workers, make_researcher, api_fo
     assert detail["status"] == "succeeded", detail
     assert detail["finished"] is True and detail["exit_code"] == 0
     assert detail["metrics"] == {"loss": 0.25, "accuracy": pytest.approx(0.8)}
-    assert detail["exports"][0]["path"] == "weights.txt"
+    # Held for review: how many and how big, never which (names are data the run chose).
+    assert detail["exports"] == [] and detail["exports_unreleased"]["held"] == 1
+    assert "weights.txt" not in json.dumps(detail)
     assert detail["timings"]["run_start"] and detail["timings"]["run_end"]
 
     logs = api.get(f"/api/v1/submissions/{submission_id}/logs/").json()
@@ -62,10 +65,10 @@ def test_submit_follow_read_and_download(celery_workers, make_researcher, api_fo
     assert again["history_available"] is True and again["history"] == metrics["history"]
     settings.MLFLOW_URL = mlflow_url
 
-    # Held for review: listed with its state, no link yet.
+    # Held for review: counted, not named, no link yet.
     held = api.get(f"/api/v1/submissions/{submission_id}/exports/").json()
-    assert held["status"] == "held" and held["release_zip_url"] is None
-    assert [(f["path"], f["state"], f["download_url"]) for f in held["files"]] == [("weights.txt", "held", None)]
+    assert held["status"] == "held" and held["release_zip_url"] is None and held["files"] == []
+    assert held["unreleased"] == {"held": 1, "held_bytes": 7, "flagged": 0, "rejected": 0, "expired": 0}
 
     # Requested by its owner, released by an admin: a link appears that works with the token.
     submission = Submission.objects.get(pk=submission_id)

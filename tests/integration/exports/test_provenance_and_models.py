@@ -102,7 +102,13 @@ def test_provenance_of_a_finished_run_and_its_model(client, celery_workers, mail
     assert record["tracking"]["bytes"] == submission.tracking_bytes > 0 and record["tracking"]["calls"] > 0
     files = {f["path"]: f for f in record["export"]["files"]}
     assert files["model.pt"]["sha256"] == sha256(model_bytes) and files["model.pt"]["state"] == "released"
-    assert files["rows.txt"]["state"] == "held"
+    # Held files are counted, never named: their names are data nobody has reviewed.
+    assert "rows.txt" not in files and record["export"]["unreleased"]["held"] == 1
+    assert "rows.txt" not in json.dumps(record)
+    channels = record["exit_channels"]
+    assert channels["tracking_out"] == {"bytes": submission.tracking_bytes, "cap": settings.M2D_TRACKING_MAX_BYTES}
+    assert channels["run_log_tail"]["bytes"] == len(submission.run_log_tail.encode())
+    assert channels["exports"]["files"] == 2 and channels["exports"]["released_files"] == 1
     review = [(r["action"], r["by"], r["file"]) for r in record["review"]]
     assert review == [("requested", owner.username, None), ("released", admin.username, "model.pt")]
     assert record["capture_problems"] == []

@@ -114,7 +114,9 @@ def test_request_review_release_download(settings, export_storage, users, finish
     decision_mail = mailbox.wait_for(owner.email, 2)[-1]
     assert decision_mail["Subject"] == f"[M2D] Submission {submission.pk}: files released"
     body = mail_text(decision_mail)
-    assert "model.pt.bin" in body and "scratch.txt" in body and "Activations could show patient images." in body
+    assert "model.pt.bin" in body and "Activations could show patient images." in body
+    # A rejected file's name was never released: the owner learns how many, not which.
+    assert "scratch.txt" not in body and "1 file rejected and deleted." in body
 
     # The owner downloads the very bytes, one file and the whole release.
     client.force_login(owner)
