@@ -75,6 +75,16 @@ def _read_end(path: Path) -> tuple[str, int]:
     return data.decode("utf-8", "replace"), size - len(data)
 
 
+def _content_size(path: Path) -> int:
+    """The log's size without its final newlines, as `cap` counts it."""
+    with open(path, "rb") as handle:
+        handle.seek(0, io.SEEK_END)
+        size = handle.tell()
+        handle.seek(max(0, size - 64))
+        end = handle.read()
+    return size - (len(end) - len(end.rstrip(b"\n")))
+
+
 def researcher_log_view(submission, kind: str) -> LogView:
     """The tail of a submission's build or run log that its researcher may see."""
     path = full_log_path(submission, kind)
@@ -82,10 +92,10 @@ def researcher_log_view(submission, kind: str) -> LogView:
         if not submission.is_finished:
             return LogView(kind=kind, text="", hidden_bytes=0, withheld=True)
         # Fixed (and charged to the exit budget) when the run ended: never read from the file.
-        text, _ = cap(submission.run_log_tail or "")
-        shown = len(text.encode("utf-8"))
-        total = path.stat().st_size if path.is_file() else len((submission.run_log_tail or "").encode("utf-8"))
-        return LogView(kind=kind, text=text, hidden_bytes=max(0, total - shown))
+        text, hidden = cap(submission.run_log_tail or "")
+        if path.is_file():
+            hidden = max(0, _content_size(path) - len(text.encode("utf-8")))
+        return LogView(kind=kind, text=text, hidden_bytes=hidden)
     if path.is_file():
         text, before = _read_end(path)
     else:  # the web host may not be the worker host: fall back to the tail stored with the submission
