@@ -15,6 +15,7 @@ import hashlib
 import io
 import os
 import re
+import shlex
 import stat
 import struct
 import sys
@@ -62,6 +63,9 @@ class IntakeLimits:
     max_files: int = 10_000
     max_ratio: float = 200.0  # per member and overall uncompressed/compressed
     max_path_length: int = 255  # total path length per member
+    # URL, version-control and path requirements, where an admin allows them; pip options that
+    # choose an index stay refused either way.
+    allow_requirement_urls: bool = False
 
 
 class IntakeError(ValueError):
@@ -406,22 +410,157 @@ def _decode_requirements(data: bytes, name: str) -> str:
         raise IntakeError("requirements_encoding", f"{name} is not UTF-8 ({found}); save it as UTF-8.{utf16}") from err
 
 
-_REQUIREMENT = re.compile(r"([A-Za-z0-9][A-Za-z0-9._-]*)\s*(\[[^\]]*\])?\s*(.*)")
+# requirements.txt is read as pip reads it (pip/_internal/req/req_file.py and constructors.py),
+# restated because this check runs without pip: the lines it passes are the lines pip acts on.
+_PIP_COMMENT = re.compile(r"(^|\s+)#.*$")
+_PIP_ENV_VAR = re.compile(r"\$\{[A-Z0-9_]+\}")
+_PIP_ARCHIVES = (".zip", ".whl", ".tar.bz2", ".tbz", ".tar.xz", ".txz", ".tlz", ".tar.lz", ".tar.lzma")
+_PIP_ARCHIVES += (".tar.gz", ".tgz", ".tar")
+_PEP508_NAME = re.compile(r"([A-Za-z0-9](?:[A-Za-z0-9._-]*[A-Za-z0-9])?)\s*(\[[^\]]*\])?\s*(.*)", re.S)
+_HASH_VALUE = re.compile(r"[A-Za-z0-9]+:[0-9A-Fa-f]+")
+_SHOWN_LINE = 100
+NO_OPTIONS = "pip options are not allowed"
+FROM_THE_INDEX = (
+    "list packages by name and version (e.g. numpy==2.1.0); the platform installs them from its own package index"
+)
+OWN_CODE = "code of your own goes in the zip next to main.py and is imported from there"
+LOCAL = "a local file or folder"
 
 
-def _requirements_warnings(text: str) -> list[str]:
-    warnings = []
+def _pip_lines(text: str):
+    """(first line number, text) of each line pip acts on: continued lines joined, comments and
+    blank lines dropped."""
+    joined, first = [], 0
     for number, line in enumerate(text.splitlines(), 1):
-        line = re.split(r"(?:^|\s)#", line, maxsplit=1)[0].strip()
-        match = _REQUIREMENT.fullmatch(line)
-        # Options (-r, --index-url), URLs and direct references are pip's business, not a pinning question.
-        if not line or line.startswith("-") or "://" in line or not match:
+        comment = re.match(r"\s*#", line)
+        if line.endswith("\\") and not comment:
+            first = first if joined else number
+            joined.append(line.strip("\\"))
             continue
+        if joined:
+            number, line, joined = first, "".join([*joined, f" {line}" if comment else line]), []
+        line = _PIP_COMMENT.sub("", line).strip()
+        if line:
+            yield number, line
+    line = _PIP_COMMENT.sub("", "".join(joined)).strip()
+    if line:
+        yield first, line
+
+
+def _split_pip_line(line: str) -> tuple[str, list[str]]:
+    """The requirement and the option words, split where pip splits them: at the first word
+    (between single spaces) that starts with "-"."""
+    tokens = line.split(" ")
+    cut = next((i for i, token in enumerate(tokens) if token.startswith("-")), len(tokens))
+    try:
+        words = shlex.split(" ".join(tokens[cut:]))
+    except ValueError:  # unbalanced quotes: pip refuses the line, and so do we
+        words = ["-"]
+    return " ".join(tokens[:cut]).strip(), words
+
+
+def _link_kind(target: str) -> str | None:
+    scheme = target.split(":", 1)[0].lower() if ":" in target else ""
+    if scheme.split("+", 1)[0] in ("git", "hg", "svn", "bzr"):
+        return "a version-control link"
+    return "a URL" if scheme in ("http", "https", "ftp", "file") else None
+
+
+def _direct_reference(requirement: str) -> str | None:
+    """Where pip would fetch a requirement from, other than the package index; None for the index."""
+    head = requirement.split(";", 1)[0].strip()
+    named = _PEP508_NAME.fullmatch(head)
+    if named and named.group(3).startswith("@"):
+        return _link_kind(named.group(3)[1:].strip()) or "a URL"
+    kind = _link_kind(requirement)
+    if kind:
+        return kind
+    path = re.sub(r"\[[^\]]+\]$", "", head)  # pip drops extras before it looks for a path
+    if "/" in path or "\\" in path or path.startswith(".") or path.lower().endswith(_PIP_ARCHIVES):
+        return LOCAL
+    return None
+
+
+def _only_hashes(words: list[str]) -> bool:
+    """True for nothing but `--hash=sha256:…`: pip's hash checking, the one option a requirement may carry."""
+    at = 0
+    while at < len(words):
+        if words[at].startswith("--hash="):
+            value, at = words[at][len("--hash=") :], at + 1
+        elif words[at] == "--hash" and at + 1 < len(words):
+            value, at = words[at + 1], at + 2
+        else:
+            return False
+        if not _HASH_VALUE.fullmatch(value):
+            return False
+    return True
+
+
+def _editable_alone(words: list[str]) -> bool:
+    first = words[0]
+    if first in ("-e", "--editable"):
+        return len(words) == 2 and not words[1].startswith("-")
+    return len(words) == 1 and (first.startswith("--editable=") or first[:2] == "-e" and first[:3] != "-e=")
+
+
+def _pip_line_problem(line: str, requirement: str, words: list[str], allow_urls: bool) -> tuple[str, str] | None:
+    """(code, why) when pip would do anything with the line but install a package named from the
+    platform's index; None otherwise."""
+    variable = _PIP_ENV_VAR.search(line)
+    if variable:
+        why = f"pip would replace {variable.group()} with a value from the build's environment; write the value itself"
+        return "requirements_option", why
+    if requirement:
+        if not _only_hashes(words):
+            exception = "(--hash=sha256:… after a requirement is the one exception)"
+            return "requirements_option", f"{NO_OPTIONS} {exception}; {FROM_THE_INDEX}"
+        kind = _direct_reference(requirement)
+        if kind is None or allow_urls:
+            return None
+        own = f"; {OWN_CODE}" if kind == LOCAL else ""
+        return "requirements_url", f"installing from {kind} is not allowed; {FROM_THE_INDEX}{own}"
+    # Index options (-i, --extra-index-url, -f, --trusted-host) stay refused whatever the setting.
+    if allow_urls and _editable_alone(words):
+        return None
+    names = {w.split("=", 1)[0] if w.startswith("--") else w[:2] for w in words if w.startswith("-")}
+    if names & {"-r", "-c", "--requirement", "--constraint"}:
+        why = "-r and -c read requirements from files the platform does not check; list every package here"
+        return "requirements_option", f"{NO_OPTIONS}: {why}, by name and version (e.g. numpy==2.1.0)"
+    if names == {"--hash"}:
+        return "requirements_option", "a --hash option belongs on the line of the requirement it checks"
+    own = f"; {OWN_CODE}" if names & {"-e", "--editable"} else ""
+    return "requirements_option", f"{NO_OPTIONS}; {FROM_THE_INDEX}{own}"
+
+
+def _check_requirements(text: str, allow_urls: bool) -> list[tuple[int, str]]:
+    """Refuse lines that would have pip fetch code from anywhere but the platform's package index
+    (options, URLs, version-control links, paths); return (line number, requirement) of the others."""
+    refused, named = [], []
+    for number, line in _pip_lines(text):
+        requirement, words = _split_pip_line(line)
+        problem = _pip_line_problem(line, requirement, words, allow_urls)
+        if problem is not None:
+            refused.append((number, line, *problem))
+        elif requirement:
+            named.append((number, requirement))
+    if refused:
+        number, line, code, why = refused[0]
+        shown = line if len(line) <= _SHOWN_LINE else line[: _SHOWN_LINE - 1] + "…"
+        more = [str(n) for n, *_ in refused[1:]]
+        also = f" Also refused: line{'s' if len(more) > 1 else ''} {', '.join(more)}." if more else ""
+        raise IntakeError(code, f'requirements.txt line {number}: "{shown}" — {why}.{also}')
+    return named
+
+
+def _requirements_warnings(named: list[tuple[int, str]]) -> list[str]:
+    warnings = []
+    for number, line in named:
+        match = _PEP508_NAME.fullmatch(line)
+        if not match or _direct_reference(line):
+            continue  # not pip-readable (pip says why at build time), or a direct reference an admin allowed
         project = re.sub(r"[-_.]+", "-", match.group(1)).lower()
         spec = match.group(3).split(";", 1)[0].replace(" ", "")
         where = f"requirements.txt line {number}"
-        if spec.startswith("@"):
-            continue
         if project == "torch" and spec != f"=={PLATFORM_TORCH}":
             warnings.append(
                 f"{where}: '{line}': the platform provides torch {PLATFORM_TORCH}; other versions "
@@ -537,7 +676,8 @@ def inspect_zip(fileobj_or_path, limits: IntakeLimits = IntakeLimits()) -> Intak
         main_py, requirements_txt = f"{prefix}main.py", f"{prefix}requirements.txt"
         captured = _stream(fp, entries, limits, budget, 0, "", frozenset({main_py, requirements_txt}))
     requirements = _decode_requirements(captured[requirements_txt], requirements_txt)
-    warnings = _requirements_warnings(requirements) + _main_py_warnings(captured[main_py])
+    named = _check_requirements(requirements, limits.allow_requirement_urls)
+    warnings = _requirements_warnings(named) + _main_py_warnings(captured[main_py])
     kept = [e for e in entries if not e.is_dir and not e.ignored]
     return IntakeReport(
         prefix=prefix,
@@ -587,7 +727,12 @@ def write_normalised_zip(src_fileobj_or_path, report: IntakeReport, dest_fileobj
     return digest.hexdigest()
 
 
-USAGE = "usage: python3 intake.py submission.zip\nChecks a submission zip the way the platform does before you upload."
+ALLOW_URLS_FLAG = "--allow-requirement-urls"
+USAGE = f"""usage: python3 intake.py [{ALLOW_URLS_FLAG}] submission.zip
+Checks a submission zip the way the platform does before you upload.
+
+  {ALLOW_URLS_FLAG}  accept URL, version-control and path requirements, as a platform
+                            whose admins allow them does (M2D_ALLOW_REQUIREMENT_URLS)"""
 
 
 def main(argv=None) -> int:
@@ -595,11 +740,14 @@ def main(argv=None) -> int:
     if args in (["-h"], ["--help"]):
         print(USAGE)
         return 0
+    allow_urls = ALLOW_URLS_FLAG in args
+    args = [a for a in args if a != ALLOW_URLS_FLAG]
     if len(args) != 1 or args[0].startswith("-"):
         print(USAGE, file=sys.stderr)
         return 2
+    limits = IntakeLimits(allow_requirement_urls=allow_urls)
     try:
-        report = inspect_zip(args[0])
+        report = inspect_zip(args[0], limits)
     except IntakeError as err:
         print(f"REFUSED: {err}")
         return 1

@@ -457,6 +457,147 @@ def test_normalised_zip_refuses_a_changed_source():
     assert caught.value.code == "mismatch"
 
 
+# -- requirements.txt: only packages by name, from the platform's index -------------------------
+
+
+def requirements_zip(text: str) -> bytes:
+    return make_zip({"main.py": MAIN_PY, "requirements.txt": text.encode()})
+
+
+FROM_THE_INDEX = (
+    "list packages by name and version (e.g. numpy==2.1.0); the platform installs them from its own package index"
+)
+INDEX_OPTIONS = [
+    "--extra-index-url http://example.org/simple",
+    "-i http://example.org/simple",
+    "--index-url=http://example.org/simple",
+    "-ihttp://example.org/simple",
+    "-f ./wheels",
+    "--find-links http://example.org/wheels/",
+    "--trusted-host example.org",
+]
+OTHER_OPTIONS = ["--pre", "--no-binary :all:", "--only-binary=:all:", "--prefer-binary", "--no-index"]
+REFERENCES = {
+    "git+https://example.org/lab/tools.git@v1#egg=tools": "a version-control link",
+    "hg+https://example.org/lab/tools": "a version-control link",
+    "svn+https://example.org/lab/tools/trunk": "a version-control link",
+    "bzr+https://example.org/lab/tools": "a version-control link",
+    "tools @ git+ssh://git@example.org/lab/tools.git": "a version-control link",
+    "tools @ https://example.org/tools-1.0-py3-none-any.whl": "a URL",
+    "tools[cli]@file:///tmp/tools-1.0.tar.gz": "a URL",
+    "https://example.org/tools-1.0-py3-none-any.whl": "a URL",
+    "./tools": "a local file or folder",
+    "/opt/tools": "a local file or folder",
+    "vendor/tools": "a local file or folder",
+    "tools-1.0.tar.gz": "a local file or folder",
+    "tools-1.0-py3-none-any.whl[cli]": "a local file or folder",
+}
+
+
+@pytest.mark.parametrize("line", INDEX_OPTIONS + OTHER_OPTIONS)
+def test_pip_options_are_refused_naming_the_line(line):
+    err = refused(requirements_zip(f"numpy==2.1.0\n\n{line}\n"), "requirements_option")
+    assert str(err) == f'requirements.txt line 3: "{line}" — pip options are not allowed; {FROM_THE_INDEX}.'
+
+
+@pytest.mark.parametrize("line", INDEX_OPTIONS)
+def test_index_options_are_refused_even_where_urls_are_allowed(line):
+    refused(requirements_zip(f"{line}\n"), "requirements_option", limits=IntakeLimits(allow_requirement_urls=True))
+
+
+@pytest.mark.parametrize("line", ["-r other.txt", "--requirement=other.txt", "-c constraints.txt"])
+def test_including_other_files_is_refused(line):
+    for limits in (IntakeLimits(), IntakeLimits(allow_requirement_urls=True)):
+        refused(
+            requirements_zip(f"{line}\n"), "requirements_option", "files the platform does not check", limits=limits
+        )
+
+
+@pytest.mark.parametrize("line", ["-e .", "--editable=./tools", "-e git+https://example.org/lab/tools.git#egg=tools"])
+def test_editable_installs_are_refused_unless_urls_are_allowed(line):
+    refused(requirements_zip(f"{line}\n"), "requirements_option", "code of your own goes in the zip next to main.py")
+    assert inspect_zip(io.BytesIO(requirements_zip(f"{line}\n")), IntakeLimits(allow_requirement_urls=True))
+    # ... but only on its own: an index option beside it is still an index option
+    refused(
+        requirements_zip(f"{line} -i http://example.org/simple\n"),
+        "requirements_option",
+        limits=IntakeLimits(allow_requirement_urls=True),
+    )
+
+
+@pytest.mark.parametrize("line", REFERENCES)
+def test_direct_references_are_refused_unless_urls_are_allowed(line):
+    err = refused(requirements_zip(f"{line}\n"), "requirements_url")
+    assert str(err).startswith(f'requirements.txt line 1: "{line}" — installing from {REFERENCES[line]} is not allowed')
+    report = inspect_zip(io.BytesIO(requirements_zip(f"{line}\n")), IntakeLimits(allow_requirement_urls=True))
+    assert report.warnings == ()  # pinning is not a question for a direct reference
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        "numpy==2.1.0 --index-url http://example.org/simple",
+        "numpy==2.1.0 --global-option=--verbose",
+        "numpy==2.1.0 --config-settings=editable_mode=compat",
+        "numpy==2.1.0 --hash=md5",
+        "numpy==2.1.0 --hash=sha256:0a1b extra-word",
+    ],
+)
+def test_only_hashes_may_follow_a_requirement(line):
+    refused(requirements_zip(f"{line}\n"), "requirements_option", "--hash=sha256:… after a requirement is the one")
+
+
+def test_a_hash_on_a_line_of_its_own_is_refused():
+    refused(
+        requirements_zip("numpy==2.1.0\n--hash=sha256:0a1b\n"), "requirements_option", "line 2", "belongs on the line"
+    )
+
+
+def test_environment_variables_are_refused():
+    refused(requirements_zip("numpy==${NUMPY_VERSION}\n"), "requirements_option", "${NUMPY_VERSION}", "write the value")
+
+
+def test_what_pip_reads_from_the_index_is_accepted():
+    text = (
+        "# pinned for the paper\n"
+        "numpy==2.1.0 \\\n"
+        "    --hash=sha256:0a1b2c3d \\\n"
+        "    --hash sha256:4E5F6A7B\n"
+        "    # via pandas\n"
+        "pandas[excel,performance] == 2.2.3  # a comment may say -i or https://example.org\n"
+        'tomli==2.0.1; python_version < "3.11"\n'
+        "requests[socks]==2.32.3 ; sys_platform == 'linux' and platform_release >= '5/0'\n"
+        "scikit-learn>=1.5,<1.6 \\\n"
+        "  ; python_version >= '3.9'\n"
+        "\n"
+        "   \n"
+        "zope.interface===6.4.post2\n"
+    )
+    report = inspect_zip(io.BytesIO(requirements_zip(text)))
+    assert report.requirements == text
+    assert [w.split(":")[0] for w in report.warnings] == ["requirements.txt line 9"]  # scikit-learn is a range
+
+
+def test_continued_lines_are_read_as_one_and_named_by_their_first_line():
+    err = refused(
+        requirements_zip("numpy==2.1.0\nscipy==1.14.1 \\\n  --index-url http://example.org/simple\n"),
+        "requirements_option",
+    )
+    assert str(err).startswith('requirements.txt line 2: "scipy==1.14.1   --index-url http://example.org/simple"')
+
+
+def test_every_refused_line_is_listed():
+    text = "numpy==2.1.0\n--extra-index-url http://example.org/simple\ngit+https://example.org/a.git\n-e .\n"
+    err = refused(requirements_zip(text), "requirements_option", 'line 2: "--extra-index-url')
+    assert str(err).endswith("Also refused: lines 3, 4.")
+
+
+def test_a_long_line_is_shortened_in_the_message():
+    line = "tools @ https://example.org/" + "x" * 200 + ".whl"
+    err = refused(requirements_zip(line + "\n"), "requirements_url")
+    assert '"tools @ https://example.org/xxx' in str(err) and 'xxx…" —' in str(err)
+
+
 # -- warnings ------------------------------------------------------------------------------
 
 
@@ -466,8 +607,7 @@ def warnings_for(requirements: bytes = REQUIREMENTS, main_py: bytes = MAIN_PY) -
 
 def test_requirement_warnings():
     warnings = warnings_for(
-        b"# comment\nnumpy\npandas>=2\nscikit-learn==1.5.2  # pinned\n"
-        b"torch>=2.0\ntorchvision==0.20.0\n--index-url https://x/simple\n\n"
+        b"# comment\nnumpy\npandas>=2\nscikit-learn==1.5.2  # pinned\ntorch>=2.0\ntorchvision==0.20.0\n\n"
     )
     text = "\n".join(warnings)
     assert len(warnings) == 4, text
@@ -535,6 +675,18 @@ def test_cli(tmp_path, capsys):
     assert "usage" in capsys.readouterr().err
     assert main([str(tmp_path / "nope.zip")]) == 2
     assert main(["--help"]) == 0
+    assert "--allow-requirement-urls" in capsys.readouterr().out
+
+
+def test_cli_allows_requirement_urls_when_asked(tmp_path, capsys):
+    archive = tmp_path / "vcs.zip"
+    archive.write_bytes(requirements_zip("tools @ git+https://example.org/lab/tools.git\n"))
+    assert main([str(archive)]) == 1
+    assert capsys.readouterr().out.startswith('REFUSED: requirements.txt line 1: "tools @ git+https://')
+    assert main(["--allow-requirement-urls", str(archive)]) == 0
+    assert capsys.readouterr().out.startswith(f"OK: {archive}")
+    archive.write_bytes(requirements_zip("--index-url http://example.org/simple\n"))
+    assert main([str(archive), "--allow-requirement-urls"]) == 1
 
 
 def test_cli_runs_standalone_without_site_packages(tmp_path):
