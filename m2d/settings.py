@@ -243,6 +243,9 @@ CELERY_BEAT_SCHEDULE = {
 M2D_MAX_UPLOAD_BYTES = env.int("M2D_MAX_UPLOAD_BYTES", default=100 * 1024**2)
 M2D_MAX_UNCOMPRESSED_BYTES = env.int("M2D_MAX_UNCOMPRESSED_BYTES", default=1024**3)
 M2D_MAX_FILES = env.int("M2D_MAX_FILES", default=10_000)
+# URL, version-control and path lines in requirements.txt; pip options that pick an index are
+# refused whatever this says.
+M2D_ALLOW_REQUIREMENT_URLS = env.bool("M2D_ALLOW_REQUIREMENT_URLS", default=False)
 
 # --- images and runs --------------------------------------------------------------------------
 M2D_BASE_IMAGE = env("M2D_BASE_IMAGE", default="python:3.11-slim-bookworm")

@@ -27,6 +27,7 @@ def intake_limits() -> intake.IntakeLimits:
         max_compressed_bytes=settings.M2D_MAX_UPLOAD_BYTES,
         max_uncompressed_bytes=settings.M2D_MAX_UNCOMPRESSED_BYTES,
         max_files=settings.M2D_MAX_FILES,
+        allow_requirement_urls=settings.M2D_ALLOW_REQUIREMENT_URLS,
     )
 
 

@@ -1,3 +1,4 @@
+import dataclasses
 from pathlib import Path
 
 from django.core.management.base import BaseCommand
@@ -11,10 +12,18 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser):
         parser.add_argument("zip", type=Path)
+        parser.add_argument(
+            intake.ALLOW_URLS_FLAG,
+            action="store_true",
+            help="accept URL, version-control and path requirements even where M2D_ALLOW_REQUIREMENT_URLS is off",
+        )
 
-    def handle(self, *args, zip: Path, **options):
+    def handle(self, *args, zip: Path, allow_requirement_urls: bool, **options):
+        limits = intake_limits()
+        if allow_requirement_urls:
+            limits = dataclasses.replace(limits, allow_requirement_urls=True)
         try:
-            report = intake.inspect_zip(zip, intake_limits())
+            report = intake.inspect_zip(zip, limits)
         except intake.IntakeError as exc:
             self.stderr.write(f"REFUSED: {exc}")
             raise SystemExit(1) from exc
