@@ -86,7 +86,9 @@ def test_upload_to_metrics_exports_and_mail(client, celery_workers, mailbox, mak
 
     # The researcher sees the outcome on the page.
     page = client.get(reverse("submissions:detail", args=[submission_id])).content.decode()
-    assert "succeeded" in page and "dataset_rows" in page and "report.txt" in page
+    assert "succeeded" in page and "dataset_rows" in page
+    # The file waits for review: its owner sees how many and how big, not its name.
+    assert "1 file, " in page and "kept for review" in page and "report.txt" not in page
 
     # Nothing is left behind on the engine.
     from runner import docker_api

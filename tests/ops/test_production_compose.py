@@ -141,7 +141,7 @@ def finished_submission(stack):
 def test_a_submission_goes_through_end_to_end_over_https(stack, finished_submission):
     assert finished_submission["status"] == "succeeded", finished_submission["page"][-4000:] + stack.logs()
     page = finished_submission["page"]
-    assert "dataset_rows" in page and "report.txt" in page
+    assert "dataset_rows" in page and "kept for review" in page and "report.txt" not in page
     # The export sits in the host's data folder, where backups take it from.
     rows = len((stack.dataset_dir / "clam-details-image.csv").read_text().splitlines()) - 1
     exported = stack.data_dir / "exports" / str(finished_submission["id"]) / "report.txt"
@@ -282,7 +282,7 @@ def test_a_backup_brings_everything_back_after_the_host_is_wiped(stack, finished
     researcher = Researcher(stack, "ada")
     researcher.log_in()
     status, page = researcher.detail(submission_id)
-    assert status == "succeeded" and "report.txt" in page and "dataset_rows" in page
+    assert status == "succeeded" and "kept for review" in page and "dataset_rows" in page
     # MLflow's runs and users are back too: the researcher's own credentials read the run.
     creds = finished_submission["mlflow"]
     runs = requests.post(
