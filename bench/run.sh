@@ -18,6 +18,8 @@ export M2D_WEB_ADDR="127.0.0.1:$(free_port)"
 export M2D_PORTAL_URL="http://$M2D_WEB_ADDR"
 export REDIS_URL="redis://127.0.0.1:$M2D_REDIS_PORT/0"
 export MLFLOW_URL="http://127.0.0.1:$M2D_MLFLOW_PORT"
+export M2D_INDEX_PORT="${M2D_INDEX_PORT:-$(free_port)}"
+export M2D_PACKAGE_INDEX_URL="http://127.0.0.1:$M2D_INDEX_PORT/root/pypi/+simple/"
 # P5 sends a 500 MB zip: the bench stack accepts it (the default limit is 100 MB).
 export M2D_MAX_UPLOAD_BYTES=$((600 * 1024 * 1024))
 # P6 queues 100 submissions of one researcher at once.
@@ -37,6 +39,6 @@ log "starting the bench stack (portal $M2D_PORTAL_URL)"
 scripts/stack.sh up
 # shellcheck disable=SC1091
 source "$M2D_VAR_DIR/images.env"
-export M2D_BASE_IMAGE M2D_RUNTIME_IMAGE M2D_FORWARDER_IMAGE M2D_MLFLOW_IMAGE
+export M2D_BASE_IMAGE M2D_RUNTIME_IMAGE M2D_FORWARDER_IMAGE M2D_MLFLOW_IMAGE M2D_INDEX_IMAGE
 export M2D_STACK_PIDS="$M2D_VAR_DIR/run/$M2D_STACK.pids"
 .venv/bin/python bench/bench.py "$@"

@@ -284,7 +284,15 @@ M2D_RUN_SILENCE_TIMEOUT = env.int("M2D_RUN_SILENCE_TIMEOUT", default=2 * 3600)
 # Hard cap on what a run may write to /mnt/export (a loop-mounted file system of this size).
 M2D_EXPORT_MAX_BYTES = env.int("M2D_EXPORT_MAX_BYTES", default=5 * 1024**3)
 M2D_EXPORT_VOLUME_DIR = Path(env("M2D_EXPORT_VOLUME_DIR", default=str(VAR_DIR / "export-volumes")))
+# A build runs the researcher's code too (a package's setup.py): sealed like a run. Its one way out
+# is the platform's package index, reached through a relay, never the network; it runs as a
+# non-root builder within these limits: memory, CPUs, processes and threads, time, and the bytes
+# it may add to the image (any one file, and all of them together).
+M2D_PACKAGE_INDEX_URL = env("M2D_PACKAGE_INDEX_URL", default="http://127.0.0.1:3141/root/pypi/+simple/")
 M2D_BUILD_MEMORY = env("M2D_BUILD_MEMORY", default="4g")
+M2D_BUILD_CPUS = env.float("M2D_BUILD_CPUS", default=2.0)
+M2D_BUILD_PIDS = env.int("M2D_BUILD_PIDS", default=512)
+M2D_BUILD_MAX_BYTES = env.int("M2D_BUILD_MAX_BYTES", default=8 * 1024**3)
 M2D_BUILD_TIMEOUT = env.int("M2D_BUILD_TIMEOUT", default=3600)
 M2D_LOG_MAX_BYTES = env.int("M2D_LOG_MAX_BYTES", default=10 * 1024**2)
 M2D_LOG_TAIL_LINES = env.int("M2D_LOG_TAIL_LINES", default=40)

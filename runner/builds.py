@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from pathlib import Path
@@ -14,7 +15,7 @@ from exports.provenance import provenance_capture_image
 from submissions.models import Submission
 from submissions.transitions import TransitionConflict, transition
 
-from . import docker_api, scheduling
+from . import docker_api, index_door, scheduling
 from .dispatch import wake_run_slots
 from .naming import image_tag, labels, log_dir
 from .outcomes import build_reason, fail, settle
@@ -69,15 +70,24 @@ def build(submission_id: int) -> None:
 def _build_leaving_nothing(spec: docker_api.BuildSpec, submission_id: int) -> str:
     try:
         try:
-            return docker_api.build_image(spec, should_stop=_build_watch(submission_id))
+            return build_through_door(spec, should_stop=_build_watch(submission_id))
         except docker_api.CacheLayerLost as exc:
             log.warning("build of submission %s lost a cached layer (%s); building it again", submission_id, exc)
-            return docker_api.build_image(spec, should_stop=_build_watch(submission_id))
+            return build_through_door(spec, should_stop=_build_watch(submission_id))
     finally:
         try:
             docker_api.remove_build_leftovers(settings.M2D_INSTANCE, submission_id)
         except docker_api.PlatformFault:
             pass  # the reconciler removes them once the engine answers
+
+
+def build_through_door(spec: docker_api.BuildSpec, should_stop=None) -> str:
+    """Build with the package index as the steps' only way out (index_door)."""
+    purpose = "build" if spec.log_path.name == "build.log" else "rebuild"
+    with index_door.opened(spec.submission_id, purpose) as network:
+        index = {"PIP_INDEX_URL": index_door.build_index_url()} if network != "none" else {}
+        spec = dataclasses.replace(spec, network=network, build_args={**spec.build_args, **index})
+        return docker_api.build_image(spec, should_stop=should_stop)
 
 
 def build_spec(submission: Submission, log_name: str = "build.log") -> docker_api.BuildSpec:
@@ -93,6 +103,12 @@ def build_spec(submission: Submission, log_name: str = "build.log") -> docker_ap
         timeout=settings.M2D_BUILD_TIMEOUT,
         log_max_bytes=settings.M2D_LOG_MAX_BYTES,
         memory=settings.M2D_BUILD_MEMORY,
+        cpus=settings.M2D_BUILD_CPUS,
+        max_bytes=settings.M2D_BUILD_MAX_BYTES,
+        build_args={
+            "M2D_BUILD_PIDS": str(settings.M2D_BUILD_PIDS),
+            "M2D_BUILD_FILE_BYTES": str(settings.M2D_BUILD_MAX_BYTES),
+        },
     )
 
 
@@ -103,7 +119,7 @@ def image_on_this_host(submission: Submission) -> str:
     if docker_api.image_exists(submission.image_id):
         return submission.image_id
     log.info("submission %s: image not on this host, building it here", submission.pk)
-    return docker_api.build_image(build_spec(submission, "build-on-run-host.log"))
+    return build_through_door(build_spec(submission, "build-on-run-host.log"))
 
 
 def _build_watch(submission_id: int):

@@ -39,7 +39,7 @@ class ExportLimits:
     name_characters: str  # a regular-expression character class body, e.g. "A-Za-z0-9._-"
 
 
-def _size(n: int) -> str:
+def human_size(n: int) -> str:
     for unit, scale in (("GiB", 1024**3), ("MiB", 1024**2), ("KiB", 1024)):
         if n >= scale:
             return f"{n / scale:.1f} {unit}"
@@ -86,13 +86,13 @@ def check_export(root: Path, limits: ExportLimits) -> list[Path]:
     if apparent > limits.max_bytes:
         holes = (
             f" {sparse} of them {'is a sparse file' if sparse == 1 else 'are sparse files'}: they claim "
-            f"{_size(apparent)} but hold {_size(allocated)}."
+            f"{human_size(apparent)} but hold {human_size(allocated)}."
             if sparse
             else ""
         )
         raise ExportLimitExceeded(
-            f"The files in /mnt/export add up to {_size(apparent)}, more than the export limit of "
-            f"{_size(limits.max_bytes)} (M2D_EXPORT_MAX_BYTES).{holes} Nothing of the export was kept."
+            f"The files in /mnt/export add up to {human_size(apparent)}, more than the export limit of "
+            f"{human_size(limits.max_bytes)} (M2D_EXPORT_MAX_BYTES).{holes} Nothing of the export was kept."
         )
     return found
 

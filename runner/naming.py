@@ -30,3 +30,12 @@ def labels(submission: Submission, slot: str = "") -> dict[str, str]:
         docker_api.LABEL_SLOT: slot,
         "org.m2d.owner": submission.owner.username,
     }
+
+
+def labels_for_build(submission_id: int) -> dict[str, str]:
+    """Labels of what a build starts beside it (its door to the package index)."""
+    return {
+        docker_api.LABEL_INSTANCE: settings.M2D_INSTANCE,
+        docker_api.LABEL_SUBMISSION: str(submission_id),
+        docker_api.LABEL_ROLE: "door",
+    }

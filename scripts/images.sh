@@ -7,6 +7,7 @@ BASE_IMAGE=$("$REPO_ROOT/scripts/base-image.sh")
 RUNTIME_IMAGE="${M2D_RUNTIME_IMAGE:-m2d-runtime:latest}"
 FORWARDER_IMAGE="${M2D_FORWARDER_IMAGE:-m2d-forwarder:latest}"
 MLFLOW_IMAGE="${M2D_MLFLOW_IMAGE:-m2d-mlflow:latest}"
+INDEX_IMAGE="${M2D_INDEX_IMAGE:-m2d-index:latest}"
 export DOCKER_BUILDKIT=0
 
 build() {  # build TAG CONTEXT [docker build args...]
@@ -30,10 +31,13 @@ build "$FORWARDER_IMAGE" "$REPO_ROOT/docker_scripts/forwarder" &
 fwd=$!
 build "$MLFLOW_IMAGE" "$REPO_ROOT/docker_scripts/mlflow" &
 mlf=$!
+build "$INDEX_IMAGE" "$REPO_ROOT/docker_scripts/index" &
+idx=$!
 build "$RUNTIME_IMAGE" "$runtime_ctx"
-wait $fwd && wait $mlf || die "image build failed"
+wait $fwd && wait $mlf && wait $idx || die "image build failed"
 
 echo "export M2D_BASE_IMAGE=$BASE_IMAGE"
 echo "export M2D_RUNTIME_IMAGE=$RUNTIME_IMAGE"
 echo "export M2D_FORWARDER_IMAGE=$FORWARDER_IMAGE"
 echo "export M2D_MLFLOW_IMAGE=$MLFLOW_IMAGE"
+echo "export M2D_INDEX_IMAGE=$INDEX_IMAGE"

@@ -12,6 +12,7 @@ PY="$REPO_ROOT/.venv/bin/python"
 WEB_ADDR="${M2D_WEB_ADDR:-127.0.0.1:8000}"
 export M2D_PORTAL_URL="${M2D_PORTAL_URL:-http://$WEB_ADDR}"
 export MLFLOW_URL="${MLFLOW_URL:-http://127.0.0.1:${M2D_MLFLOW_PORT:-3001}}"
+export M2D_PACKAGE_INDEX_URL="${M2D_PACKAGE_INDEX_URL:-http://127.0.0.1:${M2D_INDEX_PORT:-3141}/root/pypi/+simple/}"
 export REDIS_URL="${REDIS_URL:-redis://127.0.0.1:${M2D_REDIS_PORT:-6379}/0}"
 # Several web processes: allauth's rate limits count in one shared cache.
 export CACHE_URL="${CACHE_URL:-rediscache://127.0.0.1:${M2D_REDIS_PORT:-6379}/1}"

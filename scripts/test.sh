@@ -9,6 +9,9 @@ cd "$REPO_ROOT"
 export M2D_STACK="${M2D_TEST_STACK:-test$$}"
 export M2D_REDIS_PORT="${M2D_TEST_REDIS_PORT:-$(free_port)}"
 export M2D_MLFLOW_PORT="${M2D_TEST_MLFLOW_PORT:-$(free_port)}"
+export M2D_INDEX_PORT="${M2D_TEST_INDEX_PORT:-$(free_port)}"
+# The suite knows its package index's root password: tests put packages of their own on it.
+export M2D_INDEX_ROOT_PASSWORD="${M2D_INDEX_ROOT_PASSWORD:-m2d-test-index-root}"
 export M2D_INSTANCE="m2d$M2D_STACK"
 export M2D_VAR_DIR_TEST="$VAR_DIR/$M2D_STACK"
 
@@ -18,7 +21,7 @@ apt_ensure chromium postgresql curl
 engine=$("$REPO_ROOT/scripts/docker-engine.sh")
 "$REPO_ROOT/scripts/stack.sh" setup
 source "$VAR_DIR/images.env"
-export M2D_BASE_IMAGE M2D_RUNTIME_IMAGE M2D_FORWARDER_IMAGE M2D_MLFLOW_IMAGE
+export M2D_BASE_IMAGE M2D_RUNTIME_IMAGE M2D_FORWARDER_IMAGE M2D_MLFLOW_IMAGE M2D_INDEX_IMAGE
 
 cleanup() {
     M2D_VAR_DIR="$VAR_DIR" "$REPO_ROOT/scripts/services.sh" wipe
@@ -37,6 +40,7 @@ trap cleanup EXIT
 
 export REDIS_URL="redis://127.0.0.1:$M2D_REDIS_PORT/0"
 export MLFLOW_URL="http://127.0.0.1:$M2D_MLFLOW_PORT"
+export M2D_PACKAGE_INDEX_URL="http://127.0.0.1:$M2D_INDEX_PORT/root/pypi/+simple/"
 export M2D_VAR_DIR="$M2D_VAR_DIR_TEST"
 rm -rf "$M2D_VAR_DIR" && mkdir -p "$M2D_VAR_DIR"
 export M2D_TEST_DATABASE_NAME="$M2D_VAR_DIR/test.sqlite3"

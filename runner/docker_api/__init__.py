@@ -5,9 +5,10 @@ results back; engine trouble surfaces as `PlatformFault`, never as the researche
 Everything created carries labels, so a restarted worker can find what it left behind.
 
 engine: the client, errors and labels; logs: capped logs and tails; images: build, remove,
-describe; runs: the forwarder and run containers.
+describe; runs: the forwarder and run containers; doors: a build's way to the package index.
 """
 
+from .doors import DoorSpec, remove_door, start_door
 from .engine import (
     LABEL_INSTANCE,
     LABEL_ROLE,
@@ -58,6 +59,7 @@ __all__ = [
     "BuildSpec",
     "CacheLayerLost",
     "CappedLog",
+    "DoorSpec",
     "ImageFile",
     "PlatformFault",
     "RunOutcome",
@@ -73,11 +75,13 @@ __all__ = [
     "prune_build_cache",
     "read_image_files",
     "remove_build_leftovers",
+    "remove_door",
     "remove_image",
     "remove_run",
     "run_exists",
     "run_is_running",
     "run_kwargs",
+    "start_door",
     "start_run",
     "stop_run",
     "tail",

@@ -10,10 +10,11 @@ import tempfile
 import threading
 import time
 import zipfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
+from docker import constants
 from docker.errors import APIError, ImageNotFound, NotFound
 from docker.utils import parse_bytes
 
@@ -23,6 +24,13 @@ from .logs import CappedLog, tail
 
 # A build context up to this size stays in memory; a bigger one goes to a temporary file.
 CONTEXT_IN_MEMORY_BYTES = 32 * 1024**2
+# The engine's build endpoint takes a CPU quota for the build's steps; the SDK's list of limits
+# predates it.
+for _key in ("cpuperiod", "cpuquota"):
+    if _key not in constants.CONTAINER_LIMITS_KEYS:
+        constants.CONTAINER_LIMITS_KEYS.append(_key)
+CPU_PERIOD = 100_000
+RUNNING_STEP = re.compile(r"^ ---> Running in ([0-9a-f]{12,64})\s*$", re.MULTILINE)
 
 
 class BuildCancelled(RuntimeError):
@@ -58,6 +66,10 @@ class BuildSpec:
     timeout: int
     log_max_bytes: int
     memory: str = "4g"
+    cpus: float = 2.0
+    max_bytes: int = 8 * 1024**3  # what the build may add to the image
+    network: str = "none"  # its steps' network: none, or a door's (container:<id>)
+    build_args: dict[str, str] = field(default_factory=dict)
 
 
 def _build_context(spec: BuildSpec) -> IO[bytes]:
@@ -78,6 +90,7 @@ def build_image(spec: BuildSpec, should_stop=None) -> str:
     deadline = time.monotonic() + spec.timeout
     stopped: list[str] = []
     finished = threading.Event()
+    step: list[str] = []  # the container of the step that runs now
 
     def watch() -> None:
         # Closing the connection makes the engine abandon the build, even a silent one.
@@ -86,6 +99,9 @@ def build_image(spec: BuildSpec, should_stop=None) -> str:
                 stopped.append("timeout")
             elif should_stop is not None and should_stop():
                 stopped.append("cancelled")
+            elif step and _written_by(step[-1]) > spec.max_bytes:
+                stopped.append("size")
+                _kill_quietly(step[-1])
             else:
                 continue
             api.close()
@@ -107,13 +123,20 @@ def build_image(spec: BuildSpec, should_stop=None) -> str:
             rm=True,
             forcerm=True,
             decode=True,
-            buildargs={"RUNTIME_IMAGE": spec.runtime_image},
-            container_limits={"memory": parse_bytes(spec.memory), "memswap": parse_bytes(spec.memory)},
+            buildargs={"RUNTIME_IMAGE": spec.runtime_image, **spec.build_args},
+            container_limits={
+                "memory": parse_bytes(spec.memory),
+                "memswap": parse_bytes(spec.memory),
+                "cpuperiod": CPU_PERIOD,
+                "cpuquota": int(spec.cpus * CPU_PERIOD),
+            },
+            network_mode=spec.network,
             timeout=spec.timeout + 30,
         )
         for chunk in stream:
             if "stream" in chunk:
                 log.write(chunk["stream"].encode())
+                step.extend(RUNNING_STEP.findall(chunk["stream"]))
             if "error" in chunk:
                 error = chunk["error"].strip()
                 log.write(f"{error}\n".encode())
@@ -128,14 +151,51 @@ def build_image(spec: BuildSpec, should_stop=None) -> str:
         api.close()
         context.close()
     if stopped == ["timeout"]:
-        raise TimeoutError(f"the build took longer than its limit of {spec.timeout} s")
+        raise TimeoutError(f"the build took longer than its limit of {spec.timeout} s (M2D_BUILD_TIMEOUT)")
     if stopped == ["cancelled"]:
         raise BuildCancelled("the submission was cancelled during its build")
+    if stopped == ["size"]:
+        raise BuildFailed(
+            f"the build wrote more than its limit of {spec.max_bytes / 1024**2:,.0f} MiB (M2D_BUILD_MAX_BYTES)",
+            tail(spec.log_path, 60),
+        )
     if error and LOST_LAYER.search(error):
         raise CacheLayerLost(error)
     if error or not image_id:
         raise BuildFailed(error or "the build produced no image", tail(spec.log_path, 60))
+    added = _added_bytes(image_id, spec.runtime_image)
+    if added > spec.max_bytes:
+        remove_image(image_id)
+        raise BuildFailed(
+            f"the build added {added / 1024**2:,.0f} MiB to the image, more than its limit of "
+            f"{spec.max_bytes / 1024**2:,.0f} MiB (M2D_BUILD_MAX_BYTES)",
+            tail(spec.log_path, 60),
+        )
     return image_id
+
+
+def _added_bytes(image_id: str, base: str) -> int:
+    """How much bigger the image is than the runtime image it grew from."""
+    try:
+        return int(client().images.get(image_id).attrs["Size"]) - int(client().images.get(base).attrs["Size"])
+    except (ImageNotFound, NotFound, KeyError):
+        return 0
+
+
+def _written_by(container_id: str) -> int:
+    """Bytes a build step's container has written so far (0 once it is gone)."""
+    try:
+        found = client().api.containers(all=True, filters={"id": container_id}, size=True)
+    except Exception:
+        return 0
+    return int(found[0].get("SizeRw") or 0) if found else 0
+
+
+def _kill_quietly(container_id: str) -> None:
+    try:
+        client().api.kill(container_id)
+    except Exception:
+        pass
 
 
 @engine_errors

@@ -56,7 +56,7 @@ class RunOutcome:
     notes: list[str] = field(default_factory=list)
 
 
-def _container_log_config() -> LogConfig:
+def container_log_config() -> LogConfig:
     # The engine's own copy of the output is bounded too: a flood cannot fill the host's disk.
     return LogConfig(type=LogConfig.types.JSON, config={"max-size": "10m", "max-file": "1"})
 
@@ -75,7 +75,7 @@ def forwarder_kwargs(spec: RunSpec) -> dict:
         mem_limit="64m",
         pids_limit=32,
         labels={**spec.labels, LABEL_ROLE: "forwarder"},
-        log_config=_container_log_config(),
+        log_config=container_log_config(),
         detach=True,
     )
 
@@ -103,7 +103,7 @@ def run_kwargs(spec: RunSpec, forwarder_id: str) -> dict:
         pids_limit=spec.pids,
         shm_size=spec.shm_size,
         labels={**spec.labels, LABEL_ROLE: "run"},
-        log_config=_container_log_config(),
+        log_config=container_log_config(),
         detach=True,
     )
     if spec.gpu_id is not None:
@@ -122,21 +122,21 @@ def start_run(spec: RunSpec) -> str:
     forwarder.start()
     # The run container is made while the forwarder boots; it starts once the forwarder listens.
     run = existing or client().containers.create(**run_kwargs(spec, forwarder.id))
-    _wait_forwarder_ready(forwarder)
+    wait_forwarder_ready(forwarder)
     run.start()
     return run.id
 
 
-def _wait_forwarder_ready(forwarder, timeout: float = 15.0) -> None:
+def wait_forwarder_ready(forwarder, timeout: float = 15.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if b"ready" in forwarder.logs():
             return
         forwarder.reload()
         if forwarder.status == "exited":
-            raise PlatformFault(f"the tracking forwarder exited: {forwarder.logs()[-500:]!r}")
+            raise PlatformFault(f"the forwarder {forwarder.name} exited: {forwarder.logs()[-500:]!r}")
         time.sleep(0.02)
-    raise PlatformFault("the tracking forwarder did not start in time")
+    raise PlatformFault(f"the forwarder {forwarder.name} did not start in time")
 
 
 class _Watchdog(threading.Thread):

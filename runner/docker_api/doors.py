@@ -1,0 +1,59 @@
+"""A build's door container: no network but loopback, where a relay to the package index listens.
+
+The build's steps join its network namespace (`network_mode=container:<door>`), so the only
+address they can reach is the relay on their own loopback.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from docker.errors import NotFound
+
+from .engine import LABEL_ROLE, client, engine_errors, find_container
+from .runs import container_log_config, wait_forwarder_ready
+
+
+@dataclass(frozen=True)
+class DoorSpec:
+    name: str
+    image: str  # the run forwarder's image: a relay from loopback TCP to a unix socket
+    socket_dir: Path  # holds index.sock, mounted read-only
+    port: int
+    user: str
+    labels: dict[str, str]
+
+
+@engine_errors
+def start_door(spec: DoorSpec) -> str:
+    """Start the door (idempotent); returns its container id once its relay listens."""
+    door = find_container(spec.name) or client().containers.create(
+        image=spec.image,
+        name=spec.name,
+        network_mode="none",
+        volumes={str(spec.socket_dir): {"bind": "/door", "mode": "ro"}},
+        environment={"FORWARD_LISTEN_PORT": str(spec.port), "FORWARD_SOCKET": "/door/index.sock"},
+        user=spec.user,
+        cap_drop=["ALL"],
+        security_opt=["no-new-privileges"],
+        read_only=True,
+        mem_limit="64m",
+        pids_limit=32,
+        labels={**spec.labels, LABEL_ROLE: "door"},
+        log_config=container_log_config(),
+        detach=True,
+    )
+    door.start()
+    wait_forwarder_ready(door)
+    return door.id
+
+
+@engine_errors
+def remove_door(name: str) -> None:
+    door = find_container(name)
+    if door is not None:
+        try:
+            door.remove(force=True)
+        except NotFound:
+            pass

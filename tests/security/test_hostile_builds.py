@@ -1,0 +1,143 @@
+"""Hostile packages, built for real: a build runs the setup.py of whatever source package a
+requirements.txt names. Its only way out is the platform's package index; it runs as a non-root
+builder within its limits, and a build that meets one ends saying which, while the next builds."""
+
+from __future__ import annotations
+
+import json
+import socket
+
+import pytest
+from django.conf import settings
+
+from submissions.models import Submission
+from tests.conftest import WorkerPool
+from tests.helpers import upload, wait_finished
+from tests.package_index import TestIndex
+
+from .test_hostile_runs import docker_bridge_address
+
+pytestmark = [pytest.mark.docker, pytest.mark.services]
+
+BUILD_LIMITS = {
+    "M2D_BUILD_MEMORY": "1g",
+    "M2D_BUILD_PIDS": 48,
+    "M2D_BUILD_MAX_BYTES": 200 * 1024**2,
+    "M2D_BUILD_TIMEOUT": 60,
+    "M2D_STOP_GRACE_SECONDS": 2,
+}
+NORMAL = "sympy==1.13.3\n"  # not in the runtime image: it comes through the index
+
+NETPROBE = """
+import json, os, socket, subprocess
+results = {"uid": os.getuid(), "interfaces": sorted(os.listdir("/sys/class/net"))}
+with open("/proc/net/route") as routes:
+    results["routes"] = routes.read().splitlines()[1:]
+for name, (host, port) in TARGETS.items():
+    probe = socket.socket()
+    probe.settimeout(3)
+    try:
+        code = probe.connect_ex((host, port))
+        results[name] = "open" if code == 0 else os.strerror(code)
+    except OSError as exc:
+        results[name] = str(exc)
+    finally:
+        probe.close()
+with open("/opt/venv/netprobe.json", "w") as out:
+    json.dump(results, out)
+print("netprobe:", json.dumps(results))
+"""
+
+HOSTILE = {
+    "fork-bomb": ("import os\nwhile True:\n    os.fork()\n", "processes and threads (M2D_BUILD_PIDS)"),
+    "memory-hog": ("hog = [bytearray(64 * 1024**2) for _ in range(64)]\n", "of memory (M2D_BUILD_MEMORY)"),
+    "big-file": (
+        "with open('/tmp/fill', 'wb') as f:\n    while True:\n        f.write(b'x' * 1024**2)\n",
+        "a file larger than its limit of 200.0 MiB (M2D_BUILD_MAX_BYTES)",
+    ),
+    "many-files": (
+        "import time\nfor i in range(60):\n"
+        "    open(f'/tmp/fill{i}', 'wb').write(b'x' * 10 * 1024**2)\n    time.sleep(0.1)\n",
+        "(M2D_BUILD_MAX_BYTES)",
+    ),
+    "sleep-forever": ("import time\ntime.sleep(10**6)\n", "longer than its limit of 60 s (M2D_BUILD_TIMEOUT)"),
+}
+
+
+@pytest.fixture(scope="module")
+def hostile_index(django_db_setup):
+    index = TestIndex(settings.M2D_PACKAGE_INDEX_URL)
+    yield index
+    index.delete()
+
+
+@pytest.fixture(scope="module")
+def build_pool(hostile_index, smtp_server):
+    pool = WorkerPool(
+        smtp_server.port,
+        prefix="builds-",
+        overrides={**BUILD_LIMITS, "M2D_PACKAGE_INDEX_URL": hostile_index.simple_url},
+        roles=("build", "run", "ops"),
+    ).start()
+    yield pool
+    pool.stop()
+
+
+@pytest.fixture
+def builds(build_pool, settings, mailbox):
+    build_pool.use(settings)
+    return build_pool
+
+
+@pytest.fixture
+def host_listener():
+    server = socket.socket()
+    server.bind(("0.0.0.0", 0))
+    server.listen()
+    yield server.getsockname()[1]
+    server.close()
+
+
+def submit(client, researcher, requirements: str, main_py: str = "print('built and ran')\n") -> Submission:
+    return wait_finished(upload(client, researcher.user, {"main.py": main_py, "requirements.txt": requirements}), 300)
+
+
+def test_a_build_reaches_the_index_and_nothing_else(client, builds, hostile_index, make_researcher, host_listener):
+    redis_port = int(settings.REDIS_URL.rsplit(":", 1)[1].split("/")[0])
+    mlflow_port = int(settings.MLFLOW_URL.rsplit(":", 1)[1])
+    index_port = int(settings.M2D_PACKAGE_INDEX_URL.split("//", 1)[1].split("/")[0].rsplit(":", 1)[1])
+    targets = {
+        "host_on_the_docker_bridge": (docker_bridge_address(), host_listener),
+        "redis_on_the_host": ("127.0.0.1", redis_port),
+        "mlflow_on_the_host": ("127.0.0.1", mlflow_port),
+        "index_on_the_host": ("127.0.0.1", index_port),
+        "mlflow_on_the_bridge": (docker_bridge_address(), mlflow_port),
+    }
+    hostile_index.upload_sdist("netprobe", "0.1", f"TARGETS = {targets!r}\n{NETPROBE}")
+    main_py = "import shutil\nshutil.copy('/opt/venv/netprobe.json', '/mnt/export/netprobe.json')\nimport sympy\n"
+    submission = submit(client, make_researcher(), NORMAL + "netprobe==0.1\n", main_py)
+    assert submission.status == "succeeded", submission.reason + submission.build_log_tail
+
+    report = json.loads((settings.M2D_EXPORT_ROOT / str(submission.pk) / "netprobe.json").read_text())
+    assert report["uid"] == 2000  # the builder, not root
+    assert report["interfaces"] == ["lo"] and report["routes"] == []
+    for name in targets:
+        assert report[name] != "open", (name, report)
+    assert "Network is unreachable" in report["host_on_the_docker_bridge"]
+    assert "Connection refused" in report["redis_on_the_host"]  # its own loopback: nothing listens
+
+
+@pytest.mark.parametrize("kind", list(HOSTILE))
+def test_a_hostile_setup_py_meets_a_named_limit_and_the_next_build_goes_on(
+    client, builds, hostile_index, make_researcher, kind
+):
+    code, limit = HOSTILE[kind]
+    name = f"hostile-{kind}"
+    hostile_index.upload_sdist(name, "0.1", code)
+    researcher = make_researcher()
+    submission = submit(client, researcher, f"{name}==0.1\n")
+    assert submission.status in ("failed", "timed_out") and submission.failure_stage == "build", submission.reason
+    assert limit in submission.reason, submission.reason + "\n---\n" + submission.build_log_tail
+
+    following = submit(client, researcher, NORMAL, "import sympy\nprint('built and ran')\n")
+    assert following.status == "succeeded", following.reason + following.build_log_tail
