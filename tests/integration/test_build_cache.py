@@ -51,7 +51,7 @@ def test_removing_an_image_keeps_the_requirements_layer_for_the_next_build(setti
         # settings on top of them, which a build running while an image is removed may stand on.
         code = next(step for step in cached if step.startswith("COPY src/ "))
         before_code = list(cached)[: list(cached).index(code)]
-        assert any(step.startswith("RUN pip install") for step in before_code)
+        assert any(step.startswith("RUN /opt/m2d/install-requirements") for step in before_code)
         assert all(cached[step] for step in before_code if not step.startswith(("FROM", "ARG"))), log
         assert not cached[code]  # new code, new layer
         assert not any("unpack" in step for step in cached)  # the platform unpacked the zip itself

@@ -1,16 +1,15 @@
 """A submission that tries to carry its run's output out through the provenance record, which its
-owner downloads without review: its build turns /opt into a link to /mnt/export, so that in the
-run /opt/m2d (where the image's pip freeze lies) is the run's own export folder, and the run
-writes data set bytes there. The record must hold the image's real freeze and nothing of the run."""
+owner downloads without review: a package of its requirements tries, in the build, to turn /opt
+into a link to /mnt/export, so that in the run /opt/m2d (where the image's pip freeze lies) would
+be the run's own export folder. Builds run as a non-root builder, and provenance is read from the
+image at its build: the record holds the image's real freeze and nothing of the run."""
 
 from __future__ import annotations
 
 import base64
-import functools
 import hashlib
-import http.server
 import json
-import threading
+import tempfile
 import zipfile
 from pathlib import Path
 
@@ -18,9 +17,11 @@ import pytest
 from django.conf import settings
 from django.urls import reverse
 
+from tests.conftest import WorkerPool
 from tests.helpers import upload, wait_finished
+from tests.package_index import TestIndex
 
-from .test_hostile_runs import PAYLOADS, docker_bridge_address
+from .test_hostile_runs import PAYLOADS
 
 pytestmark = [pytest.mark.docker, pytest.mark.services]
 HOOK = PAYLOADS / "freeze_planter_hook.py"
@@ -51,39 +52,32 @@ def planter_wheel(folder: Path) -> Path:
     return path
 
 
-class _Quiet(http.server.SimpleHTTPRequestHandler):
-    def log_message(self, *args) -> None:
-        pass
+@pytest.fixture(scope="module")
+def planter_pool(django_db_setup, smtp_server):
+    """Build workers whose package index holds freeze-planter, as a public index would."""
+    index = TestIndex(settings.M2D_PACKAGE_INDEX_URL)
+    with tempfile.TemporaryDirectory() as folder:
+        wheel = planter_wheel(Path(folder))
+        index.upload(wheel.name, wheel.read_bytes(), "freeze-planter", "1.0")
+    overrides = {"M2D_PACKAGE_INDEX_URL": index.simple_url}
+    pool = WorkerPool(smtp_server.port, prefix="planter-", overrides=overrides).start()
+    yield pool
+    pool.stop()
+    index.delete()
 
 
-@pytest.fixture
-def package_index(tmp_path):
-    """A folder of packages served on the host, where builds reach it: a package index of the
-    researcher's choosing, as any public index is."""
-    planter_wheel(tmp_path)
-    handler = functools.partial(_Quiet, directory=str(tmp_path))
-    server = http.server.ThreadingHTTPServer(("0.0.0.0", 0), handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"{docker_bridge_address()}:{server.server_address[1]}"
-    server.shutdown()
-    server.server_close()
-
-
-def test_provenance_holds_the_images_freeze_not_the_runs_output(client, celery_workers, make_researcher, package_index):
+def test_provenance_holds_the_images_freeze_not_the_runs_output(client, planter_pool, settings, make_researcher):
+    planter_pool.use(settings)
     researcher = make_researcher("planter")
-    requirements = (
-        f"--no-index\n--find-links http://{package_index}/\n--trusted-host {package_index}\n"
-        "mlflow==3.17.2\nfreeze-planter==1.0\n"
-    )
-    main_py = "print('main.py is not what runs: the planted hook is')\n"
+    requirements = "mlflow==3.17.2\nfreeze-planter==1.0\n"
+    main_py = "print('main.py runs: the planted hook found no way in')\n"
     submission_id = upload(client, researcher.user, {"main.py": main_py, "requirements.txt": requirements})
     submission = wait_finished(submission_id)
     assert submission.status == "succeeded", submission.reason + submission.build_log_tail + submission.run_log_tail
-    assert "bytes of data set at /opt/m2d" in submission.run_log_tail
-
-    # The attack took: what the run wrote at /opt/m2d landed in its export, as run output does.
-    planted = settings.M2D_EXPORT_ROOT / str(submission_id) / "m2d" / "submission-freeze.txt"
-    assert planted.stat().st_size == 3 * 1024**2 and planted.read_text().startswith(MARKER)
+    # The hook ran in the build (pip freeze imports it) as the non-root builder: /opt stayed the
+    # image's own, so in the run /opt/m2d is not the export folder and nothing was planted.
+    assert "main.py runs" in submission.run_log_tail and "bytes of data set" not in submission.run_log_tail
+    assert not (settings.M2D_EXPORT_ROOT / str(submission_id) / "m2d").exists()
 
     client.force_login(researcher.user)
     response = client.get(reverse("exports:provenance", args=[submission_id]))
