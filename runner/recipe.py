@@ -20,6 +20,7 @@ from pathlib import Path, PurePosixPath
 from typing import IO
 
 UNPACK_STAGE = "unpack"
+REQUIREMENTS = "requirements.txt"
 CONTEXT_DIR = "src"
 _FROM = re.compile(r"^FROM\s+\S+(?:\s+AS\s+(\S+))?\s*$", re.IGNORECASE)
 
@@ -80,6 +81,24 @@ def write_context(out: IO[bytes], recipe: str, archive: Path) -> None:
             if name is None or member.is_dir() or stat.S_IFMT(mode) not in (0, stat.S_IFREG):
                 continue
             info = tarfile.TarInfo(f"{CONTEXT_DIR}/{name}")
-            info.size, info.mode, info.mtime = member.file_size, 0o644, mtime
+            info.mode, info.mtime = 0o644, mtime
+            if name == REQUIREMENTS:
+                data = normal_requirements(zf.read(member))
+                info.size = len(data)
+                tar.addfile(info, fileobj=io.BytesIO(data))
+                continue
+            info.size = member.file_size
             with zf.open(member) as source:
                 tar.addfile(info, fileobj=source)
+
+
+_COMMENT = re.compile(r"(^|\s)#.*$")
+
+
+def normal_requirements(raw: bytes) -> bytes:
+    """requirements.txt in one form per set of requirements: continued lines joined, comments,
+    blank lines and repeats dropped, sorted. The installed layer is keyed on this file, so a file
+    that only reorders or repeats lines of another reuses its layer."""
+    text = raw.decode("utf-8", "replace").replace("\r\n", "\n").replace("\\\n", " ")
+    lines = {" ".join(_COMMENT.sub("", line).split()) for line in text.splitlines()}
+    return "".join(f"{line}\n" for line in sorted(lines - {""}, key=lambda line: (line.lower(), line))).encode()

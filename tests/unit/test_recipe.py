@@ -62,3 +62,17 @@ def test_the_context_holds_the_recipe_and_the_files_under_src(tmp_path):
         assert all(m.isfile() and m.mode == 0o644 and m.uid == 0 for m in members.values())
         assert tar.extractfile("src/lib/util.py").read() == b"X = 1\n"
         assert tar.extractfile("Dockerfile").read() == b"FROM x\n"
+
+
+def test_requirements_that_only_reorder_or_repeat_lines_build_the_same_layer(tmp_path):
+    """The installed layer is keyed on requirements.txt: one set of requirements, one file."""
+    from runner.recipe import normal_requirements
+
+    first = b"# for the model\npandas==2.2.3\nnumpy==2.1.0  # pinned\n\n"
+    second = b"numpy==2.1.0\r\npandas==2.2.3\npandas==2.2.3\n"
+    continued = b"numpy==2.1.0 \\\n    --hash=sha256:abc\npkg @ https://example.org/pkg.whl#sha256=def\n"
+    assert normal_requirements(first) == normal_requirements(second) == b"numpy==2.1.0\npandas==2.2.3\n"
+    assert normal_requirements(continued) == (
+        b"numpy==2.1.0 --hash=sha256:abc\npkg @ https://example.org/pkg.whl#sha256=def\n"
+    )
+    assert normal_requirements(b"numpy==2.1.0\n") != normal_requirements(b"numpy==2.1.1\n")
