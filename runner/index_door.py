@@ -111,6 +111,8 @@ def opened(submission_id: int, purpose: str = "build") -> Iterator[str]:
     relay.start()
     name = f"m2d-{settings.M2D_INSTANCE}-{purpose}-{submission_id}-door"
     try:
+        # One left by a build whose worker died holds the old socket folder: never reuse it.
+        docker_api.remove_door(name)
         door = docker_api.start_door(
             docker_api.DoorSpec(
                 name=name,

@@ -10,8 +10,10 @@ from __future__ import annotations
 import base64
 import io
 import os
+import socket
 import tarfile
 import textwrap
+import threading
 import uuid
 from urllib.parse import urlsplit
 
@@ -75,3 +77,68 @@ class TestIndex:
 
     def delete(self) -> None:
         self.session.delete(f"{self.base}/{self.name}", timeout=30)
+
+
+class HeldIndex:
+    """A relay in front of the package index that the test holds shut: while held, a build that
+    asks the index for anything waits there, mid-build, for as long as the test wants."""
+
+    def __init__(self, index_url: str):
+        parts = urlsplit(index_url)
+        self.upstream = (parts.hostname, parts.port)
+        self.path = parts.path
+        self.open = threading.Event()
+        self.open.set()
+        self.waiting = 0
+        self.server = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self.server.getsockname()[1]}{self.path}"
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def hold(self) -> None:
+        self.open.clear()
+
+    def release(self) -> None:
+        self.open.set()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self.server.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._serve, args=(client,), daemon=True).start()
+
+    def _serve(self, client: socket.socket) -> None:
+        self.waiting += 1
+        self.open.wait()
+        self.waiting -= 1
+        try:
+            upstream = socket.create_connection(self.upstream)
+        except OSError:
+            client.close()
+            return
+        for source, target in ((client, upstream), (upstream, client)):
+            threading.Thread(target=_copy, args=(source, target), daemon=True).start()
+
+    def close(self) -> None:
+        self.release()
+        self.server.close()
+
+
+def _copy(source: socket.socket, target: socket.socket) -> None:
+    try:
+        while data := source.recv(65536):
+            target.sendall(data)
+    except OSError:
+        pass
+    finally:
+        for end in (source, target):
+            try:
+                end.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+
+def unheld_requirement() -> str:
+    """A requirement no earlier build installed (its build asks the index), met by sympy 1.13.3."""
+    return f"sympy==1.13.3,!=0.0.{uuid.uuid4().int % 10**9}\n"

@@ -6,12 +6,13 @@ address they can reach is the relay on their own loopback.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from docker.errors import NotFound
+from docker.errors import APIError, NotFound
 
-from .engine import LABEL_ROLE, client, engine_errors, find_container
+from .engine import LABEL_ROLE, PlatformFault, client, engine_errors, find_container
 from .runs import container_log_config, wait_forwarder_ready
 
 
@@ -51,9 +52,19 @@ def start_door(spec: DoorSpec) -> str:
 
 @engine_errors
 def remove_door(name: str) -> None:
+    """Remove the door if it is there, also when another (the reconciler) is removing it."""
     door = find_container(name)
-    if door is not None:
-        try:
-            door.remove(force=True)
-        except NotFound:
-            pass
+    if door is None:
+        return
+    try:
+        door.remove(force=True)
+    except NotFound:
+        return
+    except APIError as exc:
+        if exc.status_code != 409:  # 409: its removal is already in progress
+            raise
+    deadline = time.monotonic() + 30
+    while find_container(name) is not None:
+        if time.monotonic() > deadline:
+            raise PlatformFault(f"the container {name} is still there")
+        time.sleep(0.1)

@@ -11,6 +11,7 @@ from django.conf import settings
 from runner import docker_api
 from submissions.models import Submission
 from tests.helpers import mlflow_runs, upload, wait_finished
+from tests.package_index import unheld_requirement
 
 pytestmark = [pytest.mark.docker, pytest.mark.services]
 
@@ -68,16 +69,16 @@ def test_run_worker_killed_mid_run_is_adopted(client, crash_pool, make_researche
     assert docker_api.list_labelled(settings.M2D_INSTANCE, sid) == []
 
 
-def test_build_worker_killed_mid_build_builds_again(client, crash_pool, make_researcher):
+def test_build_worker_killed_mid_build_builds_again(client, crash_pool, held_index, make_researcher):
     researcher = make_researcher()
-    sid = upload(
-        client, researcher.user, {"main.py": "print('built twice, run once')\n", "requirements.txt": "sympy==1.13.3\n"}
-    )
-    build_log = settings.VAR_DIR / "logs" / str(sid) / "build.log"
-    wait_until(lambda: build_log.exists() and b"requirements.txt" in build_log.read_bytes(), 120, "the build")
+    held_index.hold()  # the build waits on the package index until the test lets it go on
+    main_py = "print('built twice, run once')\n"
+    sid = upload(client, researcher.user, {"main.py": main_py, "requirements.txt": unheld_requirement()})
+    wait_until(lambda: held_index.waiting > 0, 120, "the build to ask the package index")
 
     crash_pool.kill("build")
     crash_pool.restart("build")
+    held_index.release()
 
     submission = wait_finished(sid, timeout=300)
     assert submission.status == "succeeded", submission.reason + submission.build_log_tail

@@ -16,6 +16,7 @@ from django.conf import settings
 from submissions.models import Submission
 from tests.conftest import REPO, _worker_database_url, free_port, make_zip
 from tests.helpers import upload, wait_finished
+from tests.package_index import unheld_requirement
 from tests.reliability.test_crashes import LONG_RUN, statuses, wait_until
 
 pytestmark = [pytest.mark.docker, pytest.mark.services]
@@ -100,14 +101,16 @@ def test_web_restart_during_an_upload(client, crash_pool, make_researcher):
         os.killpg(web.pid, signal.SIGKILL)
 
 
-def test_everything_stopped_and_started_with_jobs_in_every_state(client, crash_pool, make_researcher):
+def test_everything_stopped_and_started_with_jobs_in_every_state(client, crash_pool, held_index, make_researcher):
     researcher = make_researcher()
     running = upload(client, researcher.user, {"main.py": LONG_RUN, "requirements.txt": "mlflow==3.17.2\n"})
     wait_until(lambda: Submission.objects.get(pk=running).status == "running", 120, "the run")
     queued = upload(client, researcher.user, {"main.py": "print('queued')\n", "requirements.txt": ""})
     wait_until(lambda: Submission.objects.get(pk=queued).status == "queued", 120, "the queue")
-    building = upload(client, researcher.user, {"main.py": "print('built')\n", "requirements.txt": "sympy==1.13.3\n"})
-    wait_until(lambda: Submission.objects.get(pk=building).status == "building", 60, "the build")
+    held_index.hold()  # the build waits at the package index through the power cut
+    files = {"main.py": "print('built')\n", "requirements.txt": unheld_requirement()}
+    building = upload(client, researcher.user, files)
+    wait_until(lambda: held_index.waiting > 0, 120, "the build to ask the package index")
     received = upload(client, researcher.user, {"main.py": "print('received')\n", "requirements.txt": ""})
 
     # Everything stops at once, as in a power cut: workers, beat, the broker, MLflow.
@@ -128,6 +131,7 @@ def test_everything_stopped_and_started_with_jobs_in_every_state(client, crash_p
     subprocess.run(["docker", "start", mlflow], capture_output=True, check=True)
     wait_until(lambda: _answers_at(f"{settings.MLFLOW_URL}/health"), 60, "MLflow")
     crash_pool.processes = []
+    held_index.release()
     crash_pool.start()
     crash_pool.start_beat()
 

@@ -11,6 +11,7 @@ from submissions.models import Submission
 from submissions.services import submission_cancel
 from tests.conftest import WorkerPool
 from tests.helpers import upload, wait_finished
+from tests.package_index import unheld_requirement
 from tests.reliability.test_crashes import wait_until
 
 pytestmark = [pytest.mark.docker, pytest.mark.services]
@@ -26,7 +27,7 @@ def status(sid):
     return Submission.objects.get(pk=sid).status
 
 
-def test_cancel_in_every_state(client, crash_pool, make_researcher, settings):
+def test_cancel_in_every_state(client, crash_pool, held_index, make_researcher, settings):
     researcher = make_researcher()
     admin = researcher.user  # the owner cancels; staff may too
 
@@ -36,9 +37,11 @@ def test_cancel_in_every_state(client, crash_pool, make_researcher, settings):
     # queued: behind the running one on the single slot
     queued = submit(client, researcher, "print('never')\n")
     wait_until(lambda: status(queued) == "queued", 120, "the second to queue")
-    # building: a build with something to download
-    building = submit(client, researcher, "print('never')\n", "sympy==1.13.3\n")
-    wait_until(lambda: status(building) == "building", 60, "the build to start")
+    # building: a build held at the package index until it is cancelled
+    held_index.hold()
+    building = submit(client, researcher, "print('never')\n", unheld_requirement())
+    wait_until(lambda: held_index.waiting > 0, 120, "the build to ask the package index")
+    assert status(building) == "building"
     # received: nobody builds it (its build queue has no worker)
     settings.M2D_QUEUE_BUILD = "nobody-builds-here"
     received = submit(client, researcher, "print('never')\n")
