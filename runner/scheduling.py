@@ -123,14 +123,6 @@ def queue_order() -> list[int]:
     )
 
 
-def queue_position(submission: Submission) -> int | None:
-    """1 for the next to run, counting the fair order; None when not queued."""
-    if submission.status != S.QUEUED:
-        return None
-    order = queue_order()
-    return order.index(submission.pk) + 1 if submission.pk in order else None
-
-
 def stale_runs(host: str | None = None):
     """Running submissions whose slot stopped reporting: their worker died."""
     limit = timezone.now() - timedelta(seconds=settings.M2D_HEARTBEAT_SECONDS * 3)

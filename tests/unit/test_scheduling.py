@@ -9,6 +9,7 @@ from django.db import connection
 
 from runner import scheduling
 from submissions.models import Submission
+from submissions.progress import QueueView
 
 S = Submission.Status
 
@@ -66,12 +67,13 @@ def test_claim_records_slot_and_gpu(owners):
     assert claimed.heartbeat_at is not None
 
 
-def test_queue_position_follows_the_fair_order(owners, settings):
+def test_shown_queue_position_follows_the_fair_order(owners, settings):
     settings.M2D_MAX_RUNNING_PER_RESEARCHER = 0
     a_jobs = queued(owners[0], 3)
     b_job = queued(owners[1])[0]
     scheduling.claim_next(SLOT)  # A's first runs
-    positions = {j.pk: scheduling.queue_position(Submission.objects.get(pk=j.pk)) for j in [*a_jobs, b_job]}
+    queue = QueueView()
+    positions = {j.pk: queue.position(Submission.objects.get(pk=j.pk)) for j in [*a_jobs, b_job]}
     assert positions == {a_jobs[0].pk: None, b_job.pk: 1, a_jobs[1].pk: 2, a_jobs[2].pk: 3}
 
 
