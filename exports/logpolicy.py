@@ -42,9 +42,12 @@ class LogView:
         return bool(self.text)
 
 
-def full_log_path(submission, kind: str) -> Path:
-    from runner.naming import log_dir
+def log_dir(submission_id: int) -> Path:
+    """Where a submission's build and run logs are written (on the worker's host)."""
+    return settings.VAR_DIR / "logs" / str(submission_id)
 
+
+def full_log_path(submission, kind: str) -> Path:
     if kind not in KINDS:
         raise ValueError(f"no such log: {kind!r}")
     return log_dir(submission.pk) / f"{kind}.log"

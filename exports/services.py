@@ -17,7 +17,7 @@ from django.core import signing
 from django.db import transaction
 from django.utils import timezone
 
-from . import audit, notifications, storage
+from . import audit, logpolicy, notifications, storage
 from .dataset_index import dataset_index
 from .inspection import detect_kind, flags_for, preview
 from .manifest import build_manifest, file_digest
@@ -25,7 +25,7 @@ from .models import Export, ExportEvent, ExportFile, RegisteredModel
 
 log = logging.getLogger(__name__)
 A = ExportEvent.Action
-LOG_KINDS = ("build", "run")
+LOG_KINDS = logpolicy.KINDS
 DOWNLOAD_SALT = "m2d.exports.download"
 
 
@@ -103,14 +103,12 @@ def _export_of(submission) -> Export:
 
 
 def _attach_log(export: Export, kind: str, by) -> ExportFile:
-    from runner.naming import log_dir
-
     if kind not in LOG_KINDS:
         raise ExportRefused(f"There is no {kind!r} log; choose one of: {', '.join(LOG_KINDS)}.")
     existing = export.entries.filter(source=ExportFile.Source.LOG, path=f"{kind}.log").first()
     if existing is not None and existing.state in (ExportFile.State.HELD, ExportFile.State.RELEASED):
         return existing
-    source = log_dir(export.submission_id) / f"{kind}.log"
+    source = logpolicy.full_log_path(export.submission, kind)
     if not source.is_file():
         raise ExportRefused(f"Submission {export.submission_id} has no full {kind} log on this platform.")
     if existing is not None:

@@ -370,6 +370,11 @@ STORAGES = {
     "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
     "exports": _EXPORTS_STORAGE,
 }
+CELERY_BEAT_SCHEDULE["provision-mlflow"] = {
+    "task": "accounts.tasks.provision_mlflow",
+    "schedule": M2D_RECONCILE_SECONDS,
+    "options": {"queue": M2D_QUEUE_OPS},
+}
 CELERY_BEAT_SCHEDULE["send-due-mail"] = {
     "task": "ops.tasks.send_due_mail",
     "schedule": M2D_RECONCILE_SECONDS,

@@ -1,25 +1,26 @@
 """Sending work to the workers. Messages only wake workers up: the database is the record, so a
 message lost to a broker outage delays work by at most one reconciler period, and never fails
-the request that sent it."""
+the request that sent it. Tasks are sent by name: the rest of the platform never imports the
+runner's workers, only this module."""
 
 import logging
 
 from django.conf import settings
 
+from m2d.celery import app
+
 log = logging.getLogger(__name__)
 
 
-def _send(task, args: tuple, queue: str) -> None:
+def _send(task: str, args: tuple, queue: str) -> None:
     try:
-        task.apply_async(args, queue=queue, retry=True, retry_policy={"max_retries": 2, "interval_start": 0.2})
+        app.send_task(task, args, queue=queue, retry=True, retry_policy={"max_retries": 2, "interval_start": 0.2})
     except Exception as exc:  # the broker is down: the reconciler sends it again later
-        log.warning("could not send %s%s to queue %s (%s); the reconciler will", task.name, args, queue, exc)
+        log.warning("could not send %s%s to queue %s (%s); the reconciler will", task, args, queue, exc)
 
 
 def queue_length(queue: str) -> int | None:
     """Messages waiting in a queue, or None when the broker cannot say."""
-    from m2d.celery import app
-
     try:
         with app.connection_for_write() as conn:
             return conn.default_channel.client.llen(queue)
@@ -28,20 +29,14 @@ def queue_length(queue: str) -> int | None:
 
 
 def request_build(submission_id: int) -> None:
-    from .tasks import build_submission
-
-    _send(build_submission, (submission_id,), settings.M2D_QUEUE_BUILD)
+    _send("runner.tasks.build_submission", (submission_id,), settings.M2D_QUEUE_BUILD)
 
 
 def wake_run_slots() -> None:
-    from .tasks import wake_run_slots as task
-
-    _send(task, (), settings.M2D_QUEUE_RUN)
+    _send("runner.tasks.wake_run_slots", (), settings.M2D_QUEUE_RUN)
 
 
 def stop_run(submission_id: int) -> None:
     """Ask a maintenance worker to stop a cancelled run's container (the run worker is busy
     waiting on it)."""
-    from .tasks import stop_cancelled_run
-
-    _send(stop_cancelled_run, (submission_id,), settings.M2D_QUEUE_OPS)
+    _send("runner.tasks.stop_cancelled_run", (submission_id,), settings.M2D_QUEUE_OPS)

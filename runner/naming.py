@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from django.conf import settings
 
+from exports.logpolicy import log_dir
 from submissions.models import Submission
 
 from . import docker_api
+
+__all__ = ["container_name", "image_tag", "labels", "labels_for_build", "log_dir"]
 
 
 def image_tag(submission_id: int) -> str:
@@ -17,10 +18,6 @@ def image_tag(submission_id: int) -> str:
 
 def container_name(submission_id: int) -> str:
     return f"m2d-{settings.M2D_INSTANCE}-run-{submission_id}"
-
-
-def log_dir(submission_id: int) -> Path:
-    return settings.VAR_DIR / "logs" / str(submission_id)
 
 
 def labels(submission: Submission, slot: str = "") -> dict[str, str]:

@@ -1,8 +1,10 @@
-"""Celery tasks: thin wrappers that load and call the pipeline."""
+"""Celery tasks: thin wrappers that load and call the pipeline. Others send them by name
+(runner.dispatch), so nothing outside the runner imports it."""
 
 from celery import shared_task
+from django.conf import settings
 
-from . import builds, pipeline, worker_signals  # noqa: F401 - connects the worker's signal handlers
+from . import builds, docker_api, naming, pipeline, reconciler, worker_signals  # noqa: F401 - signal handlers
 
 
 @shared_task(acks_late=True)
@@ -17,18 +19,9 @@ def wake_run_slots() -> None:
 
 @shared_task
 def reconcile() -> None:
-    from accounts.services import provision_pending
-
-    provision_pending()
-    from .reconciler import reconcile as run_reconciler
-
-    run_reconciler()
+    reconciler.reconcile()
 
 
 @shared_task(acks_late=True)
 def stop_cancelled_run(submission_id: int) -> None:
-    from django.conf import settings
-
-    from . import docker_api, naming
-
     docker_api.stop_run(naming.container_name(submission_id), grace=settings.M2D_STOP_GRACE_SECONDS)

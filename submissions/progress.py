@@ -6,6 +6,7 @@ import math
 import statistics
 
 from .models import Submission, SubmissionEvent
+from .queue import queue_order, slots
 
 S = Submission.Status
 # How many recent runs the estimate learns from.
@@ -36,8 +37,6 @@ class QueueView:
     none while no submission asked about is queued (most pages show finished ones only)."""
 
     def __init__(self):
-        from runner.scheduling import slots
-
         self.slot_count = max(1, len(slots()))
         self._positions: dict[int, int] | None = None
         self._typical: float | None = None
@@ -46,8 +45,6 @@ class QueueView:
     @property
     def positions(self) -> dict[int, int]:
         if self._positions is None:
-            from runner.scheduling import queue_order
-
             self._positions = {pk: index + 1 for index, pk in enumerate(queue_order())}
         return self._positions
 
