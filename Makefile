@@ -7,7 +7,7 @@ help:
 	@echo "make up     the same stack in the background;  make down  stops it"
 	@echo "make test   the whole test suite (starts and stops the services it needs)"
 	@echo "make bench  the performance figures P1-P7 on a stack of its own (BENCH_QUICK=1: a short run)"
-	@echo "make lint   ruff"
+	@echo "make lint   ruff and the import contracts"
 
 demo:
 	@scripts/stack.sh demo
@@ -28,6 +28,6 @@ bench:
 	@bench/run.sh
 
 lint:
-	@.venv/bin/ruff check . && .venv/bin/ruff format --check .
+	@.venv/bin/ruff check . && .venv/bin/ruff format --check . && .venv/bin/lint-imports
 
 .PHONY: help demo up down setup test bench lint

@@ -14,98 +14,35 @@ import logging
 
 from django.conf import settings
 
-from runner import docker_api
-from runner.naming import labels
-
-from .dataset_index import dataset_index
 from .models import ExportEvent, ExportFile, Provenance
 from .selectors import unreleased_summary
 
 log = logging.getLogger(__name__)
-SUBMISSION_FREEZE = "/opt/m2d/submission-freeze.txt"
-RUNTIME_FREEZE = "/opt/m2d/runtime-freeze.txt"
-FREEZES = (SUBMISSION_FREEZE, RUNTIME_FREEZE)
 NOT_DESCRIBED = "the image was not described when it was built"
 RUN_PROBLEMS = ("GPUs:", "data set fingerprint:", NOT_DESCRIBED)
 FORMAT = "m2d-provenance/1"
 
 
-def provenance_capture_image(*, submission, image: str) -> Provenance:
-    """Record what a freshly built image is and holds. Never raises: a fact that cannot be read is
-    recorded as missing, with why, and the build goes on."""
-    problems: list[str] = []
-    described = _attempt(problems, "image", lambda: docker_api.describe_image(image)) or {}
-    base, runtime = (
-        {"name": name, **(_attempt(problems, key, lambda n=name: docker_api.describe_image(n)) or {})}
-        for key, name in (("base_image", settings.M2D_BASE_IMAGE), ("runtime_image", settings.M2D_RUNTIME_IMAGE))
-    )
-    runtime_layers = runtime.pop("layers", None)
-    base.pop("layers", None)
-    layers = described.pop("layers", [])
-    if runtime_layers is not None and layers:
-        # The runtime image may have been rebuilt since: say whether it is the one this image grew from.
-        runtime["is_parent"] = layers[: len(runtime_layers)] == runtime_layers
-    files = _attempt(
-        problems,
-        "pip freeze",
-        lambda: docker_api.read_image_files(image, list(FREEZES), labels(submission)),
-    )
-    freezes = {path: _freeze_text(path, files[path], problems) if files else "" for path in FREEZES}
-    record, _ = Provenance.objects.update_or_create(
-        submission=submission,
-        defaults={
-            "image": described | {"layers": len(layers)},
-            "base_image": base,
-            "runtime_image": runtime,
-            "submission_freeze": freezes[SUBMISSION_FREEZE],
-            "runtime_freeze": freezes[RUNTIME_FREEZE],
-            "problems": problems,
-        },
-    )
+def provenance_store_image(*, submission, facts: dict, problems: list[str]) -> Provenance:
+    """Record what the build's image is and holds (runner.provenance reads it from the image)."""
+    record, _ = Provenance.objects.update_or_create(submission=submission, defaults={**facts, "problems": problems})
     _warn(submission, problems)
     return record
 
 
-def provenance_capture_run(*, submission, container: str) -> Provenance:
-    """Add to the record what the platform knows of the run that just ended: the GPUs the engine
-    handed its container and the data set's fingerprint. Never raises."""
-    problems: list[str] = []
-    gpus = _attempt(problems, "GPUs", lambda: docker_api.container_gpus(container)) or []
-    index = _attempt(problems, "data set fingerprint", dataset_index)
+def provenance_store_run(*, submission, gpus: list, dataset_fingerprint: str, problems: list[str]) -> Provenance:
+    """Add what the platform knows of the run that just ended. The build's problems stay; an
+    earlier attempt's run problems go."""
     built = Provenance.objects.filter(submission=submission).first()
     if built is None:
-        problems.append(NOT_DESCRIBED)
-    # An earlier attempt's run problems go; the build's stay.
+        problems = [*problems, NOT_DESCRIBED]
     kept = [p for p in built.problems if not p.startswith(RUN_PROBLEMS)] if built else []
     record, _ = Provenance.objects.update_or_create(
         submission=submission,
-        defaults={
-            "gpus": gpus,
-            "dataset_fingerprint": index.fingerprint if index else "",
-            "problems": kept + problems,
-        },
+        defaults={"gpus": gpus, "dataset_fingerprint": dataset_fingerprint, "problems": kept + problems},
     )
     _warn(submission, problems)
     return record
-
-
-def _attempt(problems: list[str], what: str, fn):
-    try:
-        return fn()
-    except Exception as exc:
-        problems.append(f"{what}: {type(exc).__name__}: {exc}"[:500])
-        return None
-
-
-def _freeze_text(path: str, found: docker_api.ImageFile, problems: list[str]) -> str:
-    if found.refused:
-        problems.append(f"{path} is {found.refused}")
-        return ""
-    text = found.data.decode("utf-8", "replace")
-    if found.truncated:
-        problems.append(f"{path} is {found.size} bytes: only its first {len(found.data)} were recorded")
-        text += f"\n# cut here: the file is {found.size} bytes\n"
-    return text
 
 
 def _warn(submission, problems: list[str]) -> None:

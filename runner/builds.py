@@ -11,11 +11,10 @@ from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 
-from exports.provenance import provenance_capture_image
 from submissions.models import Submission
 from submissions.transitions import TransitionConflict, transition
 
-from . import docker_api, index_door, scheduling
+from . import docker_api, index_door, provenance, scheduling
 from .dispatch import wake_run_slots
 from .naming import image_tag, labels, log_dir
 from .outcomes import build_reason, fail, settle
@@ -55,7 +54,7 @@ def build(submission_id: int) -> None:
         fail(submission, Stage.INFRASTRUCTURE, f"The platform could not build the image: {exc}")
         return
     # Read now, before any run: nothing of a data set or a run can be in an image fresh from its build.
-    provenance_capture_image(submission=submission, image=image_id)
+    provenance.capture_image(submission=submission, image=image_id)
     if settle(
         submission,
         S.QUEUED,

@@ -19,14 +19,13 @@ from django.db import connection
 
 from accounts.models import Researcher
 from exports import logpolicy
-from exports.provenance import provenance_capture_run
 from exports.services import export_collect
 from ops.logs import submission_context
 from submissions import exits
 from submissions.models import Submission
 from tracking import readback
 
-from . import docker_api, scheduling
+from . import docker_api, provenance, scheduling
 from .builds import image_on_this_host
 from .export_volume import ExportLimitExceeded, ExportLimits, ExportVolume, ExportVolumeError
 from .gateway import GatewayPolicy, GatewayStats, TrackingGateway
@@ -119,7 +118,7 @@ def run(submission: Submission, adopt: bool = False) -> None:
         stats = gateway.stop()
         shutil.rmtree(gateway_dir, ignore_errors=True)
         # The image was described at its build; the run adds only what the engine says of it.
-        provenance_capture_run(submission=submission, container=spec.name)
+        provenance.capture_run(submission=submission, container=spec.name)
         phases.done("provenance")
         try:
             docker_api.remove_run(spec.name)

@@ -11,7 +11,9 @@ from django.conf import settings
 from django.core.files import File
 from django.db import transaction
 
-from . import intake
+from runner.dispatch import request_build, stop_run
+
+from . import intake, notifications
 from .models import Submission, SubmissionEvent
 from .transitions import TransitionConflict, transition
 
@@ -86,10 +88,6 @@ def _record(*, by, report, archive, sha256: str, filename: str) -> Submission:
             stored_name = submission.archive.name
             submission.save()
             SubmissionEvent.objects.create(submission=submission, from_status="", to_status=Submission.Status.RECEIVED)
-            from runner.dispatch import request_build
-
-            from . import notifications
-
             transaction.on_commit(lambda: notifications.status_changed(submission.pk, Submission.Status.RECEIVED))
             transaction.on_commit(lambda: request_build(submission.pk))
     except BaseException:
@@ -125,8 +123,6 @@ def submission_cancel(*, by, submission: Submission, reason: str = "") -> Submis
                     note=f"cancelled by {getattr(by, 'username', 'the platform')}",
                 )
                 if was_running:
-                    from runner.dispatch import stop_run
-
                     transaction.on_commit(lambda: stop_run(submission.pk))
             return submission
         except TransitionConflict:

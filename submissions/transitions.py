@@ -10,6 +10,7 @@ from __future__ import annotations
 from django.db import transaction
 from django.utils import timezone
 
+from . import notifications
 from .models import Submission, SubmissionEvent
 
 S = Submission.Status
@@ -51,7 +52,5 @@ def transition(submission: Submission, to: str, *, expected: str | None = None, 
             raise TransitionConflict(f"submission {submission.pk} is no longer {source}")
         SubmissionEvent.objects.create(submission_id=submission.pk, from_status=source, to_status=to, note=note)
         submission.refresh_from_db()
-        from . import notifications
-
         transaction.on_commit(lambda: notifications.status_changed(submission.pk, to))
     return submission
