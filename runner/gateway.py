@@ -40,12 +40,13 @@ import aiohttp
 from aiohttp import web
 from yarl import URL
 
+from tracking.contract import SUBMISSION_TAG
+
 log = logging.getLogger(__name__)
 
 UPSTREAM_TIMEOUT_S = 30.0
 MAX_BODY_BYTES = 1024 * 1024
 MAX_REFUSALS_KEPT = 20
-SUBMISSION_TAG = "m2d.submission_id"
 
 EXPORT_MESSAGE = (
     "Artifacts and models cannot be uploaded from a run. "

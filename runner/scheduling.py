@@ -62,9 +62,14 @@ def claim_next(slot: Slot) -> Submission | None:
     return None
 
 
+def _stale_before():
+    """A build or run not heard of since then has lost its worker: three missed heartbeats."""
+    return timezone.now() - timedelta(seconds=settings.M2D_HEARTBEAT_SECONDS * 3)
+
+
 def stale_runs(host: str | None = None):
     """Running submissions whose slot stopped reporting: their worker died."""
-    limit = timezone.now() - timedelta(seconds=settings.M2D_HEARTBEAT_SECONDS * 3)
+    limit = _stale_before()
     queryset = Submission.objects.filter(status=S.RUNNING).filter(
         Q(heartbeat_at__lt=limit) | Q(heartbeat_at__isnull=True)
     )
@@ -72,13 +77,13 @@ def stale_runs(host: str | None = None):
 
 
 def stale_builds():
-    limit = timezone.now() - timedelta(seconds=settings.M2D_HEARTBEAT_SECONDS * 3)
+    limit = _stale_before()
     return Submission.objects.filter(status=S.BUILDING).filter(Q(heartbeat_at__lt=limit) | Q(heartbeat_at__isnull=True))
 
 
 def take_over(submission: Submission) -> bool:
     """Claim the right to wait for an orphaned run (one taker wins)."""
-    limit = timezone.now() - timedelta(seconds=settings.M2D_HEARTBEAT_SECONDS * 3)
+    limit = _stale_before()
     return bool(
         Submission.objects.filter(pk=submission.pk, status=S.RUNNING)
         .filter(Q(heartbeat_at__lt=limit) | Q(heartbeat_at__isnull=True))

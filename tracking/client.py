@@ -10,11 +10,12 @@ from dataclasses import dataclass
 import requests
 from django.conf import settings
 
+from .contract import SUBMISSION_TAG
+
 log = logging.getLogger(__name__)
 
 API = "/api/2.0/mlflow"
 TIMEOUT = 15
-SUBMISSION_TAG = "m2d.submission_id"
 CLAIM_TAG = "m2d.provisioned"
 
 
