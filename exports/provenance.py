@@ -72,7 +72,7 @@ def _outcome(submission) -> dict:
         "status": submission.status,
         "failure_stage": submission.failure_stage or None,
         "exit_code": submission.exit_code,
-        "oom_killed": reason.startswith("out of memory"),
+        "oom_killed": submission.oom_killed,
         "timed_out": submission.status == "timed_out",
         "reason": reason.splitlines()[0][:300] if reason else None,
     }

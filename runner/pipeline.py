@@ -315,6 +315,7 @@ def _finish(submission, spec, outcome, fault: str, stats, export_problem: str = 
             f"out of memory at {size(settings.M2D_RUN_MEMORY)}: the run used all the "
             "memory it may use and was stopped. Use smaller batches or a smaller model.",
             exit_code=outcome.exit_code,
+            oom_killed=True,
             **common,
         )
     elif outcome.exit_code == 0:

@@ -41,6 +41,7 @@ class Submission(models.Model):
     build_log_tail = models.TextField(blank=True)
     run_log_tail = models.TextField(blank=True)
     exit_code = models.IntegerField(null=True, blank=True)
+    oom_killed = models.BooleanField(default=False)  # the engine said so: the run met its memory limit
     slot = models.CharField(max_length=128, blank=True, db_index=True)
     gpu_id = models.CharField(max_length=32, blank=True)
     heartbeat_at = models.DateTimeField(null=True, blank=True)

@@ -110,6 +110,7 @@ def test_memory_hog_fails_with_a_plain_reason(client, sandboxed, make_researcher
     submission = submit(client, make_researcher(), "memory_hog.py")
     assert (submission.status, submission.failure_stage) == ("failed", "run")
     assert submission.reason.startswith("out of memory at 256 MiB")
+    assert submission.oom_killed  # as the engine reported it, recorded, not read from the words
     assert "137" not in submission.reason
 
 
