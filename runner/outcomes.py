@@ -119,14 +119,6 @@ def last_traceback(lines: list[str]) -> list[str]:
     return lines[starts[-1] :] if starts else []
 
 
-def duration(seconds: int) -> str:
-    if seconds % 3600 == 0:
-        return f"{seconds // 3600} h"
-    if seconds % 60 == 0:
-        return f"{seconds // 60} min"
-    return f"{seconds} s"
-
-
 def size(docker_size: str) -> str:
     units = {"k": "KiB", "m": "MiB", "g": "GiB"}
     number, unit = docker_size[:-1], docker_size[-1:].lower()

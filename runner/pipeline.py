@@ -23,6 +23,7 @@ from exports.services import export_collect
 from ops.logs import submission_context
 from submissions import exits
 from submissions.models import Submission
+from submissions.progress import format_duration as duration
 from tracking import readback
 
 from . import docker_api, provenance, scheduling
@@ -30,7 +31,7 @@ from .builds import image_on_this_host
 from .export_volume import ExportLimitExceeded, ExportLimits, ExportVolume, ExportVolumeError
 from .gateway import GatewayPolicy, GatewayStats, TrackingGateway
 from .naming import container_name, image_tag, labels, log_dir
-from .outcomes import duration, fail, platform_lost, run_reason, settle, size
+from .outcomes import fail, platform_lost, run_reason, settle, size
 from .phases import Phases
 
 log = logging.getLogger(__name__)

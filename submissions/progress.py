@@ -92,4 +92,4 @@ def format_duration(seconds: float | None) -> str:
         minutes, rest = divmod(seconds, 60)
         return f"{minutes} min {rest:02d} s" if rest else f"{minutes} min"
     hours, rest = divmod(seconds, 3600)
-    return f"{hours} h {rest // 60:02d} min"
+    return f"{hours} h {rest // 60:02d} min" if rest // 60 else f"{hours} h"

@@ -103,5 +103,5 @@ def test_durations_read_as_people_write_them():
     from submissions.progress import format_duration
 
     assert [format_duration(s) for s in (None, 0.04, 0.4, 8, 9.96, 12.4, 59.6, 60, 192, 3600, 7500)] == [
-        "", "0 s", "0.4 s", "8 s", "10 s", "12 s", "1 min", "1 min", "3 min 12 s", "1 h 00 min", "2 h 05 min"
+        "", "0 s", "0.4 s", "8 s", "10 s", "12 s", "1 min", "1 min", "3 min 12 s", "1 h", "2 h 05 min"
     ]  # fmt: skip
