@@ -17,7 +17,7 @@ from django.core import signing
 from django.db import transaction
 from django.utils import timezone
 
-from . import audit, logpolicy, notifications, storage
+from . import audit, logpolicy, notifications, storage, transitions
 from .dataset_index import dataset_index
 from .inspection import detect_kind, flags_for, preview
 from .manifest import build_manifest, file_digest
@@ -155,12 +155,13 @@ def export_request_release(*, by, submission, justification: str, logs: tuple[st
             _attach_log(export, kind, by)
         if not export.entries.filter(state=ExportFile.State.HELD).exists():
             raise ExportRefused("There is nothing left to release: no file of this export is waiting for review.")
-        export.status, export.justification, export.requested_at = (
+        transitions.move(
+            export,
             Export.Status.REQUESTED,
-            justification,
-            timezone.now(),
+            expected=(Export.Status.HELD, Export.Status.REVIEWED),
+            justification=justification,
+            requested_at=timezone.now(),
         )
-        export.save(update_fields=["status", "justification", "requested_at"])
         audit.record(submission, A.REQUESTED, by=by, comment=justification)
     return export
 
@@ -172,8 +173,12 @@ def export_cancel_request(*, by, export: Export) -> Export:
     with transaction.atomic():
         # Cancelling must not let the export expire before its owner has been warned again.
         earliest = now + timedelta(days=settings.M2D_EXPORT_EXPIRY_WARNING_DAYS)
-        moved = Export.objects.filter(pk=export.pk, status=Export.Status.REQUESTED).update(
-            status=Export.Status.HELD, expiry_warned_at=None, expires_at=max(export.expires_at or now, earliest)
+        moved = transitions.move(
+            export,
+            Export.Status.HELD,
+            expected=Export.Status.REQUESTED,
+            expiry_warned_at=None,
+            expires_at=max(export.expires_at or now, earliest),
         )
         if not moved:
             raise ExportRefused("There is no open release request to cancel.")
@@ -240,8 +245,7 @@ def export_decide(
             else:
                 outcome["approved"].append(file.display_path)
         if not export.entries.filter(state=ExportFile.State.HELD).exists():
-            export.status = Export.Status.REVIEWED
-            export.save(update_fields=["status"])
+            transitions.move(export, Export.Status.REVIEWED, expected=Export.Status.REQUESTED)
         transaction.on_commit(lambda: notifications.review_done(export.pk, by.pk, outcome, comment))
     return outcome
 
@@ -308,7 +312,7 @@ def export_expire_due(*, now=None) -> dict[str, int]:
     held = Export.objects.filter(status=Export.Status.HELD, entries__state=ExportFile.State.HELD).distinct()
     for export in held.filter(expires_at__lte=now).select_related("submission"):
         with transaction.atomic():
-            if not Export.objects.filter(pk=export.pk, status=Export.Status.HELD).update(status=Export.Status.EXPIRED):
+            if not transitions.move(export, Export.Status.EXPIRED, expected=Export.Status.HELD):
                 continue  # requested meanwhile
             for file in export.entries.filter(state=ExportFile.State.HELD):
                 _set_state(file, ExportFile.State.EXPIRED, now)
