@@ -95,8 +95,7 @@ def researcher_approve(*, by, researcher: Researcher, provision_now: bool = Fals
     with transaction.atomic():
         researcher = _locked(researcher)
         if not researcher.is_approved:
-            researcher.status = S.APPROVED
-            researcher.decided_by, researcher.decided_at, researcher.decision_reason = by, timezone.now(), ""
+            _decide(researcher, S.APPROVED, by=by, reason="")
             researcher.mlflow_username = researcher.mlflow_username or mlflow_access.mlflow_username_for(
                 researcher.user.get_username()
             )
@@ -126,6 +125,15 @@ def researcher_disable(*, by, researcher: Researcher, reason: str) -> Researcher
     return _close(by=by, researcher=researcher, status=S.DISABLED, reason=reason)
 
 
+def _decide(researcher: Researcher, status: str, *, by, reason: str) -> None:
+    """The one place a researcher's status changes (on a row locked by the caller): who decided,
+    when, and why; saved by the caller with the rest of the decision."""
+    if status == researcher.status or status not in S.values or status == S.PENDING:
+        raise AccountError(f"A researcher cannot go from {researcher.status} to {status}.")
+    researcher.status = status
+    researcher.decided_by, researcher.decided_at, researcher.decision_reason = by, timezone.now(), reason
+
+
 def _close(*, by, researcher: Researcher, status: str, reason: str) -> Researcher:
     _ensure_staff(by)
     reason = (reason or "").strip()
@@ -135,8 +143,7 @@ def _close(*, by, researcher: Researcher, status: str, reason: str) -> Researche
         researcher = _locked(researcher)
         if researcher.status == status:
             return researcher
-        researcher.status = status
-        researcher.decided_by, researcher.decided_at, researcher.decision_reason = by, timezone.now(), reason
+        _decide(researcher, status, by=by, reason=reason)
         if researcher.mlflow_username:
             researcher.mlflow_generation += 1
             researcher.mlflow_provisioned_at = None
