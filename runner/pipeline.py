@@ -17,7 +17,7 @@ from pathlib import Path
 from django.conf import settings
 from django.db import connection
 
-from accounts.models import Researcher
+from accounts.selectors import MlflowCredentials, mlflow_credentials, mlflow_password_now
 from exports import logpolicy
 from exports.services import export_collect
 from ops.logs import submission_context
@@ -78,7 +78,7 @@ def run(submission: Submission, adopt: bool = False) -> None:
     """Run a claimed submission to its end. With `adopt`, a run whose worker died is waited for
     where it stands: its container, export volume and gateway folder are still there."""
     phases = Phases()
-    researcher = Researcher.objects.get(user=submission.owner)
+    credentials = mlflow_credentials(submission.owner_id)
     volume = export_volume(submission.pk)
     try:
         export_dir = volume.mountpoint if adopt and volume.mountpoint.exists() else volume.create()
@@ -96,8 +96,8 @@ def run(submission: Submission, adopt: bool = False) -> None:
     gateway_dir = settings.M2D_GATEWAY_DIR / str(submission.pk)
     if not (adopt and gateway_dir.is_dir()):
         _prepare_folder(gateway_dir, 0, 0o755)
-    spec = run_spec(submission, researcher, image, export_dir, gateway_dir)
-    gateway = _gateway(submission, researcher, gateway_dir)
+    spec = run_spec(submission, credentials, image, export_dir, gateway_dir)
+    gateway = _gateway(submission, credentials, gateway_dir)
     outcome, export_problem = None, ""
     gateway.start()
     phases.done("image and gateway")
@@ -151,7 +151,7 @@ def export_limits() -> ExportLimits:
     )
 
 
-def _gateway(submission: Submission, researcher: Researcher, gateway_dir: Path) -> TrackingGateway:
+def _gateway(submission: Submission, credentials: MlflowCredentials, gateway_dir: Path) -> TrackingGateway:
     """The run's tracking gateway, with what is left of the submission's allowances (an adopted or
     requeued run goes on from its earlier attempts) within the researcher's exit budget."""
     allowance = exits.reserve_tracking(submission)
@@ -166,16 +166,16 @@ def _gateway(submission: Submission, researcher: Researcher, gateway_dir: Path) 
         upstream_url=settings.MLFLOW_URL,
         policy=GatewayPolicy(
             submission_id=submission.pk,
-            username=researcher.mlflow_username,
-            password=researcher.mlflow_password,
-            experiment_name=researcher.mlflow_experiment_name,
+            username=credentials.username,
+            password=credentials.password,
+            experiment_name=credentials.experiment_name,
             max_bytes=allowance.total,
             max_bytes_in=settings.M2D_TRACKING_MAX_BYTES_IN,
             max_answer_bytes=settings.M2D_TRACKING_MAX_ANSWER_BYTES,
             budget_limited=allowance.limited_by_budget,
         ),
         socket_uid=settings.M2D_FORWARDER_UID if os.geteuid() == 0 else None,
-        current_password=lambda: _owner_mlflow_password(researcher.pk),
+        current_password=lambda: _owner_mlflow_password(credentials.researcher_id),
         used=used,
         on_usage=lambda stats: _record_usage(submission.pk, stats),
     )
@@ -194,7 +194,7 @@ def _record_usage(submission_id: int, stats: GatewayStats) -> None:
 
 
 def run_spec(
-    submission: Submission, researcher: Researcher, image: str, export_dir: Path, gateway_dir: Path
+    submission: Submission, credentials: MlflowCredentials, image: str, export_dir: Path, gateway_dir: Path
 ) -> docker_api.RunSpec:
     """The run container as the settings shape it: sandboxed, beside its tracking forwarder."""
     return docker_api.RunSpec(
@@ -209,9 +209,9 @@ def run_spec(
         gateway_dir=gateway_dir,
         environment={
             "MLFLOW_TRACKING_URI": "http://mlflow-server:3001",  # the forwarder, beside the run
-            "MLFLOW_TRACKING_USERNAME": researcher.mlflow_username,
-            "MLFLOW_TRACKING_PASSWORD": researcher.mlflow_password,
-            "MLFLOW_EXPERIMENT_NAME": researcher.mlflow_experiment_name,
+            "MLFLOW_TRACKING_USERNAME": credentials.username,
+            "MLFLOW_TRACKING_PASSWORD": credentials.password,
+            "MLFLOW_EXPERIMENT_NAME": credentials.experiment_name,
             # a refused call (4xx) fails at once; an unreachable gateway (a run worker restarting and
             # adopting the run) is retried for about a minute, not the client's default four
             "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "5",
@@ -246,7 +246,7 @@ def _owner_mlflow_password(researcher_pk: int) -> str:
     """The owner's MLflow password now (they may rotate it mid-run); asked from the gateway's
     thread pool, whose database connection is given back."""
     try:
-        return Researcher.objects.get(pk=researcher_pk).mlflow_password
+        return mlflow_password_now(researcher_pk)
     finally:
         connection.close()
 

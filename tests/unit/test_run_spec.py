@@ -11,6 +11,7 @@ from docker.types import DeviceRequest
 
 from accounts import crypto
 from accounts.models import Researcher
+from accounts.selectors import mlflow_credentials
 from runner.docker_api import LABEL_SUBMISSION, RunSpec, forwarder_kwargs, run_kwargs
 from runner.pipeline import run_spec
 from submissions.models import Submission
@@ -145,7 +146,7 @@ def _running(owner, gpu_id: str) -> Submission:
 def test_run_settings_land_in_the_spec(db, run_settings, gpu_id, expected_gpu):
     owner = _researcher("alice", "alice-mlflow-password")
     submission = _running(owner.user, gpu_id)
-    spec = run_spec(submission, owner, "sha256:img", Path("/exp/9"), Path("/gw/9"))
+    spec = run_spec(submission, mlflow_credentials(owner.user_id), "sha256:img", Path("/exp/9"), Path("/gw/9"))
     assert (spec.submission_id, spec.image, spec.export_dir, spec.gateway_dir) == (
         submission.pk,
         "sha256:img",
@@ -177,7 +178,7 @@ def test_the_run_environment_holds_the_owners_mlflow_login_and_no_platform_secre
     owner = _researcher("alice", "alice-mlflow-password")
     other = _researcher("bob", "bob-mlflow-password")
     submission = _running(owner.user, "")
-    spec = run_spec(submission, owner, "sha256:img", Path("/exp/9"), Path("/gw/9"))
+    spec = run_spec(submission, mlflow_credentials(owner.user_id), "sha256:img", Path("/exp/9"), Path("/gw/9"))
     environment = spec.environment
 
     assert environment["MLFLOW_TRACKING_URI"] == "http://mlflow-server:3001"  # the forwarder, not MLflow itself
