@@ -14,6 +14,9 @@ import logging
 
 from django.conf import settings
 
+from tracking.client import MlflowAdmin, MlflowUnavailable
+from tracking.readback import latest_values
+
 from .models import ExportEvent, ExportFile, Provenance
 from .selectors import unreleased_summary
 
@@ -52,9 +55,6 @@ def _warn(submission, problems: list[str]) -> None:
 
 def final_metrics(submission) -> tuple[dict, str]:
     """The submission's final metrics, from MLflow when it answers, else as recorded after the run."""
-    from tracking.client import MlflowAdmin, MlflowUnavailable
-    from tracking.readback import latest_values
-
     researcher = getattr(submission.owner, "researcher", None)
     if researcher is not None and researcher.mlflow_experiment_id:
         try:

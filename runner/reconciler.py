@@ -14,6 +14,7 @@ from submissions.transitions import TransitionConflict, transition
 
 from . import docker_api, scheduling
 from .dispatch import queue_length, request_build, wake_run_slots
+from .pipeline import export_volume
 
 log = logging.getLogger(__name__)
 S = Submission.Status
@@ -46,8 +47,6 @@ def _remove_stale_export_volumes() -> None:
     if not folder.is_dir():
         return
     running = {str(pk) for pk in Submission.objects.filter(status=S.RUNNING).values_list("pk", flat=True)}
-    from .pipeline import export_volume
-
     for entry in folder.iterdir():
         name = entry.name.removesuffix(".img")
         if name.isdigit() and name not in running:

@@ -11,6 +11,7 @@ from tracking.readback import metric_history
 
 from . import exits
 from .charts import line_charts
+from .dashboard import admin_dashboard as dashboard
 from .forms import UploadForm
 from .progress import QueueView, humanize_seconds
 from .selectors import as_rows, submission_for, submissions_visible_to
@@ -107,8 +108,6 @@ def submission_live(request, pk: int):
 def admin_dashboard(request):
     if not (request.user.is_active and request.user.is_staff):
         raise Http404
-    from .dashboard import admin_dashboard as dashboard
-
     return render(request, "submissions/dashboard.html", dashboard())
 
 
