@@ -101,6 +101,15 @@ def make_zip(path: Path, main_py: str, requirements: str, payload_mb: int = 0) -
     return path
 
 
+def new_to_the_layer_cache(requirements: list[str]) -> str:
+    """These requirements as a requirements.txt no build has had: its first line also excludes a
+    version that does not exist. A unique comment is not enough: the platform normalises
+    requirements (comments dropped, lines sorted, duplicates removed) before they reach the build."""
+    first, *rest = requirements
+    joiner = "," if re.search(r"[<>=!~]", first) else ""
+    return "\n".join([f"{first}{joiner}!=0.0.{uuid.uuid4().int % 10**9}", *rest]) + "\n"
+
+
 def trivial_zip(tag: str) -> Path:
     return make_zip(WORK / f"{tag}-{uuid.uuid4().hex[:8]}.zip", TRIVIAL_MAIN.format(nonce=uuid.uuid4()), REQUIREMENTS)
 

@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # `make bench`: bring up a stack of its own (M2D_STACK=bench, free ports, its own var/ folder),
-# run the figures P1-P7 against it, print one table, and stop the stack again.
+# run the figures P1-P7 and P1b against it, print one table, and stop the stack again.
 #   BENCH_QUICK=1            fewer repeats, 10 instead of 100 submissions, a 100 MB upload
 #   BENCH_P6_N, BENCH_P4_SECONDS, BENCH_P4_ROUNDS, BENCH_P5_MB, BENCH_REPEATS, BENCH_SEED_REPEATS   sizes
 #   BENCH_SKIP_SEED=1        leave out the seed-recipe builds (they download from the package index)
-#   BENCH_ONLY=P4,P5         only these steps (P1/P2, P3/P6, P4, P5, P7, costs)
+#   BENCH_ONLY=P4,P5         only these steps (P1/P2, P1b, P3/P6, P4, P5, P7, costs)
 source "$(dirname "$0")/../scripts/lib.sh"
 cd "$REPO_ROOT"
 command -v wrk >/dev/null || apt_ensure wrk  # P4's load generator

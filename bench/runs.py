@@ -25,6 +25,7 @@ from common import (
     check_succeeded,
     make_zip,
     median,
+    new_to_the_layer_cache,
     say,
     spread,
     submit,
@@ -172,7 +173,7 @@ def p7(user, figures: dict[str, Figure]) -> None:
     say("P7: a typical first submission (" + ", ".join(TYPICAL_FIRST) + f"), {repeats}x with new requirements")
     fetched: list[str] = []
     for _ in range(repeats):
-        requirements = "\n".join(TYPICAL_FIRST) + f"\n# {uuid.uuid4()}\n"  # new file: no cached layer
+        requirements = new_to_the_layer_cache(TYPICAL_FIRST)
         sub = submit(user, make_zip(WORK / "p7.zip", TRIVIAL_MAIN.format(nonce=uuid.uuid4()), requirements))
         (sub,) = wait_finished([sub.pk], 1800)
         check_succeeded([sub])
