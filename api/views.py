@@ -17,13 +17,13 @@ from rest_framework.response import Response
 
 from exports import services as export_services
 from exports import storage
-from exports.logpolicy import KINDS, researcher_log_view
 from exports.models import ExportFile
+from exports.reports import submission_summary
 from exports.selectors import unreleased_summary, visible_entries
 from submissions import exits
+from submissions.logpolicy import KINDS, researcher_log_view
 from submissions.models import Submission
 from submissions.progress import QueueView
-from submissions.reports import submission_summary
 from submissions.selectors import as_rows, submission_for, submissions_visible_to
 from submissions.services import SubmissionRefused, ensure_may_submit, submission_cancel, submission_create
 from tracking.readback import metric_history

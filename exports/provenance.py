@@ -14,6 +14,7 @@ import logging
 
 from django.conf import settings
 
+from submissions.selectors import submission_timings
 from tracking.client import MlflowAdmin, MlflowUnavailable
 from tracking.readback import latest_values
 
@@ -105,11 +106,9 @@ def _exit_channels(submission, export, entries) -> dict:
 
 
 def provenance_record(submission) -> dict:
-    from submissions.reports import submission_summary
-
     captured = getattr(submission, "provenance", None)
     export = getattr(submission, "export", None)
-    timings = submission_summary(submission)["timings"]
+    timings = submission_timings(submission)
     metrics, metrics_source = final_metrics(submission)
     entries = list(export.entries.all()) if export else []
     released_ids = {f.pk for f in entries if f.state == ExportFile.State.RELEASED or f.source == ExportFile.Source.LOG}

@@ -9,7 +9,8 @@ from django.db.models import Count, Q
 from django.http import Http404
 from django.urls import reverse
 
-from . import logpolicy
+from submissions import logpolicy
+
 from .models import Export, ExportEvent, ExportFile, RegisteredModel
 from .services import download_token
 

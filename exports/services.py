@@ -17,7 +17,9 @@ from django.core import signing
 from django.db import transaction
 from django.utils import timezone
 
-from . import audit, logpolicy, notifications, storage, transitions
+from submissions import logpolicy
+
+from . import audit, notifications, storage, transitions
 from .dataset_index import dataset_index
 from .inspection import detect_kind, flags_for, preview
 from .manifest import build_manifest, file_digest

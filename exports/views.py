@@ -8,9 +8,10 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
 from accounts.second_factor import staff_second_factor
+from submissions import logpolicy
 from submissions.selectors import submission_for
 
-from . import audit, fileview, logpolicy, selectors, services, storage
+from . import audit, fileview, selectors, services, storage
 from .models import ExportEvent, ExportFile
 from .provenance import provenance_record
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.conf import settings
 
-from exports.logpolicy import log_dir
+from submissions.logpolicy import log_dir
 from submissions.models import Submission
 
 from . import docker_api

@@ -18,10 +18,9 @@ from django.conf import settings
 from django.db import connection
 
 from accounts.selectors import MlflowCredentials, mlflow_credentials, mlflow_password_now
-from exports import logpolicy
 from exports.services import export_collect
 from ops.logs import submission_context
-from submissions import exits
+from submissions import exits, logpolicy
 from submissions.models import Submission
 from submissions.progress import format_duration as duration
 from tracking import readback

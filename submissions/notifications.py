@@ -5,8 +5,8 @@ from __future__ import annotations
 from django.conf import settings
 from django.urls import reverse
 
-from exports.logpolicy import researcher_log_view, researcher_reason
 from m2d import mail
+from submissions.logpolicy import researcher_log_view, researcher_reason
 
 from .models import Submission
 from .progress import QueueView, humanize_seconds

@@ -26,3 +26,26 @@ LIST_FIELDS = (
 def as_rows(queryset):
     """The submissions of `queryset` with only what a list shows."""
     return queryset.select_related(None).only(*LIST_FIELDS)
+
+
+def _first_event_time(events, statuses) -> str | None:
+    for event in events:
+        if event.to_status in statuses:
+            return event.at.isoformat()
+    return None
+
+
+def submission_timings(submission: Submission) -> dict:
+    """When it was received, built and run (ISO times; None for a step it has not reached)."""
+    S = Submission.Status
+    events = list(submission.events.all())
+    return {
+        "received": submission.created_at.isoformat(),
+        "build_start": _first_event_time(events, (S.BUILDING,)),
+        "build_end": next((e.at.isoformat() for e in events if e.from_status == S.BUILDING), None),
+        "run_start": _first_event_time(events, (S.RUNNING,)),
+        "run_end": next(
+            (e.at.isoformat() for e in events if e.from_status == S.RUNNING and e.to_status in Submission.FINISHED),
+            None,
+        ),
+    }

@@ -1,8 +1,9 @@
 from django import template
 
 from accounts import second_factor
+from submissions import logpolicy
 
-from .. import logpolicy, selectors
+from .. import selectors
 
 register = template.Library()
 

@@ -5,8 +5,8 @@ from pathlib import Path
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
 
+from exports.reports import submission_summary
 from submissions.models import Submission
-from submissions.reports import submission_summary
 from submissions.services import SubmissionRefused, submission_create
 
 

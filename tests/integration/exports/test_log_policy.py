@@ -9,9 +9,9 @@ import pytest
 from django.urls import reverse
 
 from exports.models import ExportEvent
+from exports.reports import submission_summary
 from runner.naming import log_dir
 from submissions.notifications import status_changed
-from submissions.reports import submission_summary
 from tests.helpers import mail_text, sign_in_with_second_factor
 
 from .conftest import seen_on_page

@@ -15,8 +15,8 @@ from django.core.files.base import ContentFile
 from django.urls import Resolver404, resolve, reverse
 
 from exports import storage
-from exports.logpolicy import log_dir
 from exports.services import DOWNLOAD_SALT, ExportRefused, download_token
+from submissions.logpolicy import log_dir
 
 SECRET = b"PATIENT-P1-SECRET-ROW;S1-A1;malignant\n"
 LOG_SECRET = b"PATIENT-P1-LOG-LINE: S1-A1 is malignant\n"

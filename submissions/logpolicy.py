@@ -1,4 +1,4 @@
-"""What a researcher may see of their build and run logs: the one place that decides it.
+"""What a researcher may see of their build and run logs, and where the logs lie: the one place that decides it.
 
 A log can carry anything the code printed, patient data included, so it is an exit channel like
 /mnt/export. Researchers see nothing of a run's output while it runs (a tail per look, polled, is
