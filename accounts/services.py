@@ -8,6 +8,9 @@ from django.db import transaction
 from django.utils import timezone
 from rest_framework.authtoken.models import Token
 
+from submissions.models import Submission
+from submissions.services import SubmissionRefused, submission_cancel
+
 from . import crypto, mlflow_access, notifications
 from .mlflow_access import provision_pending, sync_quietly  # noqa: F401  (the periodic retry calls it here)
 from .models import AccountEvent, Researcher
@@ -161,9 +164,6 @@ def _close(*, by, researcher: Researcher, status: str, reason: str) -> Researche
 
 
 def _cancel_unfinished_submissions(*, by, user, status: str) -> None:
-    from submissions.models import Submission
-    from submissions.services import SubmissionRefused, submission_cancel
-
     for submission in Submission.objects.filter(owner=user).exclude(status__in=Submission.FINISHED):
         try:
             submission_cancel(by=by, submission=submission, reason=f"Cancelled because the account was {status}.")
