@@ -8,6 +8,9 @@ from datetime import timedelta
 from django.db.models import Count, Max
 from django.utils import timezone
 
+from accounts.models import Researcher
+from exports.selectors import exports_awaiting_review
+
 from .models import Submission, SubmissionEvent
 from .progress import QueueView, humanize_seconds
 
@@ -36,9 +39,6 @@ def _since(status: str, ids: list[int]) -> dict[int, object]:
 
 
 def admin_dashboard() -> dict:
-    from accounts.models import Researcher
-    from exports.selectors import exports_awaiting_review
-
     now = timezone.now()
     queue = QueueView()
     queued_ids = list(queue.positions)[:SHOWN]
