@@ -1,3 +1,5 @@
+import socket
+
 import pytest
 
 from tests.conftest import WorkerPool
@@ -30,3 +32,13 @@ def sandboxed(sandbox_pool, settings, mailbox):
     """Submissions made in the test go to the workers with the small limits."""
     sandbox_pool.use(settings)
     return sandbox_pool
+
+
+@pytest.fixture
+def host_listener():
+    """A listener on the host, on every address: a run or a build must not be able to reach it."""
+    server = socket.socket()
+    server.bind(("0.0.0.0", 0))
+    server.listen()
+    yield server.getsockname()[1]
+    server.close()

@@ -5,7 +5,6 @@ builder within its limits, and a build that meets one ends saying which, while t
 from __future__ import annotations
 
 import json
-import socket
 
 import pytest
 from django.conf import settings
@@ -87,15 +86,6 @@ def build_pool(hostile_index, smtp_server):
 def builds(build_pool, settings, mailbox):
     build_pool.use(settings)
     return build_pool
-
-
-@pytest.fixture
-def host_listener():
-    server = socket.socket()
-    server.bind(("0.0.0.0", 0))
-    server.listen()
-    yield server.getsockname()[1]
-    server.close()
 
 
 def submit(client, researcher, requirements: str, main_py: str = "print('built and ran')\n") -> Submission:

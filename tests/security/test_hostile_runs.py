@@ -3,7 +3,6 @@ researcher should see, and leave the host as it found it."""
 
 import json
 import os
-import socket
 import subprocess
 import time
 from pathlib import Path
@@ -31,16 +30,6 @@ def exported(submission, name: str):
 def docker_bridge_address() -> str:
     out = subprocess.run(["ip", "-4", "-o", "addr", "show", "docker0"], capture_output=True, text=True).stdout
     return out.split()[3].split("/")[0] if out else "172.17.0.1"
-
-
-@pytest.fixture
-def host_listener():
-    """A listener on the host, on every address: the run must not be able to reach it."""
-    server = socket.socket()
-    server.bind(("0.0.0.0", 0))
-    server.listen()
-    yield server.getsockname()[1]
-    server.close()
 
 
 def test_the_sandbox_from_the_inside(client, sandboxed, make_researcher, host_listener):
