@@ -20,7 +20,10 @@ from tests.conftest import REPO, free_port
 pytestmark = [pytest.mark.docker, pytest.mark.services, pytest.mark.slow]
 
 # What the test run set for its own stack; the stack under test chooses its own.
-NOT_INHERITED = ("DATABASE_URL", "M2D_TEST_DATABASE_NAME", "CACHE_URL", "M2D_PORTAL_URL", "EMAIL_URL", "M2D_URL")
+NOT_INHERITED = (
+    "DATABASE_URL", "M2D_TEST_DATABASE_NAME", "CACHE_URL", "M2D_PORTAL_URL", "EMAIL_URL", "M2D_URL",
+    "M2D_PACKAGE_INDEX_URL",
+)  # fmt: skip
 
 
 def make(target: str, env: dict, timeout: int = 900) -> subprocess.CompletedProcess:
@@ -30,7 +33,7 @@ def make(target: str, env: dict, timeout: int = 900) -> subprocess.CompletedProc
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory):
     name = f"up{os.getpid()}"
-    web, redis, mlflow = free_port(), free_port(), free_port()
+    web, redis, mlflow, index = free_port(), free_port(), free_port(), free_port()
     env = {key: value for key, value in os.environ.items() if key not in NOT_INHERITED}
     env.update(
         M2D_STACK=name,
@@ -39,6 +42,7 @@ def stack(tmp_path_factory):
         M2D_WEB_ADDR=f"127.0.0.1:{web}",
         M2D_REDIS_PORT=str(redis),
         M2D_MLFLOW_PORT=str(mlflow),
+        M2D_INDEX_PORT=str(index),
         REDIS_URL=f"redis://127.0.0.1:{redis}/0",
         MLFLOW_URL=f"http://127.0.0.1:{mlflow}",
     )
