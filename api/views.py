@@ -15,8 +15,8 @@ from rest_framework.exceptions import NotFound, PermissionDenied, ValidationErro
 from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.response import Response
 
-from exports import services as export_services
-from exports import storage
+from exports import downloads, storage
+from exports.errors import ExportRefused, LinkExpired
 from exports.models import ExportFile
 from exports.reports import submission_summary
 from exports.selectors import unreleased_summary, visible_entries
@@ -171,7 +171,7 @@ class SubmissionViewSet(viewsets.GenericViewSet):
         released = [e for e in entries if e.state == ExportFile.State.RELEASED] if is_owner else []
 
         def link(file=None) -> str:
-            token = export_services.download_token(user=request.user, export=export, file=file)
+            token = downloads.download_token(user=request.user, export=export, file=file)
             return request.build_absolute_uri(reverse("api:download", args=[token]))
 
         files = [
@@ -203,10 +203,10 @@ class SubmissionViewSet(viewsets.GenericViewSet):
 def download(request, token: str):
     """A released export file (or the whole release as a zip), from a link the exports endpoint gave."""
     try:
-        found = export_services.download_open(by=request.user, token=token)
-    except export_services.LinkExpired as exc:
+        found = downloads.download_open(by=request.user, token=token)
+    except LinkExpired as exc:
         return Response({"detail": str(exc)}, status=status.HTTP_410_GONE)
-    except export_services.ExportRefused as exc:
+    except ExportRefused as exc:
         raise NotFound(str(exc)) from exc
     if storage.is_local():
         return FileResponse(storage.open_file(found.key), as_attachment=True, filename=found.filename)

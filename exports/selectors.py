@@ -11,8 +11,8 @@ from django.urls import reverse
 
 from submissions import logpolicy
 
+from .downloads import download_token
 from .models import Export, ExportEvent, ExportFile, RegisteredModel
-from .services import download_token
 
 
 def exports_awaiting_review():

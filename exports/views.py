@@ -11,7 +11,8 @@ from accounts.second_factor import staff_second_factor
 from submissions import logpolicy
 from submissions.selectors import submission_for
 
-from . import audit, fileview, selectors, services, storage
+from . import audit, downloads, fileview, selectors, services, storage
+from .errors import LinkExpired
 from .models import ExportEvent, ExportFile
 from .provenance import provenance_record
 
@@ -63,8 +64,8 @@ def cancel_request(request, submission_id: int):
 @login_required
 def download(request, token: str):
     try:
-        found = services.download_open(by=request.user, token=token)
-    except services.LinkExpired as exc:
+        found = downloads.download_open(by=request.user, token=token)
+    except LinkExpired as exc:
         return _refused(request, str(exc), status=410)
     except services.ExportRefused as exc:
         return _refused(request, str(exc), status=403)

@@ -15,7 +15,8 @@ from django.core.files.base import ContentFile
 from django.urls import Resolver404, resolve, reverse
 
 from exports import storage
-from exports.services import DOWNLOAD_SALT, ExportRefused, download_token
+from exports.downloads import DOWNLOAD_SALT, download_token
+from exports.errors import ExportRefused
 from submissions.logpolicy import log_dir
 
 SECRET = b"PATIENT-P1-SECRET-ROW;S1-A1;malignant\n"
