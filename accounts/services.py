@@ -3,6 +3,7 @@ only after the change has committed, so a failure there never leaves a half-made
 
 from __future__ import annotations
 
+from allauth.account.models import EmailAddress
 from django.contrib.auth import get_user_model
 from django.db import transaction
 from django.utils import timezone
@@ -48,7 +49,6 @@ def researcher_create(
     intended_use: str = "",
 ) -> Researcher:
     """A researcher made by an operator (command line): the e-mail address is taken as verified."""
-    from allauth.account.models import EmailAddress
 
     email = email.strip().lower()  # allauth looks addresses up in lower case
     if User.objects.filter(username=username).exists():

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from django.db import transaction
 
+from . import notifications
 from .models import ExportEvent
 
 
@@ -17,7 +18,5 @@ def record(submission, action: str, *, by=None, file=None, comment: str = "", ma
         comment=comment,
     )
     if mail:
-        from . import notifications
-
         transaction.on_commit(lambda: notifications.event_happened(event.pk))
     return event
