@@ -14,7 +14,9 @@ Its own credentials towards MLflow are the owner's, read again when MLflow stops
 owner rotated the password mid-run), while the run goes on with the ones it was started with.
 
 Refusals are 403/413/422 and never 5xx/408/429: MLflow's client retries those for minutes, and a
-refused run should fail fast. This module has no Django imports so it can be tested alone.
+refused run should fail fast. This module has no Django imports so it can be tested alone. The
+rules are in runner.gateway_policy; this module is one cohesive thing, the server that applies
+them: its socket, its lifecycle and the path of one request.
 """
 
 from __future__ import annotations
@@ -28,12 +30,10 @@ import hmac
 import json
 import logging
 import os
-import re
 import socket
 import stat
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import aiohttp
@@ -42,103 +42,29 @@ from yarl import URL
 
 from tracking.contract import SUBMISSION_TAG
 
+from .gateway_policy import (
+    EXPORT_MESSAGE,
+    FORWARDED_REQUEST_HEADERS,
+    MAX_BODY_BYTES,
+    MAX_REFUSALS_KEPT,
+    REFUSAL_MESSAGES,
+    ROUTES,
+    GatewayPolicy,
+    GatewayStats,
+    Refused,
+    basic_auth,
+    denied,
+    exhausted,
+    json_error,
+    json_object,
+    refuse_submission_tag_changes,
+)
+
+__all__ = ["EXPORT_MESSAGE", "GatewayPolicy", "GatewayStats", "Refused", "TrackingGateway"]
+
 log = logging.getLogger(__name__)
 
 UPSTREAM_TIMEOUT_S = 30.0
-MAX_BODY_BYTES = 1024 * 1024
-MAX_REFUSALS_KEPT = 20
-
-EXPORT_MESSAGE = (
-    "Artifacts and models cannot be uploaded from a run. "
-    "Write files to /mnt/export; an admin reviews and releases them."
-)
-
-API = "/api/2.0/mlflow/"
-
-# What a run may call, and nothing else. Exact paths only: a percent-encoded, doubled-slash or
-# ajax-api spelling of an allowed call is simply not in the table, so it is refused.
-# Kinds: "pass" forwards as is; "no_auth" forwards without credentials (the server needs none);
-# "own_experiment" only for policy.experiment_name; "tag_run" adds the submission tag;
-# "guard_tag" refuses changes to that tag (the platform finds a submission's runs by it).
-ROUTES: dict[tuple[str, str], str] = {
-    ("GET", "/health"): "no_auth",
-    ("GET", "/version"): "no_auth",
-    ("GET", API + "experiments/get-by-name"): "own_experiment",
-    # For other users' experiments MLflow itself answers: get with 403, search with nothing.
-    ("GET", API + "experiments/get"): "pass",
-    ("POST", API + "experiments/search"): "pass",
-    ("POST", API + "runs/create"): "tag_run",
-    ("POST", API + "runs/update"): "pass",
-    ("GET", API + "runs/get"): "pass",
-    ("POST", API + "runs/search"): "pass",
-    ("POST", API + "runs/log-metric"): "pass",
-    ("POST", API + "runs/log-parameter"): "pass",
-    ("POST", API + "runs/set-tag"): "guard_tag",
-    ("POST", API + "runs/delete-tag"): "guard_tag",
-    ("POST", API + "runs/log-batch"): "guard_tag",
-    ("GET", API + "metrics/get-history"): "pass",
-}
-
-# Messages for refused paths, first match wins; anything unmatched gets a generic message.
-# These only choose the wording: whatever is not in ROUTES is refused regardless.
-REFUSAL_MESSAGES: list[tuple[re.Pattern[str], str]] = [
-    # Artifacts: the ajax upload route writes to the server's disk even with artifacts off.
-    (re.compile(r"artifact"), EXPORT_MESSAGE),
-    # Models, registry, dataset profiles (16 MB each) and traces (no size limit at all).
-    (re.compile(r"logged-models|registered-models|model-versions"), EXPORT_MESSAGE),
-    (re.compile(r"runs/(log-inputs|log-model|outputs)|/traces"), EXPORT_MESSAGE),
-    # A run-created experiment could point its artifact location anywhere on the server.
-    (
-        re.compile(r"experiments/create$"),
-        'experiments are provisioned by the platform; use mlflow.set_experiment("{experiment}")',
-    ),
-    (re.compile(r"experiments/"), "experiments are managed by the platform"),
-]
-
-# Headers passed on to MLflow; everything else (hop-by-hop, Expect, Origin, Cookie, Host,
-# X-Forwarded-*, the run's Authorization) is dropped. An allowlist, so nothing new slips through.
-FORWARDED_REQUEST_HEADERS = ("Content-Type", "Accept", "User-Agent")
-
-
-@dataclass(frozen=True)
-class GatewayPolicy:
-    submission_id: int
-    username: str  # the submission owner's MLflow username
-    password: str
-    experiment_name: str  # == username on this platform
-    # Bytes the submission may send out over all its attempts: M2D_TRACKING_MAX_BYTES, or less
-    # when the researcher's exit budget has less left (`budget_limited`).
-    max_bytes: int = 1_000_000
-    max_calls: int = 100_000
-    # Bytes of answers the run may read back, over all its attempts, and in one answer.
-    max_bytes_in: int = 4_000_000
-    max_answer_bytes: int = 1024 * 1024
-    budget_limited: bool = False
-
-
-@dataclass
-class GatewayStats:
-    calls: int = 0  # every request the run made, refused ones included
-    refused: int = 0
-    bytes_in: int = 0  # into the gateway, out of the sandbox: request line + headers (approx.) + body
-    bytes_out: int = 0  # out of the gateway, into the sandbox: answer bodies from MLflow
-    # The first 20 refusals, "METHOD /path: reason".
-    refusals: list[str] = field(default_factory=list)
-
-
-class Refused(Exception):
-    def __init__(self, status: int, error_code: str, message: str):
-        super().__init__(message)
-        self.status, self.error_code, self.message = status, error_code, message
-
-
-def _denied(message: str) -> Refused:
-    return Refused(403, "PERMISSION_DENIED", message)
-
-
-def _exhausted(message: str) -> Refused:
-    # 413, not 429: MLflow's client retries 429 for minutes.
-    return Refused(413, "RESOURCE_EXHAUSTED", message)
 
 
 class TrackingGateway:
@@ -176,7 +102,7 @@ class TrackingGateway:
         # ... and what MLflow is shown: the owner's password now, read again through
         # `current_password` (a blocking call, run off the loop) when MLflow answers 401.
         self._upstream_password = policy.password
-        self._upstream_auth = _basic(policy.username, policy.password)
+        self._upstream_auth = basic_auth(policy.username, policy.password)
         self._current_password = current_password
 
     # ----- lifecycle -------------------------------------------------------------------------
@@ -314,15 +240,15 @@ class TrackingGateway:
                 self._stats.calls += 1
                 calls = self._stats.calls
             if calls > self.policy.max_calls:
-                raise _exhausted(f"This run has made its allowance of {self.policy.max_calls} tracking calls.")
+                raise exhausted(f"This run has made its allowance of {self.policy.max_calls} tracking calls.")
             kind = ROUTES.get((method, path))
             if kind is None:
-                raise _denied(self._refusal_message(method, path))
+                raise denied(self._refusal_message(method, path))
             self._check_credentials(request)
             query = request.rel_url.query
             own_name = [self.policy.experiment_name]
             if kind == "own_experiment" and query.getall("experiment_name", []) != own_name:
-                raise _denied(f"runs may only use the experiment {self.policy.experiment_name}")
+                raise denied(f"runs may only use the experiment {self.policy.experiment_name}")
             # Read (and charged) for every method, GET included: its query string is data too.
             body = await self._read_metered_body(request)
             if method == "GET":
@@ -330,7 +256,7 @@ class TrackingGateway:
             if kind == "tag_run":
                 body = self._add_submission_tag(body)
             if kind == "guard_tag":
-                _refuse_submission_tag_changes(body)
+                refuse_submission_tag_changes(body)
             with self._lock:
                 if self._stats.bytes_out >= self.policy.max_bytes_in:
                     raise self._answers_refusal()
@@ -340,7 +266,7 @@ class TrackingGateway:
                 self._stats.refused += 1
                 if len(self._stats.refusals) < MAX_REFUSALS_KEPT:
                     self._stats.refusals.append(f"{method} {path[:200]}: {refusal.message}")
-            return _json_error(refusal.status, refusal.error_code, refusal.message)
+            return json_error(refusal.status, refusal.error_code, refusal.message)
 
     def _refusal_message(self, method: str, path: str) -> str:
         for pattern, message in REFUSAL_MESSAGES:
@@ -361,22 +287,22 @@ class TrackingGateway:
                     given = b""
                 if hmac.compare_digest(given, self._credentials):
                     return
-        raise _denied(f"This run may only use its owner's MLflow credentials ({self.policy.username}).")
+        raise denied(f"This run may only use its owner's MLflow credentials ({self.policy.username}).")
 
     def _allowance_refusal(self) -> Refused:
         if self.policy.budget_limited:
-            return _exhausted(
+            return exhausted(
                 "Your exit budget (what all your runs together may send out in 24 hours) is spent; "
                 "this run goes on, but can log nothing more to MLflow. The budget frees up as the "
                 "day's usage ages out; the submission page shows what is left."
             )
-        return _exhausted(
+        return exhausted(
             f"This run has sent its tracking allowance of {self.policy.max_bytes} bytes; "
             "log fewer or smaller metrics/params."
         )
 
     def _answers_refusal(self) -> Refused:
-        return _exhausted(
+        return exhausted(
             f"This run has read its allowance of {self.policy.max_bytes_in} bytes of tracking answers; "
             "read back less from MLflow (the run goes on)."
         )
@@ -396,7 +322,7 @@ class TrackingGateway:
         limit = min(MAX_BODY_BYTES, remaining)
         too_big = self._allowance_refusal()
         if remaining >= MAX_BODY_BYTES:
-            too_big = _exhausted(f"A tracking request may carry at most {MAX_BODY_BYTES} bytes.")
+            too_big = exhausted(f"A tracking request may carry at most {MAX_BODY_BYTES} bytes.")
         # Refuse on the declared length before reading anything, then enforce while streaming
         # (chunked bodies, lying lengths).
         if request.content_length is not None and request.content_length > limit:
@@ -422,7 +348,7 @@ class TrackingGateway:
 
     def _add_submission_tag(self, body: bytes) -> bytes:
         """Tag every run with its submission, so the platform can find a submission's runs."""
-        message = _json_object(body)
+        message = json_object(body)
         if not isinstance(message.get("tags", []), list):
             raise Refused(422, "INVALID_PARAMETER_VALUE", "tags must be a list")
         tags = [
@@ -462,7 +388,7 @@ class TrackingGateway:
         except (TimeoutError, aiohttp.ClientError) as exc:
             log.warning("gateway %s: %s failed: %r", self.policy.submission_id, path, exc)
             # The one 5xx: a platform fault, which the client may retry (few retries in runs).
-            return _json_error(
+            return json_error(
                 502,
                 "TEMPORARILY_UNAVAILABLE",
                 "the tracking server is unreachable (platform fault)",
@@ -485,7 +411,7 @@ class TrackingGateway:
         declared = upstream.content_length
         if declared is not None and declared > limit:
             if declared > self.policy.max_answer_bytes:
-                raise _exhausted(
+                raise exhausted(
                     f"A tracking answer may carry at most {self.policy.max_answer_bytes} bytes "
                     f"into a run (this one has {declared}); ask for less at a time."
                 )
@@ -528,35 +454,5 @@ class TrackingGateway:
             return False
         log.info("gateway %s: the owner's MLflow password changed; using the new one", self.policy.submission_id)
         self._upstream_password = password
-        self._upstream_auth = _basic(self.policy.username, password)
+        self._upstream_auth = basic_auth(self.policy.username, password)
         return True
-
-
-def _basic(username: str, password: str) -> str:
-    return "Basic " + base64.b64encode(f"{username}:{password}".encode()).decode()
-
-
-def _json_object(body: bytes) -> dict:
-    # Parsed as MLflow parses it (json.loads), so both read the same message.
-    try:
-        message = json.loads(body or b"{}")
-    except (UnicodeDecodeError, ValueError):
-        message = None
-    if not isinstance(message, dict):
-        raise Refused(422, "INVALID_PARAMETER_VALUE", "the body must be a JSON object")
-    return message
-
-
-def _refuse_submission_tag_changes(body: bytes) -> None:
-    message = _json_object(body)
-    tags = message.get("tags") if isinstance(message.get("tags"), list) else []
-    keys = [
-        message.get("key"),
-        *(tag.get("key") for tag in tags if isinstance(tag, dict)),
-    ]
-    if SUBMISSION_TAG in keys:
-        raise _denied(f"the {SUBMISSION_TAG} tag is set by the platform")
-
-
-def _json_error(status: int, error_code: str, message: str) -> web.Response:
-    return web.json_response({"error_code": error_code, "message": message}, status=status)
