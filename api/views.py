@@ -22,11 +22,11 @@ from exports.reports import submission_summary
 from exports.selectors import unreleased_summary, visible_entries
 from submissions import exits
 from submissions.logpolicy import KINDS, researcher_log_view
+from submissions.metrics import metric_history
 from submissions.models import Submission
 from submissions.progress import QueueView
 from submissions.selectors import as_rows, submission_for, submissions_visible_to
 from submissions.services import SubmissionRefused, ensure_may_submit, submission_cancel, submission_create
-from tracking.readback import metric_history
 
 from . import serializers as s
 

@@ -20,10 +20,9 @@ from django.db import connection
 from accounts.selectors import MlflowCredentials, mlflow_credentials, mlflow_password_now
 from exports.services import export_collect
 from ops.logs import submission_context
-from submissions import exits, logpolicy
+from submissions import exits, logpolicy, metrics
 from submissions.models import Submission
 from submissions.progress import format_duration as duration
-from tracking import readback
 
 from . import docker_api, provenance, scheduling
 from .builds import image_on_this_host
@@ -282,7 +281,7 @@ def _finish(submission, spec, outcome, fault: str, stats, export_problem: str = 
         "tracking_bytes": stats.bytes_in,  # what left the sandbox; capped by M2D_TRACKING_MAX_BYTES
         "tracking_bytes_received": stats.bytes_out,  # answers into it; capped by M2D_TRACKING_MAX_BYTES_IN
         # The history is final now that the gateway is closed: read it once, and keep it.
-        "metrics": read.final if (read := readback.collect(submission)) is not None else {},
+        "metrics": read.final if (read := metrics.collect(submission)) is not None else {},
     }
     if export_problem and not fault:
         fail(submission, Stage.EXPORT, export_problem, exit_code=outcome.exit_code, **common)

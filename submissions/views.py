@@ -7,7 +7,7 @@ from django.utils import timezone
 from django.views.decorators.http import require_POST
 
 from accounts.second_factor import staff_second_factor
-from tracking.readback import metric_history
+from submissions.metrics import metric_history
 
 from . import exits
 from .charts import line_charts
