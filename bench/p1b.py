@@ -13,7 +13,6 @@ from __future__ import annotations
 import os
 import re
 import subprocess
-import tempfile
 import threading
 import time
 import uuid
@@ -21,7 +20,6 @@ from pathlib import Path
 
 from common import (
     REPEATS,
-    REPO,
     SEED_REPEATS,
     SKIP_SEED,
     TRIVIAL_MAIN,
@@ -37,7 +35,7 @@ from common import (
     wait_finished,
 )
 from django.conf import settings
-from runs import downloads, seed_build
+from runs import downloads, seed_build, timed_build
 
 BASE = ["pydicom==3.0.1"]
 # Not in the runtime image; its one dependency (numpy>=2) is, so the change installs one package.
@@ -193,26 +191,16 @@ def upstream_index_url() -> str:
 
 def plain_pip_build(requirements: str) -> tuple[float, str]:
     """bench/pip/Dockerfile with no layer cache; returns (seconds, build log)."""
-    with tempfile.TemporaryDirectory(dir=WORK) as ctx:
-        (Path(ctx) / "Dockerfile").write_bytes((REPO / "bench/pip/Dockerfile").read_bytes())
-        (Path(ctx) / "requirements.txt").write_text(requirements)
-        tag = f"m2d-bench-pip:{uuid.uuid4().hex[:8]}"
-        started = time.monotonic()
-        proc = subprocess.run(
-            [
-                "docker", "build", "--no-cache", "--rm", "--force-rm", "--network", "bridge", "-t", tag,
-                "--label", f"org.m2d.instance={settings.M2D_INSTANCE}",
-                "--build-arg", f"RUNTIME_IMAGE={settings.M2D_RUNTIME_IMAGE}",
-                "--build-arg", f"UPSTREAM_INDEX_URL={upstream_index_url()}",
-                ctx,
-            ],
-            capture_output=True, text=True, env={**os.environ, "DOCKER_BUILDKIT": "0"}, timeout=1800,
-        )  # fmt: skip
-        seconds = time.monotonic() - started
-        subprocess.run(["docker", "rmi", "-f", tag], capture_output=True)
-    if proc.returncode != 0:
-        raise RuntimeError(f"plain pip failed to build: {(proc.stdout + proc.stderr)[-1500:]}")
-    return seconds, proc.stdout
+    return timed_build(
+        "pip",
+        "plain pip",
+        {"requirements.txt": requirements.encode()},
+        [
+            "--no-cache", "--network", "bridge",
+            "--build-arg", f"RUNTIME_IMAGE={settings.M2D_RUNTIME_IMAGE}",
+            "--build-arg", f"UPSTREAM_INDEX_URL={upstream_index_url()}",
+        ],
+    )  # fmt: skip
 
 
 # --- P1b -----------------------------------------------------------------------------------------

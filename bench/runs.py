@@ -49,16 +49,27 @@ def seed_build(zip_path: Path) -> tuple[float, str]:
 
 
 def _seed_build(zip_path: Path) -> tuple[float, str]:
+    return timed_build(
+        "seed",
+        "the seed recipe",
+        {"submission.zip": zip_path.read_bytes()},
+        ["--build-arg", f"BASE_IMAGE={os.environ.get('M2D_BASE_IMAGE', 'm2d-base:bookworm')}"],
+    )
+
+
+def timed_build(kind: str, what: str, files: dict[str, bytes], arguments: list[str]) -> tuple[float, str]:
+    """`docker build` of bench/KIND/Dockerfile beside `files`, timed; returns (seconds, build log).
+    The image is removed again."""
     with tempfile.TemporaryDirectory(dir=WORK) as ctx:
-        (Path(ctx) / "Dockerfile").write_bytes((REPO / "bench/seed/Dockerfile").read_bytes())
-        (Path(ctx) / "submission.zip").write_bytes(zip_path.read_bytes())
-        tag = f"m2d-bench-seed:{uuid.uuid4().hex[:8]}"
+        (Path(ctx) / "Dockerfile").write_bytes((REPO / f"bench/{kind}/Dockerfile").read_bytes())
+        for name, data in files.items():
+            (Path(ctx) / name).write_bytes(data)
+        tag = f"m2d-bench-{kind}:{uuid.uuid4().hex[:8]}"
         started = time.monotonic()
         proc = subprocess.run(
             [
-                "docker", "build", "--rm", "--force-rm", "-t", tag,
+                "docker", "build", "--rm", "--force-rm", *arguments, "-t", tag,
                 "--label", f"org.m2d.instance={settings.M2D_INSTANCE}",
-                "--build-arg", f"BASE_IMAGE={os.environ.get('M2D_BASE_IMAGE', 'm2d-base:bookworm')}",
                 ctx,
             ],
             capture_output=True, text=True, env={**os.environ, "DOCKER_BUILDKIT": "0"}, timeout=1800,
@@ -66,7 +77,7 @@ def _seed_build(zip_path: Path) -> tuple[float, str]:
         seconds = time.monotonic() - started
         subprocess.run(["docker", "rmi", "-f", tag], capture_output=True)
     if proc.returncode != 0:
-        raise RuntimeError(f"the seed recipe failed to build: {(proc.stdout + proc.stderr)[-1500:]}")
+        raise RuntimeError(f"{what} failed to build: {(proc.stdout + proc.stderr)[-1500:]}")
     return seconds, proc.stdout
 
 
