@@ -43,19 +43,33 @@ class TrackingAllowance:
     limited_by_budget: bool  # the researcher's budget, not the per-run cap, sets `total`
 
 
-def _counted(since) -> Q:
-    """Charges of the window, and the allowances that running submissions hold whenever they
-    began (one whose run the platform settled elsewhere, e.g. the reconciler, holds nothing)."""
+def _counted() -> Q:
+    """Charges of the last 24 hours, and the allowances that running submissions hold whenever
+    they began (one whose run the platform settled elsewhere, e.g. the reconciler, holds nothing)."""
     live = (Submission.Status.RUNNING, Submission.Status.QUEUED)
-    return Q(at__gte=since) | Q(reserved=True, submission__status__in=live)
+    return Q(at__gte=timezone.now() - WINDOW) | Q(reserved=True, submission__status__in=live)
 
 
-def _charged(owner_id: int, exclude: Q | None = None) -> int:
-    since = timezone.now() - WINDOW
-    charges = ExitCharge.objects.filter(owner_id=owner_id).filter(_counted(since))
-    if exclude is not None:
-        charges = charges.exclude(exclude)
+def _charged(owner_id: int) -> int:
+    charges = ExitCharge.objects.filter(owner_id=owner_id).filter(_counted())
     return charges.aggregate(total=Sum("bytes"))["total"] or 0
+
+
+def _left(submission: Submission, channel: str) -> int:
+    """What the owner's budget has left for this submission's channel: its own charge so far
+    does not count, it is what the new charge replaces."""
+    others = ExitCharge.objects.filter(owner_id=submission.owner_id).filter(_counted())
+    others = others.exclude(submission_id=submission.pk, channel=channel)
+    used = others.aggregate(total=Sum("bytes"))["total"] or 0
+    return max(0, settings.M2D_EXIT_BYTES_PER_RESEARCHER_PER_DAY - used)
+
+
+def _charge(submission_id: int, owner_id: int, channel: str, size: int, reserved: bool = False) -> None:
+    ExitCharge.objects.update_or_create(
+        submission_id=submission_id,
+        channel=channel,
+        defaults={"owner_id": owner_id, "bytes": size, "reserved": reserved, "at": timezone.now()},
+    )
 
 
 def budget_of(user) -> Budget:
@@ -64,10 +78,9 @@ def budget_of(user) -> Budget:
 
 def charged_subquery(owner_ref):
     """Each researcher's charges of the last 24 hours as a subquery, to annotate a list of them."""
-    since = timezone.now() - WINDOW
     charges = (
         ExitCharge.objects.filter(owner=owner_ref)
-        .filter(_counted(since))
+        .filter(_counted())
         .values("owner")
         .annotate(total=Sum("bytes"))
         .values("total")
@@ -82,49 +95,30 @@ def _lock_owner(owner_id: int) -> None:
 
 def reserve_tracking(submission: Submission) -> TrackingAllowance:
     """At the start of a run (or of its retry or adoption): what it may send from now on."""
-    this = Q(submission_id=submission.pk, channel=Channel.TRACKING)
     with transaction.atomic():
         _lock_owner(submission.owner_id)
         used = Submission.objects.values_list("tracking_bytes", flat=True).get(pk=submission.pk)
         per_run_left = max(0, settings.M2D_TRACKING_MAX_BYTES - used)
-        budget_left = max(0, settings.M2D_EXIT_BYTES_PER_RESEARCHER_PER_DAY - _charged(submission.owner_id, this))
+        budget_left = _left(submission, Channel.TRACKING)
         allowed = min(per_run_left, budget_left)
-        ExitCharge.objects.update_or_create(
-            submission_id=submission.pk,
-            channel=Channel.TRACKING,
-            defaults={"owner_id": submission.owner_id, "bytes": used + allowed, "reserved": True, "at": timezone.now()},
-        )
+        _charge(submission.pk, submission.owner_id, Channel.TRACKING, used + allowed, reserved=True)
     return TrackingAllowance(total=used + allowed, used=used, limited_by_budget=budget_left < per_run_left)
 
 
 def settle_tracking(submission_id: int, owner_id: int, used: int) -> None:
     """At the end of a run's attempt: the charge is what it sent, no longer what it reserved."""
-    ExitCharge.objects.update_or_create(
-        submission_id=submission_id,
-        channel=Channel.TRACKING,
-        defaults={"owner_id": owner_id, "bytes": used, "reserved": False, "at": timezone.now()},
-    )
+    _charge(submission_id, owner_id, Channel.TRACKING, used)
 
 
 def charge_log_tail(submission: Submission, tail: str) -> str:
     """The part of `tail` (already within the log policy's caps) the researcher's budget lets
     them see, charged; its end is kept, where the error is. Charged once per submission: a
     requeued run's final tail replaces the earlier one, which was never shown."""
-    this = Q(submission_id=submission.pk, channel=Channel.LOG)
     with transaction.atomic():
         _lock_owner(submission.owner_id)
-        left = max(0, settings.M2D_EXIT_BYTES_PER_RESEARCHER_PER_DAY - _charged(submission.owner_id, this))
+        left = _left(submission, Channel.LOG)
         raw = tail.encode("utf-8")
         shown = raw[len(raw) - left :] if len(raw) > left else raw
         text = shown.decode("utf-8", "ignore") if left else ""
-        ExitCharge.objects.update_or_create(
-            submission_id=submission.pk,
-            channel=Channel.LOG,
-            defaults={
-                "owner_id": submission.owner_id,
-                "bytes": len(text.encode("utf-8")),
-                "reserved": False,
-                "at": timezone.now(),
-            },
-        )
+        _charge(submission.pk, submission.owner_id, Channel.LOG, len(text.encode("utf-8")))
     return text
