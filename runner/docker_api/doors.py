@@ -13,7 +13,7 @@ from pathlib import Path
 from docker.errors import APIError, NotFound
 
 from .engine import LABEL_ROLE, PlatformFault, client, engine_errors, find_container
-from .runs import container_log_config, wait_forwarder_ready
+from .runs import relay_kwargs, wait_forwarder_ready
 
 
 @dataclass(frozen=True)
@@ -30,20 +30,15 @@ class DoorSpec:
 def start_door(spec: DoorSpec) -> str:
     """Start the door (idempotent); returns its container id once its relay listens."""
     door = find_container(spec.name) or client().containers.create(
-        image=spec.image,
-        name=spec.name,
-        network_mode="none",
-        volumes={str(spec.socket_dir): {"bind": "/door", "mode": "ro"}},
-        environment={"FORWARD_LISTEN_PORT": str(spec.port), "FORWARD_SOCKET": "/door/index.sock"},
-        user=spec.user,
-        cap_drop=["ALL"],
-        security_opt=["no-new-privileges"],
-        read_only=True,
-        mem_limit="64m",
-        pids_limit=32,
-        labels={**spec.labels, LABEL_ROLE: "door"},
-        log_config=container_log_config(),
-        detach=True,
+        **relay_kwargs(
+            image=spec.image,
+            name=spec.name,
+            user=spec.user,
+            socket_dir=spec.socket_dir,
+            mount="/door",
+            labels={**spec.labels, LABEL_ROLE: "door"},
+            environment={"FORWARD_LISTEN_PORT": str(spec.port), "FORWARD_SOCKET": "/door/index.sock"},
+        )
     )
     door.start()
     wait_forwarder_ready(door)

@@ -61,22 +61,36 @@ def container_log_config() -> LogConfig:
     return LogConfig(type=LogConfig.types.JSON, config={"max-size": "10m", "max-file": "1"})
 
 
-def forwarder_kwargs(spec: RunSpec) -> dict:
+def relay_kwargs(*, image: str, name: str, user: str, socket_dir, mount: str, labels: dict, **extra) -> dict:
+    """A relay container (the run's forwarder, a build's door): no network but loopback, where it
+    listens; nothing of the host but the read-only folder of the socket it relays to."""
     return dict(
-        image=spec.forwarder_image,
-        name=f"{spec.name}-fwd",
+        image=image,
+        name=name,
         network_mode="none",
-        extra_hosts={"mlflow-server": "127.0.0.1"},
-        volumes={str(spec.gateway_dir): {"bind": "/gateway", "mode": "ro"}},
-        user=spec.forwarder_user,
+        volumes={str(socket_dir): {"bind": mount, "mode": "ro"}},
+        user=user,
         cap_drop=["ALL"],
         security_opt=["no-new-privileges"],
         read_only=True,
         mem_limit="64m",
         pids_limit=32,
-        labels={**spec.labels, LABEL_ROLE: "forwarder"},
+        labels=labels,
         log_config=container_log_config(),
         detach=True,
+        **extra,
+    )
+
+
+def forwarder_kwargs(spec: RunSpec) -> dict:
+    return relay_kwargs(
+        image=spec.forwarder_image,
+        name=f"{spec.name}-fwd",
+        user=spec.forwarder_user,
+        socket_dir=spec.gateway_dir,
+        mount="/gateway",
+        labels={**spec.labels, LABEL_ROLE: "forwarder"},
+        extra_hosts={"mlflow-server": "127.0.0.1"},
     )
 
 
