@@ -27,7 +27,6 @@ from .provenance import final_metrics
 
 log = logging.getLogger(__name__)
 A = ExportEvent.Action
-LOG_KINDS = logpolicy.KINDS
 
 
 def _expiry_from(now):
@@ -96,8 +95,8 @@ def _export_of(submission) -> Export:
 
 
 def _attach_log(export: Export, kind: str, by) -> ExportFile:
-    if kind not in LOG_KINDS:
-        raise ExportRefused(f"There is no {kind!r} log; choose one of: {', '.join(LOG_KINDS)}.")
+    if kind not in logpolicy.KINDS:
+        raise ExportRefused(f"There is no {kind!r} log; choose one of: {', '.join(logpolicy.KINDS)}.")
     existing = export.entries.filter(source=ExportFile.Source.LOG, path=f"{kind}.log").first()
     if existing is not None and existing.state in (ExportFile.State.HELD, ExportFile.State.RELEASED):
         return existing
