@@ -99,3 +99,19 @@ class AccountEvent(models.Model):
     def __str__(self) -> str:
         who = self.by.get_username() if self.by else "the platform"
         return f"{self.get_action_display()} by {who}"
+
+
+class TokenScopes(models.Model):
+    """What an API token may do. Reading and managing models are separate from submitting code, so
+    a program that only reads the model store can be given a token that cannot change it."""
+
+    READ_MODELS = "models:read"
+    MANAGE_MODELS = "models:manage"
+    PREDICT = "predict"  # reserved for the inference endpoints
+    ALL = (READ_MODELS, MANAGE_MODELS, PREDICT)
+
+    token = models.OneToOneField("authtoken.Token", on_delete=models.CASCADE, related_name="scopes")
+    scopes = models.JSONField(default=list)
+
+    def __str__(self) -> str:
+        return ", ".join(self.scopes) or "no scope"

@@ -14,7 +14,7 @@ from submissions.services import SubmissionRefused, submission_cancel
 
 from . import crypto, mlflow_access, notifications
 from .mlflow_access import provision_pending, sync_quietly  # noqa: F401  (the periodic retry calls it here)
-from .models import AccountEvent, Researcher
+from .models import AccountEvent, Researcher, TokenScopes
 
 User = get_user_model()
 S = Researcher.Status
@@ -201,12 +201,18 @@ def _approved_researcher_of(user) -> Researcher:
 
 
 @transaction.atomic
-def api_token_create(*, by) -> Token:
-    """A new API token for the researcher `by`; any previous one stops working."""
+def api_token_create(*, by, scopes: list[str] | tuple[str, ...] | None = None) -> Token:
+    """A new API token for the researcher `by`, with `scopes` (default: all of them); any previous
+    token stops working."""
     researcher = _approved_researcher_of(by)
+    scopes = list(TokenScopes.ALL if scopes is None else dict.fromkeys(scopes))
+    unknown = [scope for scope in scopes if scope not in TokenScopes.ALL]
+    if unknown:
+        raise AccountError(f"Unknown token scope {', '.join(unknown)}; choose from {', '.join(TokenScopes.ALL)}.")
     Token.objects.filter(user=by).delete()
     token = Token.objects.create(user=by)
-    _audit(researcher, AccountEvent.Action.API_TOKEN_CREATED, by=by)
+    TokenScopes.objects.create(token=token, scopes=scopes)
+    _audit(researcher, AccountEvent.Action.API_TOKEN_CREATED, by=by, reason=f"scopes: {', '.join(scopes)}")
     return token
 
 
