@@ -1,19 +1,30 @@
-"""CLaM sample: an image-level breast cancer classifier in PyTorch.
+"""CLaM sample: a breast cancer classifier in PyTorch, exported ready for the model store.
 
 Trains a small convolutional network from scratch on every image of CLaM's train split, labelled
 with its case's diagnosis (CaseLabel), and evaluates it on the test split after each epoch. Loss,
-accuracy and AUC go to MLflow once per epoch. The per-epoch table (results.csv) and the trained
-weights (model.pt, a state_dict) go to /mnt/export, which the platform hands you after review:
+accuracy and AUC go to MLflow once per epoch. What goes to /mnt/export, which the platform hands
+you after review:
 
-    model = small_cnn()
-    model.load_state_dict(torch.load("model.pt"))
+    results.csv              the per-epoch table
+    model/model.pt           the trained weights (a state_dict)
+    model/predict.py         the network and the predict contract (a copy of predict.py)
+    model/m2d-model.json     the model card: what the model is for, its inputs and outputs
+
+Once released, `model/` registers as a model version in the portal's model store as it is. To use
+the weights yourself:
+
+    from predict import Model
+    model = Model(); model.load("model", "cpu")
+    model.predict({"LCC": lcc, "LMLO": lmlo, "RCC": rcc, "RMLO": rmlo}, {})  # 2-D arrays
 
 Nothing is downloaded at run time (no pretrained weights, no data). Uses the GPU when there is one;
 on the 10-case sample a CPU finishes in well under a minute.
 """
 
 import csv
+import json
 import os
+import shutil
 import time
 from pathlib import Path
 
@@ -21,12 +32,14 @@ import mlflow
 import numpy as np
 import torch
 from PIL import Image
+from predict import HEIGHT, VIEWS, WEIGHTS, WIDTH, small_cnn, to_tensor
 from sklearn.metrics import roc_auc_score
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 DATASET = Path("/mnt/dataset")
 EXPORT = Path("/mnt/export")
+HERE = Path(__file__).resolve().parent
 
 # The platform sets these four for you. Researchers used to pasting their credentials here can
 # still do so: replace the defaults with the values from your account page.
@@ -40,9 +53,9 @@ HPARAMS = {
     "batch_size": 8,
     "learning_rate": 1e-3,
     "weight_decay": 1e-4,
-    # Every image is resized to this; real CLaM images are far larger and vary in size.
-    "input_height": 256,
-    "input_width": 208,
+    # Every image is resized to this (predict.py); real CLaM images are far larger and vary in size.
+    "input_height": HEIGHT,
+    "input_width": WIDTH,
     "seed": 0,
 }
 
@@ -56,43 +69,17 @@ def read_images(split: str) -> list[dict[str, str]]:
 class ClamImages(Dataset):
     """One item per image row: (1×H×W tensor in [0, 1], label 1.0 for malignant)."""
 
-    def __init__(self, rows: list[dict[str, str]], height: int, width: int):
-        self.rows, self.size = rows, (width, height)
+    def __init__(self, rows: list[dict[str, str]]):
+        self.rows = rows
 
     def __len__(self) -> int:
         return len(self.rows)
 
     def __getitem__(self, index: int):
         row = self.rows[index]
-        image = Image.open(DATASET / row["ImagePath"]).convert("L")
-        if row["Views"].startswith("R"):
-            # Right breasts are mirrored to face like left ones: one orientation to learn, not two.
-            image = image.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
-        image = image.resize(self.size, Image.Resampling.BILINEAR)
-        pixels = torch.from_numpy(np.asarray(image, dtype=np.float32) / 255.0).unsqueeze(0)
+        pixels = np.asarray(Image.open(DATASET / row["ImagePath"]).convert("L"))
         label = torch.tensor(1.0 if row["CaseLabel"] == "malignant" else 0.0)
-        return pixels, label
-
-
-def small_cnn() -> nn.Module:
-    def block(channels_in: int, channels_out: int) -> nn.Module:
-        return nn.Sequential(
-            nn.Conv2d(channels_in, channels_out, kernel_size=3, padding=1, bias=False),
-            nn.BatchNorm2d(channels_out),
-            nn.ReLU(inplace=True),
-            nn.MaxPool2d(2),
-        )
-
-    return nn.Sequential(
-        block(1, 16),
-        block(16, 32),
-        block(32, 64),
-        block(64, 64),
-        nn.AdaptiveAvgPool2d(1),
-        nn.Flatten(),
-        nn.Dropout(0.2),
-        nn.Linear(64, 1),
-    )
+        return to_tensor(pixels, row["Views"]), label
 
 
 def scores(labels: list[float], probabilities: list[float], loss_sum: float) -> dict[str, float | None]:
@@ -142,21 +129,20 @@ def main() -> None:
 
     torch.manual_seed(HPARAMS["seed"])
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    size = (HPARAMS["input_height"], HPARAMS["input_width"])
     train_rows, test_rows = read_images("train"), read_images("test")
     print(f"device: {device}; {len(train_rows)} train images, {len(test_rows)} test images")
 
     # Worker processes pay off when a GPU waits for images; on a CPU they compete with training.
     workers = 4 if device.type == "cuda" else 0
     train_loader = DataLoader(
-        ClamImages(train_rows, *size),
+        ClamImages(train_rows),
         batch_size=HPARAMS["batch_size"],
         shuffle=True,
         num_workers=workers,
         pin_memory=device.type == "cuda",
         generator=torch.Generator().manual_seed(HPARAMS["seed"]),
     )
-    test_loader = DataLoader(ClamImages(test_rows, *size), batch_size=HPARAMS["batch_size"], num_workers=workers)
+    test_loader = DataLoader(ClamImages(test_rows), batch_size=HPARAMS["batch_size"], num_workers=workers)
 
     model = small_cnn().to(device)
     malignant = sum(row["CaseLabel"] == "malignant" for row in train_rows)
@@ -189,8 +175,65 @@ def main() -> None:
         writer = csv.DictWriter(handle, fieldnames=list(table[0]))
         writer.writeheader()
         writer.writerows({k: "" if v is None else v for k, v in row.items()} for row in table)
-    torch.save({name: tensor.cpu() for name, tensor in model.state_dict().items()}, EXPORT / "model.pt")
-    print(f"wrote {EXPORT / 'results.csv'} and {EXPORT / 'model.pt'}")
+    export_model(model, table[-1], len(train_rows), len(test_rows))
+    print(f"wrote {EXPORT / 'results.csv'} and {EXPORT / 'model'}/")
+
+
+def export_model(model: nn.Module, last: dict, train_images: int, test_images: int) -> None:
+    """model/: the weights, predict.py and the model card, as the model store registers them."""
+    folder = EXPORT / "model"
+    folder.mkdir(exist_ok=True)
+    torch.save({name: tensor.cpu() for name, tensor in model.state_dict().items()}, folder / WEIGHTS)
+    shutil.copyfile(HERE / "predict.py", folder / "predict.py")
+    card = model_card(last, train_images, test_images)
+    (folder / "m2d-model.json").write_text(json.dumps(card, indent=2) + "\n")
+
+
+def model_card(last: dict, train_images: int, test_images: int) -> dict:
+    """What a user of the model needs to know: use, inputs, outputs, how it was trained and how well
+    it did, whom to ask. Edit the wording for your own model; the portal shows it on the model's page."""
+    measured = ", ".join(
+        f"{name.removeprefix('test_')} {last[name]:.3f}"
+        for name in ("test_auc", "test_accuracy")
+        if last[name] is not None
+    )
+    view = {
+        "formats": ["image/png", "application/x-npy"],
+        "dims": {"height": {"min": 64, "max": 8192}, "width": {"min": 64, "max": 8192}},
+        "dtype": "uint8 (PNG) or uint16 with 12-bit values (NPY)",
+    }
+    return {
+        "name": "clam-malignancy",
+        "entrypoint": "predict.py:Model",
+        "summary": "Estimates how likely a screening mammography case (four views) is malignant.",
+        "intended_use": "research use only",
+        "not_for": "Diagnosis, triage or any decision about a patient.",
+        "dataset": "CLaM",
+        "task": "case-malignancy",
+        "inputs": [{"name": name, "description": f"the {name} view of the case", **view} for name in VIEWS],
+        "outputs": [
+            {
+                "name": "malignancy_probability",
+                "type": "probability",
+                "description": "The highest of the four views' probabilities, in [0, 1].",
+            },
+            {"name": "view_probabilities", "type": "dict", "description": "Each view's probability, by view name."},
+            {"name": "label", "type": "label", "description": "malignant or benign at parameters.threshold (0.5)."},
+        ],
+        "architecture": "Small CNN, 4 convolution blocks (16-32-64-64 channels), trained from scratch",
+        "training": {
+            "data": f"CLaM train split, {train_images} images; each image labelled with its case's diagnosis",
+            "hyperparameters": HPARAMS,
+        },
+        "validation": f"CLaM test split, {test_images} images: {measured or 'no defined metrics'} at the last epoch.",
+        "license": "CC-BY-4.0 for the weights; the code as the submission's",
+        "contact": "the researcher who registered the model (see its page in the portal)",
+        "warnings": [
+            "Trained on a small sample; its scores say nothing about clinical performance.",
+            "Images are resized to 256×208, which discards most of a real mammogram's detail.",
+            "Not validated on other scanners, sites or populations than CLaM's.",
+        ],
+    }
 
 
 if __name__ == "__main__":

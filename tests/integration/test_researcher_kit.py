@@ -1,9 +1,10 @@
 """The samples as a researcher meets them: both pass the pre-flight check without a warning and run
 to success on the platform (real workers, Docker build and sandboxed run, tracking gateway, MLflow
-with its auth app); the CLaM one logs every epoch and exports its weights."""
+with its auth app); the CLaM one logs every epoch and exports its weights ready for the model store."""
 
 import csv
 import io
+import json
 import subprocess
 import sys
 import zipfile
@@ -46,12 +47,13 @@ def phase_seconds(submission) -> dict[str, float]:
 @pytest.mark.parametrize("sample", ["toy-dataset", "clam-dataset"])
 def test_sample_passes_the_preflight_check_without_warnings(sample, tmp_path):
     archive = tmp_path / "submission.zip"
-    archive.write_bytes(make_zip(sample_files(sample)).getvalue())
+    files = sample_files(sample)
+    archive.write_bytes(make_zip(files).getvalue())
     result = subprocess.run(
         [sys.executable, "submissions/intake.py", str(archive)], cwd=REPO, capture_output=True, text=True
     )
     assert result.returncode == 0, result.stdout + result.stderr
-    assert result.stdout.startswith(f"OK: {archive}: 2 files"), result.stdout
+    assert result.stdout.startswith(f"OK: {archive}: {len(files)} files"), result.stdout
     assert "warning" not in result.stdout, result.stdout
 
 
@@ -104,14 +106,24 @@ def test_clam_sample_trains_logs_every_epoch_and_exports_its_weights(client, cel
     assert history["train_loss"][-1][1] < history["train_loss"][0][1], history["train_loss"]
     assert submission.metrics["train_loss"] == pytest.approx(history["train_loss"][-1][1])
 
-    # The export holds the per-epoch table (the same numbers as MLflow) and the weights.
+    # The export holds the per-epoch table (the same numbers as MLflow) and the model folder the
+    # model store registers: weights, the predict contract and the card.
     export_dir = settings.M2D_EXPORT_ROOT / str(submission.pk)
-    assert sorted(f["path"] for f in submission.export.files) == ["model.pt", "results.csv"]
+    assert sorted(f["path"] for f in submission.export.files) == [
+        "model/m2d-model.json",
+        "model/model.pt",
+        "model/predict.py",
+        "results.csv",
+    ]
+    assert (export_dir / "model" / "predict.py").read_bytes() == (SAMPLES / "clam-dataset" / "predict.py").read_bytes()
+    card = json.loads((export_dir / "model" / "m2d-model.json").read_text())
+    assert card["name"] == "clam-malignancy" and card["entrypoint"] == "predict.py:Model"
+    assert [view["name"] for view in card["inputs"]] == ["LCC", "LMLO", "RCC", "RMLO"]
     table = list(csv.DictReader((export_dir / "results.csv").read_text().splitlines()))
     assert [int(row["epoch"]) for row in table] == list(range(1, epochs + 1))
     assert [float(row["train_loss"]) for row in table] == pytest.approx([v for _, v in history["train_loss"]])
     # torch.save writes a zip holding the pickled state_dict and one file per tensor.
-    with zipfile.ZipFile(export_dir / "model.pt") as weights:
+    with zipfile.ZipFile(export_dir / "model" / "model.pt") as weights:
         names = weights.namelist()
     assert any(name.endswith("/data.pkl") for name in names), names
     assert len([name for name in names if "/data/" in name]) >= 8, names
