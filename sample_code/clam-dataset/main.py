@@ -190,8 +190,9 @@ def export_model(model: nn.Module, last: dict, train_images: int, test_images: i
 
 
 def model_card(last: dict, train_images: int, test_images: int) -> dict:
-    """What a user of the model needs to know: use, inputs, outputs, how it was trained and how well
-    it did, whom to ask. Edit the wording for your own model; the portal shows it on the model's page."""
+    """What a user of the model needs to know: use, inputs, outputs, how well it did, whom to ask.
+    Edit the wording for your own model; the portal checks it against its card schema and shows it
+    on the model's page, with the metrics and training data it reads from the run itself."""
     measured = ", ".join(
         f"{name.removeprefix('test_')} {last[name]:.3f}"
         for name in ("test_auc", "test_accuracy")
@@ -199,40 +200,63 @@ def model_card(last: dict, train_images: int, test_images: int) -> dict:
     )
     view = {
         "formats": ["image/png", "application/x-npy"],
-        "dims": {"height": {"min": 64, "max": 8192}, "width": {"min": 64, "max": 8192}},
-        "dtype": "uint8 (PNG) or uint16 with 12-bit values (NPY)",
+        "datatype": "UINT16",
+        "shape": [-1, -1],
+        "max_dims": [8192, 8192],
     }
     return {
-        "name": "clam-malignancy",
+        "x-name": "clam-malignancy",
         "entrypoint": "predict.py:Model",
         "summary": "Estimates how likely a screening mammography case (four views) is malignant.",
         "intended_use": "research use only",
         "not_for": "Diagnosis, triage or any decision about a patient.",
-        "dataset": "CLaM",
-        "task": "case-malignancy",
-        "inputs": [{"name": name, "description": f"the {name} view of the case", **view} for name in VIEWS],
+        "mechanism": (
+            "A small CNN (4 convolution blocks, 16-32-64-64 channels) trained from scratch on single views, "
+            f"each resized to {HEIGHT}×{WIDTH} with right views mirrored; the case scores as its most "
+            "suspicious view."
+        ),
+        "training_data": {
+            "dataset": "CLaM",
+            "split": f"train split ({train_images} images, each labelled with its case's diagnosis); "
+            f"checked on the test split ({test_images} images)",
+        },
+        "validation_and_performance": f"On the test split at the last epoch: {measured or 'no defined metric'}.",
+        "inputs": [
+            {
+                "name": name,
+                "description": f"the {name} view: an 8-bit PNG or CLaM's 12-bit NPY (uint16)",
+                **view,
+            }
+            for name in VIEWS
+        ],
         "outputs": [
             {
                 "name": "malignancy_probability",
-                "type": "probability",
-                "description": "The highest of the four views' probabilities, in [0, 1].",
+                "datatype": "FP32",
+                "shape": [1],
+                "description": "the highest of the four views' probabilities, in [0, 1]",
             },
-            {"name": "view_probabilities", "type": "dict", "description": "Each view's probability, by view name."},
-            {"name": "label", "type": "label", "description": "malignant or benign at parameters.threshold (0.5)."},
+            {
+                "name": "view_probabilities",
+                "datatype": "FP32",
+                "shape": [len(VIEWS)],
+                "description": "each view's probability, in the order " + ", ".join(VIEWS),
+            },
+            {
+                "name": "label",
+                "datatype": "BYTES",
+                "shape": [1],
+                "description": "malignant or benign, at parameters.threshold (0.5 unless sent)",
+            },
         ],
-        "architecture": "Small CNN, 4 convolution blocks (16-32-64-64 channels), trained from scratch",
-        "training": {
-            "data": f"CLaM train split, {train_images} images; each image labelled with its case's diagnosis",
-            "hyperparameters": HPARAMS,
-        },
-        "validation": f"CLaM test split, {test_images} images: {measured or 'no defined metrics'} at the last epoch.",
-        "license": "CC-BY-4.0 for the weights; the code as the submission's",
-        "contact": "the researcher who registered the model (see its page in the portal)",
+        "licence": "CC-BY-4.0",
+        "contact": "the researcher who registered the model (named on its page in the portal)",
         "warnings": [
             "Trained on a small sample; its scores say nothing about clinical performance.",
-            "Images are resized to 256×208, which discards most of a real mammogram's detail.",
-            "Not validated on other scanners, sites or populations than CLaM's.",
+            f"Images are resized to {HEIGHT}×{WIDTH}, which discards most of a real mammogram's detail.",
+            "Not validated on scanners, sites or populations other than CLaM's.",
         ],
+        "x-hyperparameters": HPARAMS,
     }
 
 

@@ -83,6 +83,6 @@ class Model:
         probability = max(per_view)
         return {
             "malignancy_probability": probability,
-            "view_probabilities": dict(zip(VIEWS, per_view, strict=True)),
+            "view_probabilities": per_view,  # in the order of VIEWS
             "label": "malignant" if probability >= threshold else "benign",
         }

@@ -13,6 +13,7 @@ import pytest
 import requests
 from django.conf import settings
 
+from modelstore.card import validated
 from tests.conftest import REPO, make_zip
 from tests.helpers import mlflow_runs, upload, wait_finished
 
@@ -116,8 +117,8 @@ def test_clam_sample_trains_logs_every_epoch_and_exports_its_weights(client, cel
         "results.csv",
     ]
     assert (export_dir / "model" / "predict.py").read_bytes() == (SAMPLES / "clam-dataset" / "predict.py").read_bytes()
-    card = json.loads((export_dir / "model" / "m2d-model.json").read_text())
-    assert card["name"] == "clam-malignancy" and card["entrypoint"] == "predict.py:Model"
+    card = validated(json.loads((export_dir / "model" / "m2d-model.json").read_text()))  # the store's schema
+    assert card["entrypoint"] == "predict.py:Model" and card["intended_use"] == "research use only"
     assert [view["name"] for view in card["inputs"]] == ["LCC", "LMLO", "RCC", "RMLO"]
     table = list(csv.DictReader((export_dir / "results.csv").read_text().splitlines()))
     assert [int(row["epoch"]) for row in table] == list(range(1, epochs + 1))
