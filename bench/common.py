@@ -21,9 +21,12 @@ import django  # noqa: E402
 
 django.setup()
 
-from django.conf import settings  # noqa: E402
+from datetime import timedelta  # noqa: E402
 
-from submissions.models import Submission, SubmissionEvent  # noqa: E402
+from django.conf import settings  # noqa: E402
+from django.utils import timezone  # noqa: E402
+
+from submissions.models import MetricHistory, Submission, SubmissionEvent  # noqa: E402
 from submissions.services import submission_create  # noqa: E402
 
 QUICK = os.environ.get("BENCH_QUICK") == "1"
@@ -171,12 +174,6 @@ def check_succeeded(subs: list[Submission]) -> None:
 def seed_finished(user, count: int) -> list[int]:
     """`count` finished submissions of `user`, as rows only, shaped like real ones: a whole
     timeline, a run of a minute, final metrics and a kept history of 20 epochs, a log tail."""
-    from datetime import timedelta
-
-    from django.utils import timezone
-
-    from tracking.models import MetricHistory
-
     now = timezone.now()
     epochs = range(20)
     history = {

@@ -7,8 +7,9 @@ from __future__ import annotations
 import logging
 
 from tracking.client import MlflowRefused, MlflowUnavailable
-from tracking.models import MetricHistory
 from tracking.readback import ReadBack, read_from_mlflow
+
+from .models import MetricHistory
 
 log = logging.getLogger(__name__)
 
