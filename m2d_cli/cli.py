@@ -1,4 +1,4 @@
-"""m2d submit | status | logs | exports | cancel — see `m2d --help`."""
+"""m2d submit | status | logs | exports | cancel | models — see `m2d --help`."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import time
 from datetime import datetime
 from pathlib import Path
 
-from . import __version__
+from . import __version__, models
 from .client import ApiError, Portal
 from .config import ConfigError, load
 
@@ -232,7 +232,7 @@ def cmd_cancel(portal: Portal, args) -> int:
 def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(
         prog="m2d",
-        description="Submit training code to an M2D portal and follow it. "
+        description="Submit training code to an M2D portal, follow it, and register the models it trained. "
         "Reads the portal URL and your API token from M2D_URL and M2D_TOKEN, or ~/.config/m2d/config.toml.",
     )
     top.add_argument("--version", action="version", version=f"m2d {__version__}")
@@ -256,6 +256,7 @@ def parser() -> argparse.ArgumentParser:
     cancel = commands.add_parser("cancel", help="cancel a submission that has not finished")
     cancel.add_argument("id", type=int)
     cancel.set_defaults(run=cmd_cancel)
+    models.add_parser(commands)
     return top
 
 
@@ -268,5 +269,8 @@ def main(argv: list[str] | None = None) -> int:
         _err(str(exc))
         return 2
     except ApiError as exc:
+        _err(f"m2d: {exc}")
+        return 2
+    except models.UsageError as exc:
         _err(f"m2d: {exc}")
         return 2

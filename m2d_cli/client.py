@@ -6,6 +6,7 @@ import os
 import uuid
 from collections.abc import Callable
 from pathlib import Path
+from urllib.parse import quote
 
 import requests
 
@@ -26,6 +27,8 @@ def _message(response: requests.Response) -> str:
     except ValueError:
         return f"the portal answered {response.status_code}"
     if isinstance(body, dict):
+        if "message" in body:  # the model store's errors: {"code", "type", "message"}
+            return str(body["message"])
         if "detail" in body:
             return str(body["detail"])
         return "\n".join(
@@ -128,3 +131,36 @@ class Portal:
                 out.write(chunk)
                 written += len(chunk)
         return written
+
+    # --- the model store ----------------------------------------------------------------------
+
+    def models(self, next_page_token: str | None = None, limit: int = 100) -> tuple[list[dict], str | None]:
+        params: dict = {"limit": limit}
+        if next_page_token:
+            params["next_page_token"] = next_page_token
+        body = self._call("GET", "models", params=params).json()
+        return body["models"], body.get("next_page_token") or None
+
+    def model(self, name: str) -> dict:
+        return self._call("GET", f"models/{quote(name)}").json()
+
+    def model_versions(self, name: str) -> list[dict]:
+        return self._call("GET", f"models/{quote(name)}/all").json()
+
+    def model_version(self, name: str, version: str) -> dict:
+        return self._call("GET", f"models/{quote(name)}/{quote(str(version))}").json()
+
+    def model_register(self, body: dict) -> dict:
+        return self._call("POST", "models", json=body, timeout=600).json()
+
+    def model_set_default(self, name: str, version: int) -> dict:
+        return self._call("PUT", f"models/{quote(name)}/{version}/set-default").json()
+
+    def model_alias_set(self, name: str, alias: str, version: int) -> dict:
+        return self._call("PUT", f"models/{quote(name)}/aliases/{quote(alias)}", json={"version": version}).json()
+
+    def model_alias_delete(self, name: str, alias: str) -> None:
+        self._call("DELETE", f"models/{quote(name)}/aliases/{quote(alias)}")
+
+    def model_retire(self, name: str, version: int) -> None:
+        self._call("DELETE", f"models/{quote(name)}/{version}")
