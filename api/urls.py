@@ -2,7 +2,7 @@ from django.urls import path
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
 from rest_framework.routers import DefaultRouter
 
-from . import views
+from . import model_views, views
 
 app_name = "api"
 router = DefaultRouter()
@@ -13,5 +13,12 @@ urlpatterns = [
     path("docs/", SpectacularSwaggerView.as_view(url_name="api:schema"), name="docs"),
     path("redoc/", SpectacularRedocView.as_view(url_name="api:schema"), name="redoc"),
     path("downloads/<str:token>/", views.download, name="download"),
+    path("model-card.schema.json", model_views.CardSchemaView.as_view(), name="model-card-schema"),
+    path("models", model_views.ModelsView.as_view(), name="models"),
+    path("models/<str:name>", model_views.ModelView.as_view(), name="model"),
+    path("models/<str:name>/all", model_views.AllVersionsView.as_view(), name="model-versions"),
+    path("models/<str:name>/<int:version>", model_views.VersionView.as_view(), name="model-version"),
+    path("models/<str:name>/<int:version>/set-default", model_views.SetDefaultView.as_view(), name="model-default"),
+    path("models/<str:name>/aliases/<str:alias>", model_views.AliasView.as_view(), name="model-alias"),
     *router.urls,
 ]

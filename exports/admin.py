@@ -2,7 +2,7 @@
 
 from django.contrib import admin
 
-from .models import Export, ExportEvent, ExportFile, Provenance, RegisteredModel
+from .models import Export, ExportEvent, ExportFile, Provenance
 
 
 class ReadOnly(admin.ModelAdmin):
@@ -44,8 +44,3 @@ class ExportEventAdmin(ReadOnly):
 @admin.register(Provenance)
 class ProvenanceAdmin(ReadOnly):
     list_display = ("submission", "captured_at", "dataset_fingerprint")
-
-
-@admin.register(RegisteredModel)
-class RegisteredModelAdmin(ReadOnly):
-    list_display = ("name", "version", "owner", "submission", "format", "created_at")

@@ -128,28 +128,3 @@ class Provenance(models.Model):
 
     def __str__(self) -> str:
         return f"provenance of submission {self.submission_id}"
-
-
-class RegisteredModel(models.Model):
-    """A released trained model, registered by its owner: the entry a model store serves from."""
-
-    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="registered_models")
-    name = models.CharField(max_length=100)
-    version = models.CharField(max_length=40)
-    description = models.TextField(blank=True)
-    submission = models.ForeignKey("submissions.Submission", on_delete=models.PROTECT, related_name="models")
-    file = models.ForeignKey(ExportFile, on_delete=models.PROTECT, related_name="models")
-    file_path = models.CharField(max_length=1000)
-    file_sha256 = models.CharField(max_length=64)
-    file_size = models.PositiveBigIntegerField()
-    format = models.CharField(max_length=32)
-    metrics = models.JSONField(default=dict)
-    metrics_source = models.CharField(max_length=40)
-    created_at = models.DateTimeField(auto_now_add=True)
-
-    class Meta:
-        ordering = ["owner", "name", "-created_at"]
-        constraints = [models.UniqueConstraint(fields=["owner", "name", "version"], name="model_unique_version")]
-
-    def __str__(self) -> str:
-        return f"{self.name} {self.version}"

@@ -12,7 +12,7 @@ from django.urls import reverse
 from submissions import logpolicy
 
 from .downloads import download_token
-from .models import Export, ExportEvent, ExportFile, RegisteredModel
+from .models import Export, ExportEvent, ExportFile
 
 
 def exports_awaiting_review():
@@ -123,7 +123,6 @@ def export_panel(user, submission) -> dict:
         and (any(e.state == ExportFile.State.HELD for e in all_entries) or bool(requestable_logs)),
         "can_cancel": is_owner and status == Export.Status.REQUESTED,
         "requestable_logs": requestable_logs,
-        "models": RegisteredModel.objects.filter(submission=submission) if export else [],
         "events": _trail(user, submission, entries),
         "unreleased": unreleased_summary(all_entries),
         "names_shown": sees_unreleased_names(user, submission),
@@ -139,7 +138,3 @@ def _trail(user, submission, visible) -> list:
             if event.file_id not in shown and event.action != ExportEvent.Action.LOG_ATTACHED:
                 event.path = ""
     return events
-
-
-def models_of(user):
-    return RegisteredModel.objects.filter(owner=user).select_related("submission")

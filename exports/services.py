@@ -1,4 +1,4 @@
-"""Every change in the exports airlock: collect, request, cancel, review, expire, download, register.
+"""Every change in the exports airlock: collect, request, cancel, review, expire, download.
 
 Keyword-only, atomic, audited; files are deleted and mail is sent once the change has committed.
 Portal views, the API, the CLI and the periodic sweep all call these.
@@ -7,7 +7,6 @@ Portal views, the API, the CLI and the periodic sweep all call these.
 from __future__ import annotations
 
 import logging
-import re
 from datetime import timedelta
 from pathlib import Path
 
@@ -16,14 +15,16 @@ from django.db import transaction
 from django.utils import timezone
 
 from submissions import logpolicy
+from submissions.facts import RunFacts
+from submissions.models import Submission
 
 from . import audit, notifications, storage, transitions
 from .dataset_index import dataset_index
 from .errors import ExportRefused, LinkExpired  # noqa: F401 (callers catch them here)
 from .inspection import detect_kind, flags_for, preview
 from .manifest import build_manifest, file_digest
-from .models import Export, ExportEvent, ExportFile, RegisteredModel
-from .provenance import final_metrics
+from .models import Export, ExportEvent, ExportFile
+from .provenance import provenance_store_run
 
 log = logging.getLogger(__name__)
 A = ExportEvent.Action
@@ -34,6 +35,13 @@ def _expiry_from(now):
 
 
 # --- after the run -------------------------------------------------------------------------------
+
+
+def run_exports_record(*, facts: RunFacts) -> Export:
+    """What a run that has ended leaves to exports: its provenance and what it wrote to /mnt/export."""
+    submission = Submission.objects.select_related("owner").get(pk=facts.submission_id)
+    provenance_store_run(submission=submission, gpus=list(facts.gpus), problems=list(facts.provenance_problems))
+    return export_collect(submission=submission, folder=facts.export_folder, problem=facts.export_problem)
 
 
 def export_collect(*, submission, folder: Path, problem: str = "") -> Export:
@@ -320,48 +328,3 @@ def export_expire_due(*, now=None) -> dict[str, int]:
                 audit.record(export.submission, A.EXPIRY_WARNED, comment=f"expires {export.expires_at:%Y-%m-%d %H:%M}")
                 counts["warned"] += 1
     return counts
-
-
-# --- models --------------------------------------------------------------------------------------
-
-MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
-
-
-def model_register(*, by, file: ExportFile, name: str, version: str = "", description: str = "") -> RegisteredModel:
-    """Register a released file as one of the researcher's models, with a snapshot of its metrics."""
-    submission = file.export.submission
-    if by.pk != submission.owner_id:
-        raise ExportRefused("Only the owner of a released file can register it as a model.")
-    if file.state != ExportFile.State.RELEASED:
-        raise ExportRefused(f"{file.display_path} is not released; only released files can become models.")
-    name, version, description = name.strip(), version.strip(), description.strip()
-    if not MODEL_NAME.match(name):
-        raise ExportRefused("Name the model with letters, digits, '.', '_' or '-' (up to 100, e.g. clam-resnet18).")
-    if len(version) > 40 or (version and not MODEL_NAME.match(version)):
-        raise ExportRefused(
-            "Give the version as letters, digits, '.', '_' or '-' (e.g. 1 or 2.0.1), or leave it empty."
-        )
-    metrics, metrics_source = final_metrics(submission)
-    with transaction.atomic():
-        existing = RegisteredModel.objects.filter(owner=by, name=name)
-        if not version:
-            numbers = [int(v) for v in existing.values_list("version", flat=True) if v.isdigit()]
-            version = str(max(numbers, default=0) + 1)
-        if existing.filter(version=version).exists():
-            raise ExportRefused(f"You already have {name} version {version}; choose another version.")
-        model = RegisteredModel.objects.create(
-            owner=by,
-            name=name,
-            version=version,
-            description=description[:5000],
-            submission=submission,
-            file=file,
-            file_path=file.display_path,
-            file_sha256=file.sha256,
-            file_size=file.size,
-            format=file.kind,
-            metrics=metrics,
-            metrics_source=metrics_source,
-        )
-        audit.record(submission, A.MODEL_REGISTERED, by=by, file=file, comment=f"{name} {version}")
-    return model

@@ -47,6 +47,7 @@ INSTALLED_APPS = [
     "runner",
     "tracking",
     "exports",
+    "modelstore",
     "ops",
     # after "accounts", whose templates restyle allauth's pages
     "allauth",
@@ -365,10 +366,29 @@ elif M2D_EXPORT_STORAGE == "local":
     }
 else:
     raise environ.ImproperlyConfigured(f"M2D_EXPORT_STORAGE must be 'local' or 's3', not {M2D_EXPORT_STORAGE!r}")
+# The model store's blobs (one per sha256): a local folder, or the exports' bucket under its own prefix.
+M2D_MODEL_STORE_ROOT = Path(env("M2D_MODEL_STORE_ROOT", default=str(VAR_DIR / "models")))
+if M2D_EXPORT_STORAGE == "s3":
+    _MODELS_STORAGE = {
+        **_EXPORTS_STORAGE,
+        "OPTIONS": {
+            **_EXPORTS_STORAGE["OPTIONS"],
+            "location": env("M2D_MODEL_STORE_S3_PREFIX", default="models"),
+            "file_overwrite": False,
+        },
+    }
+else:
+    _MODELS_STORAGE = {
+        "BACKEND": "django.core.files.storage.FileSystemStorage",
+        "OPTIONS": {"location": str(M2D_MODEL_STORE_ROOT)},
+    }
+# The largest model card (m2d-model.json, or the card sent with a registration), in bytes of JSON.
+M2D_MODEL_CARD_MAX_BYTES = env.int("M2D_MODEL_CARD_MAX_BYTES", default=64 * 1024)
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
     "exports": _EXPORTS_STORAGE,
+    "models": _MODELS_STORAGE,
 }
 CELERY_BEAT_SCHEDULE["provision-mlflow"] = {
     "task": "accounts.tasks.provision_mlflow",

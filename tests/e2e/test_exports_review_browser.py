@@ -50,8 +50,8 @@ def signed_in(browser, live_server, user, width=1300):  # noqa: F811
 def test_review_and_release_in_a_browser(browser, live_server, users, finished_submission, tmp_path):  # noqa: F811
     import numpy as np
 
-    from exports.models import RegisteredModel
     from exports.services import export_request_release
+    from modelstore.models import ModelVersion
 
     owner, admin = users["owner"], users["admin1"]
     model = torch_like_checkpoint()
@@ -123,4 +123,4 @@ def test_review_and_release_in_a_browser(browser, live_server, users, finished_s
     page.get_by_role("link", name="Models").click()
     assert "clam-resnet-toy" in page.locator("#models").inner_text()
     shot(page, "07-models")
-    assert RegisteredModel.objects.filter(owner=owner, name="clam-resnet-toy", version="1").exists()
+    assert ModelVersion.objects.filter(model__owner=owner, model__name="clam-resnet-toy", number=1).exists()

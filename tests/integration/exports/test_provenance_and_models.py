@@ -10,7 +10,7 @@ from django.conf import settings
 from django.urls import reverse
 
 from exports.dataset_index import dataset_index
-from exports.models import RegisteredModel
+from modelstore.models import ModelVersion
 from tests.helpers import sign_in_with_second_factor, upload, wait_finished
 
 from .conftest import seen_on_page, sha256
@@ -65,15 +65,17 @@ def test_provenance_of_a_finished_run_and_its_model(client, celery_workers, mail
         {"name": "clam classifier!", "version": "", "description": ""},
         follow=True,
     )
-    assert "Name the model with letters" in response.content.decode()
+    assert "Name the model &lt;dataset&gt;-&lt;task&gt;" in response.content.decode()
     client.post(
         reverse("exports:register_model", args=[checkpoint.pk]),
         {"name": "clam-toy", "version": "", "description": "Toy classifier on CLaM-sample."},
     )
-    model = RegisteredModel.objects.get(owner=owner)
-    assert (model.name, model.version, model.submission_id) == ("clam-toy", "1", submission_id)
+    model = ModelVersion.objects.get(model__owner=owner)
+    assert (model.model.name, model.number, model.submission_id) == ("clam-toy", 1, submission_id)
     assert model.metrics == {"val_auc": 0.75, "loss": 0.25} and model.metrics_source == "mlflow"
-    assert model.file_sha256 == sha256(model_bytes) and model.format == "pytorch"
+    (stored,) = model.files.all()
+    assert (stored.path, stored.sha256, stored.kind) == ("model.pt", sha256(model_bytes), "pytorch")
+    assert model.card["summary"] == "Toy classifier on CLaM-sample."
     assert "clam-toy" in client.get(reverse("exports:models")).content.decode()
 
     # The provenance record holds every fact of the run.
