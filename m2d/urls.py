@@ -8,6 +8,7 @@ urlpatterns = [
     path("accounts/", include("allauth.urls")),
     path("submissions/", include("submissions.urls")),
     path("exports/", include("exports.urls")),
+    path("models/", include("modelstore.urls")),
     path("api/v1/", include("api.urls")),
     path("admin/", admin.site.urls),
 ]
