@@ -16,7 +16,9 @@ class StatusSerializer(serializers.Serializer):
 
 
 class SourceSerializer(serializers.Serializer):
-    submission = serializers.IntegerField(min_value=1, help_text="your submission whose released files these are")
+    submission = serializers.IntegerField(
+        min_value=1, max_value=2**31 - 1, help_text="your submission whose released files these are"
+    )
     paths = serializers.ListField(
         child=serializers.CharField(max_length=1000, trim_whitespace=False),
         min_length=1,
@@ -43,7 +45,7 @@ class RegisterSerializer(serializers.Serializer):
 
 
 class AliasSerializer(serializers.Serializer):
-    version = serializers.IntegerField(min_value=1)
+    version = serializers.IntegerField(min_value=1, max_value=2**31 - 1)
 
 
 class ModelListItemSerializer(serializers.Serializer):

@@ -173,7 +173,7 @@ class ModelsView(StoreView):
     def get(self, request):
         """The models you may see, by name, a page at a time."""
         raw = request.query_params.get("limit", str(MAX_PAGE))
-        if not raw.isdigit() or not 1 <= int(raw) <= MAX_PAGE:
+        if not (raw.isascii() and raw.isdigit()) or not 1 <= int(raw) <= MAX_PAGE:
             raise exceptions.ValidationError({"limit": [f"a whole number from 1 to {MAX_PAGE}"]})
         limit = int(raw)
         models = selectors.visible_models(request.user)

@@ -13,7 +13,7 @@ from exports.models import ExportFile
 from .models import ModelAlias, ModelVersion, RegisteredModel
 
 Vis = RegisteredModel.Visibility
-SORTS = ("name", "-name", "created", "-created")
+MAX_NUMBER = 2**31 - 1  # beyond any version number, and beyond what every database compares
 
 
 def _is_approved(user) -> bool:
@@ -77,8 +77,8 @@ def version_for(user, model: RegisteredModel, number) -> ModelVersion:
     """Version `number` (or an alias name) of a model `user` may see."""
     model_for(user, model.name)
     versions = ModelVersion.objects.filter(model=model).select_related("model", "submission", "created_by")
-    if isinstance(number, int) or (isinstance(number, str) and number.isdigit()):
-        found = versions.filter(number=int(number)).first()
+    if isinstance(number, int) or (isinstance(number, str) and number.isascii() and number.isdigit()):
+        found = versions.filter(number=int(number)).first() if int(number) <= MAX_NUMBER else None
     else:
         found = versions.filter(aliases__model=model, aliases__name=number).first()
     if found is None:

@@ -187,7 +187,7 @@ def _record(by, submission, name, dataset, task, label, visibility, card, chosen
 def _live_version(model: RegisteredModel, number) -> ModelVersion:
     if isinstance(number, bool) or not isinstance(number, int):
         raise InvalidRequest(f"version is a version number (an integer), not {number!r}.")
-    version = model.versions.filter(number=number).first()
+    version = model.versions.filter(number=number).first() if 0 < number < 2**31 else None
     if version is None:
         raise NotFound(f"{model.name} has no version {number}.")
     if not version.is_live:
