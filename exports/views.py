@@ -8,9 +8,6 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
 from accounts.second_factor import staff_second_factor
-from modelstore import selectors as model_selectors
-from modelstore import services as model_services
-from modelstore.errors import ModelStoreError
 from submissions import logpolicy
 from submissions.selectors import submission_for
 
@@ -85,41 +82,6 @@ def provenance(request, submission_id: int):
     response = HttpResponse(json.dumps(record, indent=2, sort_keys=False), content_type="application/json")
     response["Content-Disposition"] = f'attachment; filename="submission-{submission.pk}-provenance.json"'
     return response
-
-
-# The two views below stay here, on the model store's services and selectors, only until the
-# model store's own pages replace them (their URL names are linked from the base template and the
-# submission page).
-
-
-@login_required
-@require_POST
-def register_model(request, file_id: int):
-    file = get_object_or_404(ExportFile.objects.select_related("export__submission"), pk=file_id)
-    submission = submission_for(request.user, file.export.submission_id)
-    description = request.POST.get("description", "").strip()
-    try:
-        version = model_services.model_register(
-            by=request.user,
-            submission=submission,
-            paths=[file.path],
-            name=request.POST.get("name", "").strip(),
-            label=request.POST.get("version", ""),
-            card={"summary": description[:2000]} if description else None,
-        )
-    except ModelStoreError as exc:
-        messages.error(request, str(exc))
-    else:
-        messages.success(
-            request, f"Registered {file.display_path} as model {version.model.name} version {version.number}."
-        )
-    return redirect("submissions:detail", pk=submission.pk)
-
-
-@login_required
-def model_list(request):
-    models = model_selectors.visible_models(request.user, owner=request.user.get_username())
-    return render(request, "exports/models.html", {"models": models})
 
 
 # --- admin ---------------------------------------------------------------------------------------

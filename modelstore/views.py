@@ -149,6 +149,7 @@ def register(request):
         return _back(request, reverse("modelstore:register"))
     submission = submission_for(request.user, int(picked))
     name = request.POST.get("name", "").strip()
+    summary = request.POST.get("summary", "").strip()
     try:
         version = services.model_register(
             by=request.user,
@@ -157,6 +158,7 @@ def register(request):
             name=name,
             label=request.POST.get("label", ""),
             visibility=request.POST.get("visibility") or None,
+            card={"summary": summary} if summary else None,
         )
     except ModelStoreError as exc:
         messages.error(request, str(exc))

@@ -1,5 +1,5 @@
 """An admin reviews an export in Debian's chromium (previews, flags, per-file decisions with a
-comment); the researcher then downloads the released model and registers it. Screenshots of each
+comment); the researcher then downloads the released model and registers it in the model store. Screenshots of each
 page go to var/screenshots/."""
 
 from __future__ import annotations
@@ -113,14 +113,17 @@ def test_review_and_release_in_a_browser(browser, live_server, users, finished_s
     with zipfile.ZipFile(io.BytesIO(Path(download.value.path()).read_bytes())) as archive:
         assert sorted(archive.namelist()) == ["metrics.csv", "model.pt"]
 
-    model_row.get_by_text("Register as model").click()
-    model_row.get_by_label("Name").fill("clam-resnet-toy")
-    model_row.get_by_label("Description").fill("Image-level classifier trained on CLaM.")
+    page.get_by_role("link", name="Register released files as a model").click()
+    form = page.locator("#register-form")
+    assert form.locator('input[value="model.pt"]').is_checked()
+    form.get_by_label("Model name").fill("clam-resnet-toy")
+    form.get_by_label("Summary").fill("Image-level classifier trained on CLaM.")
     shot(page, "05-register-form")
-    model_row.get_by_role("button", name="Register").click()
-    page.get_by_text("Registered model.pt as model clam-resnet-toy version 1.").wait_for()
+    form.get_by_role("button", name="Register").click()
+    page.get_by_text("Registered clam-resnet-toy version 1.").wait_for()
+    assert "Image-level classifier trained on CLaM." in page.locator("#summary").inner_text()
     shot(page, "06-registered")
-    page.get_by_role("link", name="Models").click()
+    page.get_by_role("navigation").get_by_role("link", name="Models").click()
     assert "clam-resnet-toy" in page.locator("#models").inner_text()
     shot(page, "07-models")
     assert ModelVersion.objects.filter(model__owner=owner, model__name="clam-resnet-toy", number=1).exists()

@@ -82,8 +82,9 @@ def test_no_url_serves_an_unreleased_file(settings, export_storage, users, finis
         ("post", reverse("exports:add_log", args=[export.pk]), "exports:add_log"),
         # What researchers see of their own submission: names, sizes and states, never contents.
         ("get", reverse("exports:provenance", args=[sid]), "exports:provenance"),
-        ("post", reverse("exports:register_model", args=[held.pk]), "exports:register_model"),
-        ("get", reverse("exports:models"), "exports:models"),
+        ("get", reverse("modelstore:register") + f"?submission={sid}", "modelstore:register"),
+        ("post", reverse("modelstore:register"), "modelstore:register"),
+        ("get", reverse("modelstore:list"), "modelstore:list"),
         ("get", reverse("submissions:list"), "submissions:list"),
         ("get", reverse("submissions:detail", args=[sid]), "submissions:detail"),
         ("get", reverse("submissions:live", args=[sid]), "submissions:live"),

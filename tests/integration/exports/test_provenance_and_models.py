@@ -60,15 +60,22 @@ def test_provenance_of_a_finished_run_and_its_model(client, celery_workers, mail
         },
     )
     client.force_login(owner)
+    form = client.get(reverse("modelstore:register"), {"submission": submission_id}).content.decode()
+    assert 'value="model.pt" checked' in form and "rows.txt" not in form  # released files only
     response = client.post(
-        reverse("exports:register_model", args=[checkpoint.pk]),
-        {"name": "clam classifier!", "version": "", "description": ""},
+        reverse("modelstore:register"),
+        {"submission": submission_id, "name": "clam classifier!", "paths": ["model.pt"]},
         follow=True,
     )
     assert "Name the model &lt;dataset&gt;-&lt;task&gt;" in response.content.decode()
     client.post(
-        reverse("exports:register_model", args=[checkpoint.pk]),
-        {"name": "clam-toy", "version": "", "description": "Toy classifier on CLaM-sample."},
+        reverse("modelstore:register"),
+        {
+            "submission": submission_id,
+            "name": "clam-toy",
+            "paths": ["model.pt"],
+            "summary": "Toy classifier on CLaM-sample.",
+        },
     )
     model = ModelVersion.objects.get(model__owner=owner)
     assert (model.model.name, model.number, model.submission_id) == ("clam-toy", 1, submission_id)
@@ -76,7 +83,7 @@ def test_provenance_of_a_finished_run_and_its_model(client, celery_workers, mail
     (stored,) = model.files.all()
     assert (stored.path, stored.sha256, stored.kind) == ("model.pt", sha256(model_bytes), "pytorch")
     assert model.card["summary"] == "Toy classifier on CLaM-sample."
-    assert "clam-toy" in client.get(reverse("exports:models")).content.decode()
+    assert "clam-toy" in client.get(reverse("modelstore:list")).content.decode()
 
     # The provenance record holds every fact of the run.
     response = client.get(reverse("exports:provenance", args=[submission_id]))
