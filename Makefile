@@ -3,7 +3,7 @@ SHELL := /bin/bash
 .DEFAULT_GOAL := help
 
 help:
-	@echo "make demo   set up and start everything, submit the toy sample, stay in the foreground (Ctrl-C stops)"
+	@echo "make demo   set up and start everything, submit the toy sample, register the CLaM sample's model, stay in the foreground (Ctrl-C stops)"
 	@echo "make up     the same stack in the background;  make down  stops it"
 	@echo "make test   the whole test suite (starts and stops the services it needs)"
 	@echo "make bench  the performance figures P1-P7 on a stack of its own (BENCH_QUICK=1: a short run)"

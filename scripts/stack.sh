@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The whole platform on one machine.
-#   scripts/stack.sh demo   set up, start, submit the toy sample, stay in the foreground (Ctrl-C stops)
+#   scripts/stack.sh demo   set up, start, submit the toy sample, register the CLaM sample's model,
+#                           stay in the foreground (Ctrl-C stops)
 #   scripts/stack.sh up     set up and start in the background
 #   scripts/stack.sh down   stop what up/demo started
 #   scripts/stack.sh setup  only install and build what is missing
@@ -142,6 +143,16 @@ demo_users_and_sample() {
     "$PY" manage.py demo_setup --sample "$zip"
 }
 
+# The CLaM sample trained, released by the demo admin and registered by the demo researcher, so
+# that the model store has a model on the demo's first start.
+demo_model() {
+    local zip="$VAR_DIR/clam-dataset.zip"
+    (cd sample_code/clam-dataset && rm -f "$zip" && "$PY" -m zipfile -c "$zip" main.py predict.py requirements.txt)
+    log "training the CLaM sample for the model store (a minute or two)"
+    "$PY" manage.py demo_model --sample "$zip" \
+        || log "the demo model is not registered; see the CLaM submission's page, then: $PY manage.py demo_model --sample $zip"
+}
+
 case "${1:-}" in
     setup) setup ;;
     up) up; log "stack '$M2D_STACK' is up: portal $M2D_PORTAL_URL, MLflow $MLFLOW_URL" ;;
@@ -152,6 +163,7 @@ case "${1:-}" in
         trap 'trap "" PIPE; { echo; log "stopping"; } 2>/dev/null || true; down; exit 0' INT TERM HUP
         up
         demo_users_and_sample
+        demo_model
         log "ready in $(( $(date +%s) - started )) s. Logs: $VAR_DIR/log/. Ctrl-C stops everything."
         while true; do sleep 3600 & wait $!; done
         ;;
