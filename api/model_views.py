@@ -46,6 +46,25 @@ TYPES = {
     429: "throttled",
 }
 MAX_PAGE = 100
+VERSION = OpenApiParameter(
+    "version",
+    str,
+    OpenApiParameter.PATH,
+    pattern=r"^([0-9]+|[a-z][a-z0-9_-]{0,39})$",
+    description="a version number, or an alias such as default",
+)
+
+
+class VersionConverter:
+    """A version in a path: its number, or an alias naming it (`default`, `best`)."""
+
+    regex = r"[0-9]+|[a-z][a-z0-9_-]{0,39}"
+
+    def to_python(self, value: str) -> str:
+        return value
+
+    def to_url(self, value) -> str:
+        return str(value)
 
 
 def store_exception_handler(exc, context):
@@ -92,7 +111,7 @@ class StoreView(APIView):
     def model(self, name: str) -> RegisteredModel:
         return selectors.model_for(self.request.user, name)
 
-    def version(self, name: str, number: int) -> ModelVersion:
+    def version(self, name: str, number: str) -> ModelVersion:
         return selectors.version_for(self.request.user, self.model(name), number)
 
     def body(self, serializer_class) -> dict:
@@ -248,13 +267,17 @@ class AllVersionsView(StoreView):
 
 @extend_schema(tags=["models"])
 class VersionView(StoreView):
-    @extend_schema(operation_id="models_version", responses={200: s.VersionSerializer, **READ_ERRORS})
-    def get(self, request, name: str, version: int):
+    @extend_schema(
+        operation_id="models_version", parameters=[VERSION], responses={200: s.VersionSerializer, **READ_ERRORS}
+    )
+    def get(self, request, name: str, version: str):
         """One version: its files, card, metrics, state and aliases."""
         return Response(version_description(request, self.version(name, version)))
 
-    @extend_schema(operation_id="models_version_retire", responses={200: s.StatusSerializer, **WRITE_ERRORS})
-    def delete(self, request, name: str, version: int):
+    @extend_schema(
+        operation_id="models_version_retire", parameters=[VERSION], responses={200: s.StatusSerializer, **WRITE_ERRORS}
+    )
+    def delete(self, request, name: str, version: str):
         """Retire a version (its files are kept for audit). The default version goes last:
         409 while other versions are registered."""
         found = self.version(name, version)
@@ -264,12 +287,17 @@ class VersionView(StoreView):
 
 @extend_schema(tags=["models"])
 class SetDefaultView(StoreView):
-    @extend_schema(operation_id="models_set_default", request=None, responses={200: s.StatusSerializer, **WRITE_ERRORS})
-    def put(self, request, name: str, version: int):
+    @extend_schema(
+        operation_id="models_set_default",
+        parameters=[VERSION],
+        request=None,
+        responses={200: s.StatusSerializer, **WRITE_ERRORS},
+    )
+    def put(self, request, name: str, version: str):
         """Make this version the model's default, in one step."""
-        model = self.model(name)
-        services.model_set_default(by=request.user, model=model, version=version)
-        return Response({"status": f'Default version of "{model.name}" is now {version}'})
+        found = self.version(name, version)
+        services.model_set_default(by=request.user, model=found.model, version=found.number)
+        return Response({"status": f'Default version of "{found.model.name}" is now {found.number}'})
 
 
 @extend_schema(tags=["models"])

@@ -1,9 +1,10 @@
-from django.urls import path
+from django.urls import path, register_converter
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
 from rest_framework.routers import DefaultRouter
 
 from . import model_views, views
 
+register_converter(model_views.VersionConverter, "model_version")
 app_name = "api"
 router = DefaultRouter()
 router.register("submissions", views.SubmissionViewSet, basename="submission")
@@ -17,8 +18,12 @@ urlpatterns = [
     path("models", model_views.ModelsView.as_view(), name="models"),
     path("models/<str:name>", model_views.ModelView.as_view(), name="model"),
     path("models/<str:name>/all", model_views.AllVersionsView.as_view(), name="model-versions"),
-    path("models/<str:name>/<int:version>", model_views.VersionView.as_view(), name="model-version"),
-    path("models/<str:name>/<int:version>/set-default", model_views.SetDefaultView.as_view(), name="model-default"),
+    path("models/<str:name>/<model_version:version>", model_views.VersionView.as_view(), name="model-version"),
+    path(
+        "models/<str:name>/<model_version:version>/set-default",
+        model_views.SetDefaultView.as_view(),
+        name="model-default",
+    ),
     path("models/<str:name>/aliases/<str:alias>", model_views.AliasView.as_view(), name="model-alias"),
     *router.urls,
 ]

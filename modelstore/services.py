@@ -25,6 +25,7 @@ V = ModelVersion.State
 NAME = re.compile(r"^(?=.{3,100}$)[a-z0-9]+(?:-[a-z0-9]+)+$")
 LABEL = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,39}$")
 ALIAS = re.compile(r"^[a-z][a-z0-9_-]{0,39}$")
+RESERVED_ALIASES = ("all", "aliases")  # path segments of the API: /models/{name}/all
 
 
 def check_name(name) -> str:
@@ -204,9 +205,10 @@ def model_set_default(*, by, model: RegisteredModel, version: int) -> ModelAlias
 @transaction.atomic
 def model_alias_set(*, by, model: RegisteredModel, alias: str, version: int) -> ModelAlias:
     _ensure_manager(by, model)
-    if not isinstance(alias, str) or not ALIAS.match(alias):
+    if not isinstance(alias, str) or not ALIAS.match(alias) or alias in RESERVED_ALIASES:
         raise InvalidRequest(
-            f"Name the alias in lowercase letters, digits, '_' or '-', starting with a letter (got {alias!r})."
+            f"Name the alias in lowercase letters, digits, '_' or '-', starting with a letter, other than "
+            f"{' or '.join(RESERVED_ALIASES)} (got {alias!r})."
         )
     model = RegisteredModel.objects.select_for_update().get(pk=model.pk)
     target = _live_version(model, version)

@@ -91,6 +91,11 @@ def test_register_describe_default_retire(store, approved, released, api):
     assert answer.status_code == 200 and answer.json() == {"status": 'Default version of "clam-malignancy" is now 2'}
     assert client.put(f"{MODELS}/clam-malignancy/aliases/best", {"version": 1}, format="json").status_code == 200
     assert client.get(f"{MODELS}/clam-malignancy").json()["aliases"] == {"best": 1, "default": 2}
+    # A version may be named by an alias wherever the API takes one.
+    assert client.get(f"{MODELS}/clam-malignancy/best").json()["version"] == 1
+    assert client.get(f"{MODELS}/clam-malignancy/default").json()["version"] == 2
+    assert client.get(f"{MODELS}/clam-malignancy/nothing").status_code == 404
+    assert client.put(f"{MODELS}/clam-malignancy/aliases/all", {"version": 1}, format="json").status_code == 400
     cannot = client.delete(f"{MODELS}/clam-malignancy/aliases/default")
     assert cannot.status_code == 409 and "only" not in cannot.json()["type"]
     assert client.delete(f"{MODELS}/clam-malignancy/1").json() == {"status": 'Version 1 of "clam-malignancy" retired'}
@@ -226,7 +231,7 @@ def test_who_sees_a_model(store, approved, released, api, visibility, seen):
     for client, sees in zip(clients, seen, strict=True):
         listing = client.get(MODELS).json()["models"]
         assert [m["name"] for m in listing] == (["clam-malignancy"] if sees else [])
-        for path in ("clam-malignancy", "clam-malignancy/1", "clam-malignancy/all"):
+        for path in ("clam-malignancy", "clam-malignancy/1", "clam-malignancy/all", "clam-malignancy/default"):
             answer = client.get(f"{MODELS}/{path}")
             assert answer.status_code == (200 if sees else 404), path
             missing = client.get(f"{MODELS}/{path.replace('malignancy', 'nothing')}")
