@@ -13,6 +13,7 @@ from django.contrib.auth.decorators import login_required
 from django.http import FileResponse, Http404
 from django.shortcuts import redirect, render
 from django.urls import reverse
+from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_POST
 
 from accounts.second_factor import staff_second_factor
@@ -20,7 +21,7 @@ from submissions.charts import line_charts
 from submissions.selectors import submission_for
 
 from . import browse, selectors, services
-from .errors import ModelStoreError
+from .errors import InvalidRequest, ModelStoreError
 from .models import ModelAlias, ModelEvent, RegisteredModel
 
 SORTS = {"name": "name", "-created": "newest first"}
@@ -88,7 +89,7 @@ def _card_sections(card: dict) -> dict:
 @login_required
 def model_page(request, name: str):
     model = selectors.model_for(request.user, name)
-    versions = list(selectors.versions_of(model))
+    versions = list(selectors.versions_of(model).select_related("created_by"))
     aliases = selectors.aliases_of(model)
     wanted = request.GET.get("version", "")
     shown = next((v for v in versions if str(v.number) == wanted), None) or next(
@@ -124,7 +125,10 @@ def model_page(request, name: str):
 
 def _back(request, fallback: str):
     target = request.POST.get("next", "")
-    return redirect(target if target.startswith("/") and not target.startswith("//") else fallback)
+    safe = url_has_allowed_host_and_scheme(
+        target, allowed_hosts={request.get_host()}, require_https=request.is_secure()
+    )
+    return redirect(target if target and safe else fallback)
 
 
 @login_required
@@ -206,8 +210,10 @@ def alias_set(request, name: str):
     def act(model):
         if request.POST.get("delete"):
             services.model_alias_delete(by=request.user, model=model, alias=alias)
+        elif not number.isdigit():
+            raise InvalidRequest("Choose the version the alias points at.")
         else:
-            services.model_alias_set(by=request.user, model=model, alias=alias, version=int(number or 0))
+            services.model_alias_set(by=request.user, model=model, alias=alias, version=int(number))
 
     done = f"Alias {alias} deleted." if request.POST.get("delete") else f"{alias} now points at version {number}."
     return _act(request, name, act, done)
@@ -248,7 +254,11 @@ def download_zip(request, name: str, number: int):
 def staff_list(request):
     if not (request.user.is_active and request.user.is_staff):
         raise Http404  # researchers are not told that admin pages exist
-    models = list(selectors.all_models_for_staff().prefetch_related("versions__files", "versions__aliases"))
+    models = list(
+        selectors.all_models_for_staff().prefetch_related(
+            "versions__files", "versions__aliases", "versions__created_by"
+        )
+    )
     for model in models:
         for version in model.versions.all():
             version.alias_names = sorted(a.name for a in version.aliases.all())

@@ -142,6 +142,14 @@ def test_the_owner_registers_a_version_sets_it_default_and_retires_the_old_one(r
     assert "Version 2 is now the default of clam-malignancy." in text(done)
     assert ModelAlias.objects.get(model__name="clam-malignancy", name="default").version == version
 
+    alias_url = reverse("modelstore:alias", args=["clam-malignancy"])
+    pointed = client.post(alias_url, {"alias": "best", "version": "2", "next": "https://elsewhere.example/"})
+    assert pointed.url == url  # back to the model's page, never to another site
+    assert ModelAlias.objects.get(model__name="clam-malignancy", name="best").version == version
+    assert "Choose the version" in text(client.post(alias_url, {"alias": "best", "version": ""}, follow=True))
+    client.post(alias_url, {"alias": "best", "delete": "1"})
+    assert not ModelAlias.objects.filter(model__name="clam-malignancy", name="best").exists()
+
     # The default cannot be retired while another version is registered; the old one can.
     refused = client.post(reverse("modelstore:retire", args=["clam-malignancy", 2]), follow=True)
     assert "make another version the default" in text(refused)
