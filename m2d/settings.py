@@ -400,6 +400,11 @@ CELERY_BEAT_SCHEDULE["send-due-mail"] = {
     "schedule": M2D_RECONCILE_SECONDS,
     "options": {"queue": M2D_QUEUE_OPS},
 }
+CELERY_BEAT_SCHEDULE["sweep-model-blobs"] = {
+    "task": "modelstore.tasks.sweep_orphan_blobs",
+    "schedule": 24 * 3600,
+    "options": {"queue": M2D_QUEUE_OPS},
+}
 CELERY_BEAT_SCHEDULE["expire-exports"] = {
     "task": "exports.tasks.expire_exports",
     "schedule": M2D_EXPORT_SWEEP_SECONDS,

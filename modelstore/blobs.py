@@ -20,6 +20,7 @@ from django.core.files.storage import FileSystemStorage, storages
 from exports import storage as export_storage
 
 from .errors import HashMismatch, InvalidPath, StorageFailed
+from .models import ModelFile
 
 CHUNK = 1024 * 1024
 
@@ -69,7 +70,10 @@ def copy_in(export_key: str, expected_sha256: str, shown_as: str) -> tuple[str, 
             key = blob_key(expected_sha256)
             store = model_storage()
             if store.exists(key):
-                return key, False
+                if ModelFile.objects.filter(storage_key=key).exists():
+                    return key, False
+                # An orphan the sweep may be about to delete: written again, it is young and ours.
+                store.delete(key)
             scratch.seek(0)
             saved = store.save(key, File(scratch, name=expected_sha256))
             if saved != key:
@@ -89,6 +93,10 @@ def delete(keys) -> None:
     store = model_storage()
     for key in keys:
         store.delete(key)
+
+
+def modified_at(key: str):
+    return model_storage().get_modified_time(key)
 
 
 def stored_keys() -> list[str]:

@@ -8,9 +8,11 @@ when it is refused or fails after that, it deletes the blobs it created (see blo
 from __future__ import annotations
 
 import re
+from datetime import timedelta
 
 from django.db import IntegrityError, transaction
 from django.db.models import Max
+from django.utils import timezone
 
 from exports.provenance import final_metrics
 from submissions.selectors import submission_timings
@@ -256,3 +258,16 @@ def model_version_retire(*, by, version_obj: ModelVersion, comment: str = "") ->
     _event(model, A.RETIRED, by=by, version=version, comment="; ".join(x for x in (comment.strip(), note) if x))
     version_obj.state = version.state
     return version
+
+
+def model_blobs_sweep(*, older_than: timedelta = timedelta(days=1)) -> list[str]:
+    """Delete blobs no model file refers to: left by a registration that crashed between copying
+    and committing. Only blobs older than `older_than`, so a registration copying now keeps its own."""
+    cutoff = timezone.now() - older_than
+    referenced = set(ModelFile.objects.values_list("storage_key", flat=True))
+    orphans = [key for key in blobs.stored_keys() if key not in referenced and blobs.modified_at(key) < cutoff]
+    # Checked again just before deleting: a registration may have committed a file of it meanwhile.
+    still = set(ModelFile.objects.filter(storage_key__in=orphans).values_list("storage_key", flat=True))
+    gone = [key for key in orphans if key not in still]
+    blobs.delete(gone)
+    return gone

@@ -5,6 +5,7 @@ nothing stored; what each researcher may see; token scopes."""
 from __future__ import annotations
 
 import json
+from datetime import timedelta
 
 import pytest
 from django.urls import reverse
@@ -290,3 +291,17 @@ def test_paging_and_the_card_schema(store, approved, released, api):
     schema = client.get("/api/v1/model-card.schema.json")
     assert schema.status_code == 200 and json.loads(schema.content)["title"].startswith("M2D model card")
     assert CARD["entrypoint"] in json.dumps(client.get(f"{MODELS}/clam-task0/1").json())
+
+
+def test_orphan_blobs_are_swept_and_referenced_ones_kept(store, approved, released, api):
+    from io import BytesIO
+
+    from modelstore.services import model_blobs_sweep
+
+    assert register(api(approved["owner"]), released()).status_code == 201
+    kept = blobs.stored_keys()
+    orphan = blobs.blob_key("f" * 64)
+    blobs.model_storage().save(orphan, BytesIO(b"left by a crash"))
+    assert model_blobs_sweep() == []  # too young: it may be a registration's, copying now
+    assert model_blobs_sweep(older_than=timedelta(0)) == [orphan]
+    assert blobs.stored_keys() == kept
