@@ -5,20 +5,28 @@ that has no network but loopback: 127.0.0.1:3141 inside it relays to a unix sock
 module relays that socket to the package index. The build has no route to the host's addresses,
 the database, Redis, MLflow, the LAN or anywhere else: there is nothing to connect to but the
 index, which refuses every change unless its root signs in.
+
+Each worker process keeps one door between its builds (see `opened`); a door left by a process
+that was killed is removed by the next process of the host that opens one, and by the instance's
+clean-up like everything else labelled with it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import atexit
 import contextlib
 import logging
 import os
+import re
 import shutil
+import socket
 import threading
 from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from celery import signals
 from django.conf import settings
 
 from . import docker_api
@@ -65,6 +73,9 @@ class Relay:
             return
         await asyncio.gather(_pipe(reader, upstream_writer), _pipe(upstream_reader, writer))
 
+    def alive(self) -> bool:
+        return self._thread.is_alive()
+
     def stop(self) -> None:
         async def close() -> None:
             if self._server is not None:
@@ -90,6 +101,72 @@ async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> N
             writer.close()
 
 
+LABEL_KEEPER = "org.m2d.door-keeper"  # host:pid of the worker process that keeps the door
+
+
+class Door:
+    """A relay to the index and the container whose loopback it listens on."""
+
+    def __init__(self, name: str, folder: Path, labels: dict[str, str]):
+        self.name, self.folder, self.labels = name, folder, labels
+        self.relay: Relay | None = None
+        self.container_id = ""
+        self.pid = os.getpid()
+
+    def open(self) -> Door:
+        index = urlsplit(settings.M2D_PACKAGE_INDEX_URL)
+        shutil.rmtree(self.folder, ignore_errors=True)
+        self.folder.mkdir(parents=True)
+        self.folder.chmod(0o755)
+        self.relay = Relay(
+            self.folder / "index.sock",
+            index.hostname or "127.0.0.1",
+            index.port or (443 if index.scheme == "https" else 80),
+            settings.M2D_FORWARDER_UID if os.geteuid() == 0 else None,
+        )
+        self.relay.start()
+        try:
+            # One left by a worker that died holds the old socket folder: never reuse it.
+            docker_api.remove_door(self.name)
+            self.container_id = docker_api.start_door(
+                docker_api.DoorSpec(
+                    name=self.name,
+                    image=settings.M2D_FORWARDER_IMAGE,
+                    socket_dir=self.folder,
+                    port=DOOR_PORT,
+                    user=f"{settings.M2D_FORWARDER_UID}:{settings.M2D_FORWARDER_UID}",
+                    labels=self.labels,
+                )
+            )
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def standing(self) -> bool:
+        if self.relay is None or not self.relay.alive() or not (self.folder / "index.sock").is_socket():
+            return False
+        try:
+            return docker_api.door_running(self.container_id)
+        except docker_api.PlatformFault:
+            return False
+
+    def close(self) -> None:
+        with contextlib.suppress(docker_api.PlatformFault):
+            docker_api.remove_door(self.name)
+        if self.relay is not None:
+            self.relay.stop()
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+
+# The door this worker process keeps between builds: starting one costs a container start, about a
+# tenth of a warm build. Builds of one process use it one at a time, so no two builds ever share a
+# loopback; a build that ends any other way than with its image may have left a step running in
+# that namespace, so its door is closed, and the next build gets a fresh one.
+_kept: Door | None = None
+_kept_lock = threading.Lock()
+
+
 @contextlib.contextmanager
 def opened(submission_id: int, purpose: str = "build") -> Iterator[str]:
     """The network mode a build of `submission_id` runs its steps in: the door's, or no network at
@@ -97,35 +174,76 @@ def opened(submission_id: int, purpose: str = "build") -> Iterator[str]:
     if not settings.M2D_PACKAGE_INDEX_URL:
         yield "none"
         return
-    index = urlsplit(settings.M2D_PACKAGE_INDEX_URL)
-    folder = settings.M2D_GATEWAY_DIR / f"{purpose}-{submission_id}"
-    shutil.rmtree(folder, ignore_errors=True)
-    folder.mkdir(parents=True)
-    folder.chmod(0o755)
-    relay = Relay(
-        folder / "index.sock",
-        index.hostname or "127.0.0.1",
-        index.port or (443 if index.scheme == "https" else 80),
-        settings.M2D_FORWARDER_UID if os.geteuid() == 0 else None,
-    )
-    relay.start()
-    name = f"m2d-{settings.M2D_INSTANCE}-{purpose}-{submission_id}-door"
+    if not _kept_lock.acquire(blocking=False):
+        # Another build of this process holds the kept door: this one gets a door of its own.
+        door = Door(
+            f"m2d-{settings.M2D_INSTANCE}-{purpose}-{submission_id}-door",
+            settings.M2D_GATEWAY_DIR / f"{purpose}-{submission_id}",
+            labels_for_build(submission_id),
+        ).open()
+        try:
+            yield f"container:{door.container_id}"
+        finally:
+            door.close()
+        return
     try:
-        # One left by a build whose worker died holds the old socket folder: never reuse it.
-        docker_api.remove_door(name)
-        door = docker_api.start_door(
-            docker_api.DoorSpec(
-                name=name,
-                image=settings.M2D_FORWARDER_IMAGE,
-                socket_dir=folder,
-                port=DOOR_PORT,
-                user=f"{settings.M2D_FORWARDER_UID}:{settings.M2D_FORWARDER_UID}",
-                labels=labels_for_build(submission_id),
-            )
-        )
-        yield f"container:{door}"
+        door = _kept_door()
+        try:
+            yield f"container:{door.container_id}"
+        except BaseException:
+            close_kept_door()
+            raise
     finally:
-        with contextlib.suppress(docker_api.PlatformFault):
+        _kept_lock.release()
+
+
+def _kept_door() -> Door:
+    global _kept
+    if _kept is not None and _kept.standing():
+        return _kept
+    close_kept_door()
+    keeper = f"{socket.gethostname()}:{os.getpid()}"
+    _sweep_doors_of_dead_keepers()
+    _kept = Door(
+        f"m2d-{settings.M2D_INSTANCE}-door-{_name_part(socket.gethostname())}-{os.getpid()}",
+        settings.M2D_GATEWAY_DIR / f"door-{os.getpid()}",
+        {docker_api.LABEL_INSTANCE: settings.M2D_INSTANCE, LABEL_KEEPER: keeper},
+    ).open()
+    return _kept
+
+
+def close_kept_door() -> None:
+    """Close this process's kept door, if it has one (at exit, or when it can no longer be trusted)."""
+    global _kept
+    door, _kept = _kept, None
+    if door is not None and door.pid == os.getpid():  # a forked child must not close its parent's
+        door.close()
+
+
+def _sweep_doors_of_dead_keepers() -> None:
+    """Doors kept by processes of this host that are gone (killed before they could close them)."""
+    host = socket.gethostname()
+    for name, labels in docker_api.doors_labelled({docker_api.LABEL_INSTANCE: settings.M2D_INSTANCE}):
+        keeper_host, _, pid = labels.get(LABEL_KEEPER, "").rpartition(":")
+        if keeper_host == host and pid.isdigit() and int(pid) != os.getpid() and not _alive(int(pid)):
             docker_api.remove_door(name)
-        relay.stop()
-        shutil.rmtree(folder, ignore_errors=True)
+            shutil.rmtree(settings.M2D_GATEWAY_DIR / f"door-{pid}", ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _name_part(text: str) -> str:
+    return re.sub(r"[^a-zA-Z0-9_.-]", "-", text)[:40] or "host"
+
+
+atexit.register(close_kept_door)
+# Pool processes end with os._exit, which runs no atexit handler.
+signals.worker_process_shutdown.connect(lambda **kwargs: close_kept_door(), weak=False)

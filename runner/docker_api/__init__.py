@@ -8,7 +8,7 @@ engine: the client, errors and labels; logs: capped logs and tails; images: buil
 describe; runs: the forwarder and run containers; doors: a build's way to the package index.
 """
 
-from .doors import DoorSpec, remove_door, start_door
+from .doors import DoorSpec, door_running, doors_labelled, remove_door, start_door
 from .engine import (
     LABEL_INSTANCE,
     LABEL_ROLE,
@@ -60,6 +60,8 @@ __all__ = [
     "CacheLayerLost",
     "CappedLog",
     "DoorSpec",
+    "door_running",
+    "doors_labelled",
     "ImageFile",
     "PlatformFault",
     "RunOutcome",

@@ -46,6 +46,23 @@ def start_door(spec: DoorSpec) -> str:
 
 
 @engine_errors
+def door_running(container_id: str) -> bool:
+    """Whether the door still stands: a kept door is checked before each build it serves."""
+    try:
+        return client().api.inspect_container(container_id)["State"]["Running"]
+    except NotFound:
+        return False
+
+
+@engine_errors
+def doors_labelled(labels: dict[str, str]) -> list[tuple[str, dict[str, str]]]:
+    """(name, labels) of every door carrying these labels."""
+    filters = {"label": [f"{key}={value}" for key, value in {**labels, LABEL_ROLE: "door"}.items()]}
+    found = client().containers.list(all=True, filters=filters, ignore_removed=True)
+    return [(door.name, dict(door.labels)) for door in found]
+
+
+@engine_errors
 def remove_door(name: str) -> None:
     """Remove the door if it is there, also when another (the reconciler) is removing it."""
     door = find_container(name)

@@ -5,11 +5,15 @@ builder within its limits, and a build that meets one ends saying which, while t
 from __future__ import annotations
 
 import json
+import time
+from pathlib import Path
 
 import pytest
 from django.conf import settings
 
+from runner import docker_api
 from submissions.models import Submission
+from submissions.services import submission_cancel
 from tests.conftest import WorkerPool
 from tests.helpers import upload, wait_finished
 from tests.package_index import TestIndex
@@ -133,3 +137,51 @@ def test_a_hostile_setup_py_meets_a_named_limit_and_the_next_build_goes_on(
 
     following = submit(client, researcher, NORMAL, "import sympy\nprint('built and ran')\n")
     assert following.status == "succeeded", following.reason + following.build_log_tail
+
+
+def listening_beside_a_door(port: int) -> bool:
+    """Whether something listens on that port in the network namespace of one of the instance's
+    build doors (read from the host: the namespace's TCP table under its first process)."""
+    doors = docker_api.client().containers.list(
+        filters={"label": [f"{docker_api.LABEL_INSTANCE}={settings.M2D_INSTANCE}", f"{docker_api.LABEL_ROLE}=door"]}
+    )
+    for door in doors:
+        table = Path(f"/proc/{door.attrs['State']['Pid']}/net/tcp")
+        rows = [line.split() for line in table.read_text().splitlines()[1:]] if table.exists() else []
+        if any(row[1].endswith(f":{port:04X}") and row[3] == "0A" for row in rows):  # 0A: LISTEN
+            return True
+    return False
+
+
+LISTENER = """
+import socket, sys, time
+listener = socket.socket()
+listener.bind(("127.0.0.1", 7777))
+listener.listen()
+print("listening on the build's loopback", file=sys.stderr, flush=True)
+time.sleep(10**6)
+"""
+
+
+def test_a_build_stopped_half_way_leaves_nothing_the_next_build_can_reach(
+    client, builds, hostile_index, make_researcher
+):
+    """Builds of one worker share a kept door to the index, one at a time; a build that does not end
+    with its image (here: cancelled while a step listens on its loopback) takes that door with it."""
+    hostile_index.upload_sdist("listener", "0.1", LISTENER)
+    researcher = make_researcher()
+    sid = upload(client, researcher.user, {"main.py": "print('never')\n", "requirements.txt": "listener==0.1\n"})
+    deadline = time.monotonic() + 180
+    while not listening_beside_a_door(7777):  # uv shows a build's output only when it fails
+        assert time.monotonic() < deadline, "the listener's build did not start"
+        time.sleep(0.2)
+    submission_cancel(by=researcher.user, submission=Submission.objects.get(pk=sid))
+    assert wait_finished(sid, 120).status == "cancelled"
+
+    targets = {"the_stopped_build_s_listener": ("127.0.0.1", 7777)}
+    hostile_index.upload_sdist("loopprobe", "0.1", f"TARGETS = {targets!r}\n{NETPROBE}")
+    main_py = "import shutil\nshutil.copy('/opt/venv/netprobe.json', '/mnt/export/netprobe.json')\n"
+    following = submit(client, researcher, NORMAL + "loopprobe==0.1\n", main_py)
+    assert following.status == "succeeded", following.reason + following.build_log_tail
+    report = json.loads((settings.M2D_EXPORT_ROOT / str(following.pk) / "netprobe.json").read_text())
+    assert "Connection refused" in report["the_stopped_build_s_listener"], report
