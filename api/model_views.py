@@ -34,7 +34,8 @@ from . import model_serializers as s
 
 ERROR = OpenApiResponse(s.StoreErrorSerializer)
 READ_ERRORS = {code: ERROR for code in (400, 401, 403, 404)}
-WRITE_ERRORS = {code: ERROR for code in (400, 401, 403, 404, 409, 415)}
+WRITE_ERRORS = {code: ERROR for code in (400, 401, 403, 404, 409, 413, 415)}
+MAX_BODY = 1024 * 1024  # a registration names files and carries a card (at most 64 KiB): never more
 TYPES = {
     400: "bad_request",
     401: "unauthenticated",
@@ -65,6 +66,10 @@ class VersionConverter:
 
     def to_url(self, value) -> str:
         return str(value)
+
+
+class BodyTooLarge(ModelStoreError):
+    code, type = 413, "body_too_large"
 
 
 def store_exception_handler(exc, context):
@@ -115,6 +120,11 @@ class StoreView(APIView):
         return selectors.version_for(self.request.user, self.model(name), number)
 
     def body(self, serializer_class) -> dict:
+        length = self.request.META.get("CONTENT_LENGTH") or "0"
+        if not length.isdigit() or int(length) > MAX_BODY:
+            raise BodyTooLarge(
+                f"Send at most {MAX_BODY:,} bytes of JSON; the store copies files itself from the release."
+            )
         if not isinstance(self.request.data, dict):
             raise exceptions.ValidationError({"body": ["send a JSON object"]})
         cards.refuse_url_fields(self.request.data)

@@ -7,6 +7,7 @@ when it is refused or fails after that, it deletes the blobs it created (see blo
 
 from __future__ import annotations
 
+import logging
 import re
 from datetime import timedelta
 
@@ -22,6 +23,7 @@ from .card import merged, refuse_url_fields, validated
 from .errors import Conflict, InvalidName, InvalidRequest, ModelStoreError, NotAllowed, NotFound  # noqa: F401
 from .models import ModelAlias, ModelEvent, ModelFile, ModelVersion, RegisteredModel
 
+log = logging.getLogger(__name__)
 A = ModelEvent.Action
 V = ModelVersion.State
 NAME = re.compile(r"^(?=.{3,100}$)[a-z0-9]+(?:-[a-z0-9]+)+$")
@@ -127,9 +129,18 @@ def model_register(
                            metrics=metrics, metrics_source=metrics_source, image_digest=image_digest,
                            fingerprint=fingerprint)  # fmt: skip
     except BaseException:
+        _forget(created)
+        raise
+
+
+def _forget(created: list[str]) -> None:
+    """Delete the blobs a failed registration wrote, unless a committed file refers to one (the
+    same bytes registered by someone else meanwhile). A failure here leaves orphans for the sweep."""
+    try:
         referenced = set(ModelFile.objects.filter(storage_key__in=created).values_list("storage_key", flat=True))
         blobs.delete(key for key in created if key not in referenced)
-        raise
+    except Exception:
+        log.exception("blobs of a failed registration were left for the sweep: %s", ", ".join(created))
 
 
 def _record(by, submission, name, dataset, task, label, visibility, card, chosen, keys, **facts) -> ModelVersion:

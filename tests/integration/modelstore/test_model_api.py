@@ -286,6 +286,8 @@ def test_paging_and_the_card_schema(store, approved, released, api):
             break
         assert not token.isdigit()  # a cursor, not an offset
     assert seen == names
+    huge = register(client, submission, name="clam-huge", card={"x-blob": "x" * 1024 * 1024})
+    assert (huge.status_code, huge.json()["type"]) == (413, "body_too_large")
     assert client.get(MODELS, {"next_page_token": "garbage!"}).status_code == 400
     assert client.get(MODELS, {"limit": 0}).status_code == 400
     schema = client.get("/api/v1/model-card.schema.json")
