@@ -20,7 +20,7 @@ from submissions.selectors import submission_timings
 
 from . import blobs, sources, transitions
 from .card import merged, refuse_url_fields, validated
-from .errors import Conflict, InvalidName, InvalidRequest, ModelStoreError, NotAllowed, NotFound  # noqa: F401
+from .errors import Conflict, InvalidName, InvalidRequest, ModelStoreError, NotAllowed, NotFound  # noqa: F401 (callers catch them here)
 from .models import ModelAlias, ModelEvent, ModelFile, ModelVersion, RegisteredModel
 
 log = logging.getLogger(__name__)
