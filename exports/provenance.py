@@ -18,6 +18,7 @@ from submissions.selectors import submission_timings
 from tracking.client import MlflowAdmin, MlflowUnavailable
 from tracking.readback import latest_values
 
+from .dataset_index import dataset_index
 from .models import ExportEvent, ExportFile, Provenance
 from .selectors import unreleased_summary
 
@@ -34,9 +35,14 @@ def provenance_store_image(*, submission, facts: dict, problems: list[str]) -> P
     return record
 
 
-def provenance_store_run(*, submission, gpus: list, dataset_fingerprint: str, problems: list[str]) -> Provenance:
-    """Add what the platform knows of the run that just ended. The build's problems stay; an
-    earlier attempt's run problems go."""
+def provenance_store_run(*, submission, gpus: list, problems: list[str]) -> Provenance:
+    """Add what the platform knows of the run that just ended: the GPUs the runner says it had,
+    and the data set's fingerprint. The build's problems stay; an earlier attempt's run problems go."""
+    try:
+        dataset_fingerprint = dataset_index().fingerprint
+    except Exception as exc:  # recorded as missing, with why; the run's outcome is recorded all the same
+        dataset_fingerprint = ""
+        problems = [*problems, f"data set fingerprint: {type(exc).__name__}: {exc}"[:500]]
     built = Provenance.objects.filter(submission=submission).first()
     if built is None:
         problems = [*problems, NOT_DESCRIBED]

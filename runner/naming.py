@@ -9,7 +9,7 @@ from submissions.models import Submission
 
 from . import docker_api
 
-__all__ = ["container_name", "image_tag", "labels", "labels_for_build", "log_dir"]
+__all__ = ["container_name", "image_tag", "labels", "labels_for_build", "log_dir", "run_labels"]
 
 
 def image_tag(submission_id: int) -> str:
@@ -21,11 +21,15 @@ def container_name(submission_id: int) -> str:
 
 
 def labels(submission: Submission, slot: str = "") -> dict[str, str]:
+    return run_labels(submission.pk, submission.owner.username, slot)
+
+
+def run_labels(submission_id: int, owner_username: str, slot: str = "") -> dict[str, str]:
     return {
         docker_api.LABEL_INSTANCE: settings.M2D_INSTANCE,
-        docker_api.LABEL_SUBMISSION: str(submission.pk),
+        docker_api.LABEL_SUBMISSION: str(submission_id),
         docker_api.LABEL_SLOT: slot,
-        "org.m2d.owner": submission.owner.username,
+        "org.m2d.owner": owner_username,
     }
 
 

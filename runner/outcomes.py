@@ -1,54 +1,25 @@
-"""How a submission ends, and the words that tell its researcher why."""
+"""How a build ends, and the words that tell its researcher why (a run's: submissions.reasons)."""
 
 from __future__ import annotations
 
-import logging
 import re
 
 from django.conf import settings
-from django.db import transaction
 
 from submissions.models import Submission
-from submissions.transitions import TransitionConflict, transition
+from submissions.reasons import size
+from submissions.services import submission_fail, submission_settle
 
-from .dispatch import wake_run_slots
 from .export_volume import human_size
-
-log = logging.getLogger(__name__)
-S = Submission.Status
-Stage = Submission.Stage
 
 
 def settle(submission: Submission, to: str, **fields) -> bool:
-    """Move to an outcome unless someone (a cancel, the reconciler) settled it first."""
-    try:
-        transition(submission, to, **fields)
-        return True
-    except TransitionConflict:
-        submission.refresh_from_db()
-        log.info("submission %s was %s before it could become %s", submission.pk, submission.status, to)
-        return False
+    # runner.builds moves a submission by position; the service takes keywords.
+    return submission_settle(submission=submission, to=to, **fields)
 
 
 def fail(submission: Submission, stage: str, reason: str, **fields) -> bool:
-    return settle(submission, S.FAILED, failure_stage=stage, reason=reason[:4000], note=reason[:500], **fields)
-
-
-def platform_lost(submission: Submission, reason: str, **fields) -> None:
-    """A fault of the platform, not of the code: requeue it (a limited number of times), else fail
-    it at stage infrastructure. Neither counts against the researcher."""
-    retries = submission.infrastructure_retries
-    if retries < settings.M2D_INFRASTRUCTURE_RETRIES:
-        if settle(
-            submission,
-            S.QUEUED,
-            infrastructure_retries=retries + 1,
-            note=f"{reason}; requeued",
-            **{k: v for k, v in fields.items() if k != "metrics"},
-        ):
-            transaction.on_commit(wake_run_slots)
-        return
-    fail(submission, Stage.INFRASTRUCTURE, reason, **fields)
+    return submission_fail(submission=submission, stage=stage, reason=reason, **fields)
 
 
 INSTALL_STEP = "install-requirements"
@@ -91,35 +62,3 @@ def build_reason(error: str, build_log: str) -> str:
             "the end of the build log shows the installer's message."
         )
     return f"The image build failed: {error}"
-
-
-TRACEBACK = "Traceback (most recent call last):"
-
-
-def run_reason(exit_code: int, log_tail: str) -> str:
-    reason = f"main.py exited with code {exit_code}."
-    lines = log_tail.splitlines()
-    traceback = last_traceback(lines)
-    if traceback:
-        reason += "\n" + "\n".join(traceback)
-    elif log_tail:
-        reason += " The end of its output:\n" + "\n".join(lines[-10:])
-    return reason
-
-
-def last_traceback(lines: list[str]) -> list[str]:
-    """The last traceback in the output that ends in its exception line; when processes died
-    mid-traceback (a container stops all of them when main.py exits), the last one at all."""
-    starts = [i for i, line in enumerate(lines) if line.startswith(TRACEBACK)]
-    for start in reversed(starts):
-        end = next((i for i in starts if i > start), len(lines))
-        for i in range(start + 1, end):
-            if lines[i] and not lines[i][0].isspace():  # the exception line: the traceback is whole
-                return lines[start : i + 1] if end < len(lines) else lines[start:]
-    return lines[starts[-1] :] if starts else []
-
-
-def size(docker_size: str) -> str:
-    units = {"k": "KiB", "m": "MiB", "g": "GiB"}
-    number, unit = docker_size[:-1], docker_size[-1:].lower()
-    return f"{number} {units[unit]}" if unit in units else f"{docker_size} bytes"

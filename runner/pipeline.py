@@ -1,7 +1,10 @@
-"""From a queued submission to a finished one: run, collect, record (builds: runner.builds).
+"""From a claimed submission to a finished one: run its job, gather the facts, hand them to the
+services that record them (builds: runner.builds).
 
-Workers call these; each step is idempotent and moves the submission only through
-`submissions.transitions`. Faults of the platform end as stage `infrastructure`.
+Workers call these; each step is idempotent. The run reads no model: it is given a frozen job
+(runner.jobs) and reports frozen facts (submissions.facts); the services record those, and move
+the submission only through `submissions.transitions`. Faults of the platform end as stage
+`infrastructure`.
 """
 
 from __future__ import annotations
@@ -17,24 +20,21 @@ from pathlib import Path
 from django.conf import settings
 from django.db import connection
 
-from accounts.selectors import MlflowCredentials, mlflow_credentials, mlflow_password_now
-from exports.services import export_collect
+from accounts.selectors import mlflow_password_now
+from exports.services import run_exports_record
 from ops.logs import submission_context
-from submissions import exits, logpolicy, metrics
-from submissions.models import Submission
-from submissions.progress import format_duration as duration
+from submissions.facts import RunFacts, TrackingTotals
+from submissions.selectors import submission_cancelled
+from submissions.services import run_facts_record, run_lost_record, run_tracking_reserve, run_tracking_usage_record
 
 from . import docker_api, provenance, scheduling
-from .builds import image_on_this_host
-from .export_volume import ExportLimitExceeded, ExportLimits, ExportVolume, ExportVolumeError
+from .export_volume import ExportLimitExceeded, ExportVolumeError
 from .gateway import GatewayPolicy, GatewayStats, TrackingGateway
-from .naming import container_name, image_tag, labels, log_dir
-from .outcomes import fail, platform_lost, run_reason, settle, size
+from .jobs import RunJob, image_on_this_host, run_job_for
+from .naming import container_name, image_tag, run_labels
 from .phases import Phases
 
 log = logging.getLogger(__name__)
-S = Submission.Status
-Stage = Submission.Stage
 
 
 def run_queued(slot: scheduling.Slot | None = None) -> int:
@@ -45,11 +45,11 @@ def run_queued(slot: scheduling.Slot | None = None) -> int:
     for orphan in scheduling.stale_runs().filter(slot=slot.label):
         if scheduling.take_over(orphan):
             with submission_context(orphan.pk):
-                run(orphan, adopt=True)
+                run(run_job_for(orphan.pk), adopt=True)
             count += 1
     while (submission := scheduling.claim_next(slot)) is not None:
         with submission_context(submission.pk):
-            run(submission)
+            run(run_job_for(submission.pk))
         count += 1
     return count
 
@@ -63,39 +63,31 @@ def _prepare_folder(path: Path, uid: int, mode: int) -> Path:
     return path
 
 
-def export_volume(submission_id: int) -> ExportVolume:
-    return ExportVolume(
-        image=settings.M2D_EXPORT_VOLUME_DIR / f"{submission_id}.img",
-        mountpoint=settings.M2D_EXPORT_VOLUME_DIR / str(submission_id),
-        size_bytes=settings.M2D_EXPORT_MAX_BYTES,
-        uid=settings.M2D_RUN_UID,
-    )
-
-
-def run(submission: Submission, adopt: bool = False) -> None:
-    """Run a claimed submission to its end. With `adopt`, a run whose worker died is waited for
-    where it stands: its container, export volume and gateway folder are still there."""
+def run(job: RunJob, adopt: bool = False) -> None:
+    """Run a claimed submission's job to its end. With `adopt`, a run whose worker died is waited
+    for where it stands: its container, export volume and gateway folder are still there."""
     phases = Phases()
-    credentials = mlflow_credentials(submission.owner_id)
-    volume = export_volume(submission.pk)
+    volume = job.export_volume
     try:
         export_dir = volume.mountpoint if adopt and volume.mountpoint.exists() else volume.create()
     except (ExportVolumeError, OSError) as exc:
         volume.destroy()
-        platform_lost(submission, f"The platform could not prepare /mnt/export: {exc}")
+        run_lost_record(submission_id=job.submission_id, reason=f"The platform could not prepare /mnt/export: {exc}")
         return
     phases.done("export volume")
     try:
-        image = image_on_this_host(submission)
+        image = image_on_this_host(job)
     except (docker_api.PlatformFault, docker_api.BuildFailed, TimeoutError) as exc:
         volume.destroy()
-        platform_lost(submission, f"The platform could not make the image available on {submission.slot}: {exc}")
+        run_lost_record(
+            submission_id=job.submission_id,
+            reason=f"The platform could not make the image available on {job.slot}: {exc}",
+        )
         return
-    gateway_dir = settings.M2D_GATEWAY_DIR / str(submission.pk)
-    if not (adopt and gateway_dir.is_dir()):
-        _prepare_folder(gateway_dir, 0, 0o755)
-    spec = run_spec(submission, credentials, image, export_dir, gateway_dir)
-    gateway = _gateway(submission, credentials, gateway_dir)
+    if not (adopt and job.gateway_dir.is_dir()):
+        _prepare_folder(job.gateway_dir, 0, 0o755)
+    spec = run_spec(job, image, export_dir)
+    gateway = _gateway(job)
     outcome, export_problem = None, ""
     gateway.start()
     phases.done("image and gateway")
@@ -105,9 +97,9 @@ def run(submission: Submission, adopt: bool = False) -> None:
         docker_api.start_run(spec)
         phases.done("forwarder and container start")
         # A cancel that committed while the container was being created found nothing to stop.
-        if Submission.objects.filter(pk=submission.pk, status=S.CANCELLED).exists():
-            docker_api.stop_run(spec.name, grace=settings.M2D_STOP_GRACE_SECONDS)
-        outcome = _follow(spec, submission.pk)
+        if submission_cancelled(job.submission_id):
+            docker_api.stop_run(spec.name, grace=job.limits.stop_grace)
+        outcome = _follow(spec, job.submission_id)
     except docker_api.PlatformFault as exc:
         fault = str(exc)
     else:
@@ -115,67 +107,80 @@ def run(submission: Submission, adopt: bool = False) -> None:
     finally:
         phases.done("main.py")
         stats = gateway.stop()
-        shutil.rmtree(gateway_dir, ignore_errors=True)
+        shutil.rmtree(job.gateway_dir, ignore_errors=True)
         # The image was described at its build; the run adds only what the engine says of it.
-        provenance.capture_run(submission=submission, container=spec.name)
+        gpus, provenance_problems = provenance.run_gpus(spec.name)
         phases.done("provenance")
         try:
             docker_api.remove_run(spec.name)
         except docker_api.PlatformFault:
-            log.warning("could not clean up after submission %s; the reconciler will", submission.pk)
+            log.warning("could not clean up after submission %s; the reconciler will", job.submission_id)
         phases.done("container removal")
         try:
-            volume.collect(settings.M2D_EXPORT_ROOT / str(submission.pk), export_limits())
+            volume.collect(job.export_folder, job.limits.export)
         except ExportLimitExceeded as exc:
             export_problem = str(exc)
         finally:
             volume.destroy()
         phases.done("export collection")
-    _finish(submission, spec, outcome, fault, stats, export_problem)
+    facts = RunFacts(
+        submission_id=job.submission_id,
+        export_folder=job.export_folder,
+        exit_code=outcome.exit_code if outcome else None,
+        oom_killed=bool(outcome and outcome.oom_killed),
+        timed_out=bool(outcome and outcome.timed_out),
+        silent=bool(outcome and outcome.silent),
+        fault=fault,
+        log_tail=docker_api.tail(spec.log_path, job.limits.log_tail_lines),
+        tracking=_totals(stats),
+        export_problem=export_problem,
+        gpus=gpus,
+        provenance_problems=provenance_problems,
+    )
+    finished = _finish(facts)
     phases.done("outcome recorded")
-    submission.refresh_from_db()
-    if submission.is_finished and not settings.M2D_KEEP_IMAGES:
+    if finished and not settings.M2D_KEEP_IMAGES:
         # Off the slot's path: the slot takes its next job while the image goes.
-        threading.Thread(target=_remove_image, args=(submission.pk,), daemon=True).start()
-    log.info("submission %s: run phases: %s", submission.pk, phases)
+        threading.Thread(target=_remove_image, args=(job.submission_id,), daemon=True).start()
+    log.info("submission %s: run phases: %s", job.submission_id, phases)
 
 
-def export_limits() -> ExportLimits:
-    return ExportLimits(
-        max_bytes=settings.M2D_EXPORT_MAX_BYTES,
-        max_files=settings.M2D_EXPORT_MAX_FILES,
-        max_path_chars=settings.M2D_EXPORT_MAX_PATH_CHARS,
-        name_characters=settings.M2D_EXPORT_NAME_CHARACTERS,
+def _finish(facts: RunFacts) -> bool:
+    """Hand the facts to the services that record them; whether the submission has finished (a
+    run the platform lost is queued again)."""
+    run_exports_record(facts=facts)
+    return run_facts_record(facts=facts).is_finished
+
+
+def _totals(stats: GatewayStats) -> TrackingTotals:
+    return TrackingTotals(
+        calls=stats.calls, refused=stats.refused, bytes_sent=stats.bytes_in, bytes_received=stats.bytes_out
     )
 
 
-def _gateway(submission: Submission, credentials: MlflowCredentials, gateway_dir: Path) -> TrackingGateway:
+def _gateway(job: RunJob) -> TrackingGateway:
     """The run's tracking gateway, with what is left of the submission's allowances (an adopted or
     requeued run goes on from its earlier attempts) within the researcher's exit budget."""
-    allowance = exits.reserve_tracking(submission)
-    submission.refresh_from_db(fields=["tracking_calls", "tracking_bytes", "tracking_bytes_received"])
-    used = GatewayStats(
-        calls=submission.tracking_calls,
-        bytes_in=submission.tracking_bytes,
-        bytes_out=submission.tracking_bytes_received,
-    )
+    allowance = run_tracking_reserve(submission_id=job.submission_id)
+    used = job.tracking_used
+    credentials = job.credentials
     return TrackingGateway(
-        socket_path=gateway_dir / "gateway.sock",
+        socket_path=job.gateway_dir / "gateway.sock",
         upstream_url=settings.MLFLOW_URL,
         policy=GatewayPolicy(
-            submission_id=submission.pk,
+            submission_id=job.submission_id,
             username=credentials.username,
             password=credentials.password,
             experiment_name=credentials.experiment_name,
             max_bytes=allowance.total,
-            max_bytes_in=settings.M2D_TRACKING_MAX_BYTES_IN,
-            max_answer_bytes=settings.M2D_TRACKING_MAX_ANSWER_BYTES,
+            max_bytes_in=job.limits.tracking_max_bytes_in,
+            max_answer_bytes=job.limits.tracking_max_answer_bytes,
             budget_limited=allowance.limited_by_budget,
         ),
-        socket_uid=settings.M2D_FORWARDER_UID if os.geteuid() == 0 else None,
+        socket_uid=job.forwarder_uid if os.geteuid() == 0 else None,
         current_password=lambda: _owner_mlflow_password(credentials.researcher_id),
-        used=used,
-        on_usage=lambda stats: _record_usage(submission.pk, stats),
+        used=GatewayStats(calls=used.calls, bytes_in=used.bytes_sent, bytes_out=used.bytes_received),
+        on_usage=lambda stats: _record_usage(job.submission_id, stats),
     )
 
 
@@ -183,28 +188,25 @@ def _record_usage(submission_id: int, stats: GatewayStats) -> None:
     """The gateway's totals onto the submission: from its thread pool while the run goes (whose
     database connection is given back), and from the slot's own thread when it stops."""
     try:
-        Submission.objects.filter(pk=submission_id).update(
-            tracking_calls=stats.calls, tracking_bytes=stats.bytes_in, tracking_bytes_received=stats.bytes_out
-        )
+        run_tracking_usage_record(submission_id=submission_id, totals=_totals(stats))
     finally:
         if threading.current_thread() is not threading.main_thread():
             connection.close()
 
 
-def run_spec(
-    submission: Submission, credentials: MlflowCredentials, image: str, export_dir: Path, gateway_dir: Path
-) -> docker_api.RunSpec:
-    """The run container as the settings shape it: sandboxed, beside its tracking forwarder."""
+def run_spec(job: RunJob, image: str, export_dir: Path) -> docker_api.RunSpec:
+    """The run container as the job shapes it: sandboxed, beside its tracking forwarder."""
+    credentials, limits = job.credentials, job.limits
     return docker_api.RunSpec(
-        submission_id=submission.pk,
-        name=container_name(submission.pk),
+        submission_id=job.submission_id,
+        name=container_name(job.submission_id),
         image=image,
-        forwarder_image=settings.M2D_FORWARDER_IMAGE,
-        slot=submission.slot,
-        labels=labels(submission, submission.slot),
-        dataset_dir=settings.M2D_DATASET_DIR,
+        forwarder_image=job.forwarder_image,
+        slot=job.slot,
+        labels=run_labels(job.submission_id, job.owner_username, job.slot),
+        dataset_dir=job.dataset_dir,
         export_dir=export_dir,
-        gateway_dir=gateway_dir,
+        gateway_dir=job.gateway_dir,
         environment={
             "MLFLOW_TRACKING_URI": "http://mlflow-server:3001",  # the forwarder, beside the run
             "MLFLOW_TRACKING_USERNAME": credentials.username,
@@ -222,21 +224,21 @@ def run_spec(
             "GIT_PYTHON_REFRESH": "quiet",
             "PYTHONUNBUFFERED": "1",
             "HOME": "/tmp",
-            "M2D_SUBMISSION_ID": str(submission.pk),
+            "M2D_SUBMISSION_ID": str(job.submission_id),
         },
-        run_user=f"{settings.M2D_RUN_UID}:{settings.M2D_RUN_UID}",
-        forwarder_user=f"{settings.M2D_FORWARDER_UID}:{settings.M2D_FORWARDER_UID}",
-        memory=settings.M2D_RUN_MEMORY,
-        cpus=settings.M2D_RUN_CPUS,
-        pids=settings.M2D_RUN_PIDS,
-        shm_size=settings.M2D_RUN_SHM,
-        tmp_size=settings.M2D_RUN_TMP,
-        timeout=settings.M2D_RUN_TIMEOUT,
-        silence_timeout=settings.M2D_RUN_SILENCE_TIMEOUT,
-        stop_grace=settings.M2D_STOP_GRACE_SECONDS,
-        log_path=log_dir(submission.pk) / "run.log",
-        log_max_bytes=settings.M2D_LOG_MAX_BYTES,
-        gpu_id=submission.gpu_id or None,
+        run_user=f"{job.run_uid}:{job.run_uid}",
+        forwarder_user=f"{job.forwarder_uid}:{job.forwarder_uid}",
+        memory=limits.memory,
+        cpus=limits.cpus,
+        pids=limits.pids,
+        shm_size=limits.shm_size,
+        tmp_size=limits.tmp_size,
+        timeout=limits.timeout,
+        silence_timeout=limits.silence_timeout,
+        stop_grace=limits.stop_grace,
+        log_path=job.log_path,
+        log_max_bytes=limits.log_max_bytes,
+        gpu_id=job.gpu_id,
     )
 
 
@@ -254,73 +256,6 @@ def _remove_image(submission_id: int) -> None:
         docker_api.remove_image(image_tag(submission_id))
     except docker_api.PlatformFault:
         log.warning("could not remove the image of submission %s; the reconciler will", submission_id)
-
-
-def _finish(submission, spec, outcome, fault: str, stats, export_problem: str = "") -> None:
-    log.info(
-        "submission %s: tracking gateway %s calls (%s refused), %s bytes in, %s bytes out",
-        submission.pk,
-        stats.calls,
-        stats.refused,
-        stats.bytes_in,
-        stats.bytes_out,
-    )
-    exits.settle_tracking(submission.pk, submission.owner_id, stats.bytes_in)
-    # What the researcher will ever see of the run's output: the capped tail, within their exit
-    # budget, charged once; the reason quotes only from it.
-    raw_tail = docker_api.tail(spec.log_path, settings.M2D_LOG_TAIL_LINES)
-    log_tail = exits.charge_log_tail(submission, logpolicy.cap(raw_tail)[0])
-    export_collect(
-        submission=submission,
-        folder=settings.M2D_EXPORT_ROOT / str(submission.pk),
-        problem=export_problem,
-    )
-    common = {
-        "run_log_tail": log_tail,
-        "tracking_calls": stats.calls,
-        "tracking_bytes": stats.bytes_in,  # what left the sandbox; capped by M2D_TRACKING_MAX_BYTES
-        "tracking_bytes_received": stats.bytes_out,  # answers into it; capped by M2D_TRACKING_MAX_BYTES_IN
-        # The history is final now that the gateway is closed: read it once, and keep it.
-        "metrics": read.final if (read := metrics.collect(submission)) is not None else {},
-    }
-    if export_problem and not fault:
-        fail(submission, Stage.EXPORT, export_problem, exit_code=outcome.exit_code, **common)
-        return
-    if fault:
-        platform_lost(submission, f"The platform lost the run: {fault}", **common)
-    elif outcome.timed_out:
-        settle(
-            submission,
-            S.TIMED_OUT,
-            failure_stage=Stage.RUN,
-            exit_code=outcome.exit_code,
-            reason=f"timed_out after {duration(settings.M2D_RUN_TIMEOUT)} (the run time limit)",
-            **common,
-        )
-    elif outcome.silent:
-        settle(
-            submission,
-            S.TIMED_OUT,
-            failure_stage=Stage.RUN,
-            exit_code=outcome.exit_code,
-            reason=f"timed_out: no output for {duration(settings.M2D_RUN_SILENCE_TIMEOUT)}, so the run was stopped. "
-            "Print progress regularly; a hung data loader or a deadlock looks like this.",
-            **common,
-        )
-    elif outcome.oom_killed:
-        fail(
-            submission,
-            Stage.RUN,
-            f"out of memory at {size(settings.M2D_RUN_MEMORY)}: the run used all the "
-            "memory it may use and was stopped. Use smaller batches or a smaller model.",
-            exit_code=outcome.exit_code,
-            oom_killed=True,
-            **common,
-        )
-    elif outcome.exit_code == 0:
-        settle(submission, S.SUCCEEDED, exit_code=0, **common)
-    else:
-        fail(submission, Stage.RUN, run_reason(outcome.exit_code, log_tail), exit_code=outcome.exit_code, **common)
 
 
 def _follow(spec: docker_api.RunSpec, submission_id: int) -> docker_api.RunOutcome:

@@ -1,4 +1,4 @@
-"""What ran, read by the runner for the provenance record (exports.provenance stores it).
+"""What ran, read by the runner for the provenance record (exports.provenance keeps it).
 
 What ran (pip freeze, digests, layers, the images it grew from) is read from the image right after
 its build, before any run: a build has no data set and no export folder mounted, so nothing a run
@@ -12,8 +12,7 @@ from __future__ import annotations
 
 from django.conf import settings
 
-from exports.dataset_index import dataset_index
-from exports.provenance import provenance_store_image, provenance_store_run
+from exports.provenance import provenance_store_image
 
 from . import docker_api
 from .naming import labels
@@ -53,17 +52,12 @@ def capture_image(*, submission, image: str):
     return provenance_store_image(submission=submission, facts=facts, problems=problems)
 
 
-def capture_run(*, submission, container: str):
-    """Add the GPUs the engine handed the run's container and the data set's fingerprint."""
+def run_gpus(container: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """The GPUs the engine handed the run's container, and what could not be read of them (the
+    data set's fingerprint is added where the record is kept: exports.provenance)."""
     problems: list[str] = []
     gpus = _attempt(problems, "GPUs", lambda: docker_api.container_gpus(container)) or []
-    index = _attempt(problems, "data set fingerprint", dataset_index)
-    return provenance_store_run(
-        submission=submission,
-        gpus=gpus,
-        dataset_fingerprint=index.fingerprint if index else "",
-        problems=problems,
-    )
+    return tuple(gpus), tuple(problems)
 
 
 def _attempt(problems: list[str], what: str, fn):

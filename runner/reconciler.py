@@ -14,7 +14,7 @@ from submissions.transitions import TransitionConflict, transition
 
 from . import docker_api, scheduling
 from .dispatch import queue_length, request_build, wake_run_slots
-from .pipeline import export_volume
+from .jobs import export_volume
 
 log = logging.getLogger(__name__)
 S = Submission.Status

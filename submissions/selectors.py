@@ -49,3 +49,7 @@ def submission_timings(submission: Submission) -> dict:
             None,
         ),
     }
+
+
+def submission_cancelled(submission_id: int) -> bool:
+    return Submission.objects.filter(pk=submission_id, status=Submission.Status.CANCELLED).exists()

@@ -1,4 +1,4 @@
-"""Every change to a submission that does not belong to the runner: intake and cancel."""
+"""Every change to a submission: intake, cancel, and recording what the runner reports of its runs."""
 
 from __future__ import annotations
 
@@ -11,13 +11,18 @@ from django.conf import settings
 from django.core.files import File
 from django.db import transaction
 
-from runner.dispatch import request_build, stop_run
+from runner.dispatch import request_build, stop_run, wake_run_slots
 
-from . import intake, notifications
+from . import exits, intake, logpolicy, metrics, notifications
+from .facts import RunFacts, TrackingTotals
 from .models import Submission, SubmissionEvent
+from .progress import format_duration as duration
+from .reasons import run_reason, size
 from .transitions import TransitionConflict, transition
 
 log = logging.getLogger(__name__)
+S = Submission.Status
+Stage = Submission.Stage
 
 
 class SubmissionRefused(ValueError):
@@ -128,3 +133,131 @@ def submission_cancel(*, by, submission: Submission, reason: str = "") -> Submis
         except TransitionConflict:
             continue
     raise SubmissionRefused(f"Submission {submission.pk} is changing state right now; try again.")
+
+
+# --- what the runner reports ---------------------------------------------------------------------
+
+
+def submission_settle(*, submission: Submission, to: str, **fields) -> bool:
+    """Move to an outcome unless someone (a cancel, the reconciler) settled it first."""
+    try:
+        transition(submission, to, **fields)
+        return True
+    except TransitionConflict:
+        submission.refresh_from_db()
+        log.info("submission %s was %s before it could become %s", submission.pk, submission.status, to)
+        return False
+
+
+def submission_fail(*, submission: Submission, stage: str, reason: str, **fields) -> bool:
+    return submission_settle(
+        submission=submission, to=S.FAILED, failure_stage=stage, reason=reason[:4000], note=reason[:500], **fields
+    )
+
+
+def _platform_lost(submission: Submission, reason: str, **fields) -> None:
+    """A fault of the platform, not of the code: requeue it (a limited number of times), else fail
+    it at stage infrastructure. Neither counts against the researcher."""
+    retries = submission.infrastructure_retries
+    if retries < settings.M2D_INFRASTRUCTURE_RETRIES:
+        if submission_settle(
+            submission=submission,
+            to=S.QUEUED,
+            infrastructure_retries=retries + 1,
+            note=f"{reason}; requeued",
+            **{k: v for k, v in fields.items() if k != "metrics"},
+        ):
+            transaction.on_commit(wake_run_slots)
+        return
+    submission_fail(submission=submission, stage=Stage.INFRASTRUCTURE, reason=reason, **fields)
+
+
+def run_lost_record(*, submission_id: int, reason: str) -> Submission:
+    """The platform could not start a claimed run (no export volume, no image on the slot's host)."""
+    submission = Submission.objects.get(pk=submission_id)
+    _platform_lost(submission, reason, expected=S.RUNNING)
+    return submission
+
+
+def run_tracking_reserve(*, submission_id: int) -> exits.TrackingAllowance:
+    """What a run's tracking gateway may let it send from now on, reserved from the exit budget."""
+    return exits.reserve_tracking(Submission.objects.get(pk=submission_id))
+
+
+def run_tracking_usage_record(*, submission_id: int, totals: TrackingTotals) -> None:
+    """A running gateway's totals so far: a worker that dies mid-run loses at most the last second."""
+    Submission.objects.filter(pk=submission_id).update(
+        tracking_calls=totals.calls, tracking_bytes=totals.bytes_sent, tracking_bytes_received=totals.bytes_received
+    )
+
+
+def run_facts_record(*, facts: RunFacts) -> Submission:
+    """Record how a run ended: the exit budget's charges, what the researcher will see of its
+    output, its metrics, and its outcome, moved through the transitions. Returns the submission as
+    it stands afterwards (someone may have settled it first; a lost run is queued again)."""
+    submission = Submission.objects.select_related("owner").get(pk=facts.submission_id)
+    totals = facts.tracking
+    log.info(
+        "submission %s: tracking gateway %s calls (%s refused), %s bytes in, %s bytes out",
+        submission.pk,
+        totals.calls,
+        totals.refused,
+        totals.bytes_sent,
+        totals.bytes_received,
+    )
+    exits.settle_tracking(submission.pk, submission.owner_id, totals.bytes_sent)
+    # What the researcher will ever see of the run's output: the capped tail, within their exit
+    # budget, charged once; the reason quotes only from it.
+    log_tail = exits.charge_log_tail(submission, logpolicy.cap(facts.log_tail)[0])
+    common = {
+        # The run's facts move it on from running: whoever moved it meanwhile (a cancel, the
+        # reconciler) came first, and the move conflicts instead.
+        "expected": S.RUNNING,
+        "run_log_tail": log_tail,
+        "tracking_calls": totals.calls,
+        "tracking_bytes": totals.bytes_sent,
+        "tracking_bytes_received": totals.bytes_received,
+        # The history is final now that the gateway is closed: read it once, and keep it.
+        "metrics": read.final if (read := metrics.collect(submission)) is not None else {},
+    }
+    exit_code = facts.exit_code
+    if facts.fault:
+        _platform_lost(submission, f"The platform lost the run: {facts.fault}", **common)
+    elif facts.export_problem:
+        submission_fail(
+            submission=submission, stage=Stage.EXPORT, reason=facts.export_problem, exit_code=exit_code, **common
+        )
+    elif facts.timed_out or facts.silent:
+        reason = (
+            f"timed_out after {duration(settings.M2D_RUN_TIMEOUT)} (the run time limit)"
+            if facts.timed_out
+            else f"timed_out: no output for {duration(settings.M2D_RUN_SILENCE_TIMEOUT)}, so the run was "
+            "stopped. Print progress regularly; a hung data loader or a deadlock looks like this."
+        )
+        submission_settle(
+            submission=submission,
+            to=S.TIMED_OUT,
+            failure_stage=Stage.RUN,
+            exit_code=exit_code,
+            reason=reason,
+            **common,
+        )
+    elif facts.oom_killed:
+        reason = (
+            f"out of memory at {size(settings.M2D_RUN_MEMORY)}: the run used all the memory it may use "
+            "and was stopped. Use smaller batches or a smaller model."
+        )
+        submission_fail(
+            submission=submission, stage=Stage.RUN, reason=reason, exit_code=exit_code, oom_killed=True, **common
+        )
+    elif exit_code == 0:
+        submission_settle(submission=submission, to=S.SUCCEEDED, exit_code=0, **common)
+    else:
+        submission_fail(
+            submission=submission,
+            stage=Stage.RUN,
+            reason=run_reason(exit_code, log_tail),
+            exit_code=exit_code,
+            **common,
+        )
+    return submission

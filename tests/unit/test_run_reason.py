@@ -1,7 +1,7 @@
 """The reason a failed run gives: the traceback of main.py, whole, even when other processes of the
 run died mid-traceback after it."""
 
-from runner.outcomes import run_reason as _run_reason
+from submissions.reasons import run_reason as _run_reason
 
 WHOLE = """epoch 1
 Traceback (most recent call last):

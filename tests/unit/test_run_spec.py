@@ -11,8 +11,8 @@ from docker.types import DeviceRequest
 
 from accounts import crypto
 from accounts.models import Researcher
-from accounts.selectors import mlflow_credentials
 from runner.docker_api import LABEL_SUBMISSION, RunSpec, forwarder_kwargs, run_kwargs
+from runner.jobs import run_job_for
 from runner.pipeline import run_spec
 from submissions.models import Submission
 
@@ -81,7 +81,7 @@ def test_the_forwarder_has_no_network_and_only_the_gateway_folder():
     assert kwargs["cap_drop"] == ["ALL"] and kwargs["read_only"] is True and kwargs["user"] == "65534:65534"
 
 
-# --- settings -> the run's spec (runner.pipeline.run_spec) --------------------------------------
+# --- settings -> the run's job (runner.jobs) -> its spec (runner.pipeline.run_spec) ----------------
 
 PLATFORM_SECRETS = {
     "DJANGO_SECRET_KEY": "platform-django-secret-key-0123456789",
@@ -111,6 +111,7 @@ def run_settings(settings, tmp_path):
     settings.M2D_FORWARDER_UID = 2002
     settings.M2D_DATASET_DIR = Path("/srv/clam")
     settings.M2D_FORWARDER_IMAGE = "m2d-forwarder:test"
+    settings.M2D_GATEWAY_DIR = Path("/gw")
     settings.VAR_DIR = tmp_path
     for name in ("MLFLOW_ADMIN_USERNAME", "MLFLOW_ADMIN_PASSWORD", "M2D_ENCRYPTION_KEY", "M2D_METRICS_TOKEN"):
         setattr(settings, name, PLATFORM_SECRETS[name])
@@ -146,12 +147,12 @@ def _running(owner, gpu_id: str) -> Submission:
 def test_run_settings_land_in_the_spec(db, run_settings, gpu_id, expected_gpu):
     owner = _researcher("alice", "alice-mlflow-password")
     submission = _running(owner.user, gpu_id)
-    spec = run_spec(submission, mlflow_credentials(owner.user_id), "sha256:img", Path("/exp/9"), Path("/gw/9"))
+    spec = run_spec(run_job_for(submission.pk), "sha256:img", Path("/exp/9"))
     assert (spec.submission_id, spec.image, spec.export_dir, spec.gateway_dir) == (
         submission.pk,
         "sha256:img",
         Path("/exp/9"),
-        Path("/gw/9"),
+        Path(f"/gw/{submission.pk}"),
     )
     assert (spec.dataset_dir, spec.forwarder_image, spec.slot) == (
         Path("/srv/clam"),
@@ -178,7 +179,7 @@ def test_the_run_environment_holds_the_owners_mlflow_login_and_no_platform_secre
     owner = _researcher("alice", "alice-mlflow-password")
     other = _researcher("bob", "bob-mlflow-password")
     submission = _running(owner.user, "")
-    spec = run_spec(submission, mlflow_credentials(owner.user_id), "sha256:img", Path("/exp/9"), Path("/gw/9"))
+    spec = run_spec(run_job_for(submission.pk), "sha256:img", Path("/exp/9"))
     environment = spec.environment
 
     assert environment["MLFLOW_TRACKING_URI"] == "http://mlflow-server:3001"  # the forwarder, not MLflow itself

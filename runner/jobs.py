@@ -1,0 +1,127 @@
+"""What a run slot is handed: a frozen job, read once from the database and the settings when the
+slot takes a submission, so that the run itself (runner.pipeline) reads no model."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from django.conf import settings
+
+from accounts.selectors import MlflowCredentials, mlflow_credentials
+from submissions.facts import TrackingTotals
+from submissions.models import Submission
+
+from . import builds, docker_api
+from .export_volume import ExportLimits, ExportVolume
+from .naming import log_dir
+
+
+@dataclass(frozen=True)
+class RunLimits:
+    memory: str
+    cpus: float
+    pids: int
+    shm_size: str
+    tmp_size: str
+    timeout: int  # wall clock, seconds
+    silence_timeout: int  # seconds without output
+    stop_grace: int
+    log_max_bytes: int
+    log_tail_lines: int
+    export: ExportLimits
+    tracking_max_bytes_in: int
+    tracking_max_answer_bytes: int
+
+
+@dataclass(frozen=True)
+class RunJob:
+    submission_id: int
+    owner_id: int
+    owner_username: str
+    image: str
+    slot: str
+    gpu_id: str | None
+    credentials: MlflowCredentials
+    tracking_used: TrackingTotals  # by the submission's earlier attempts: an adopted or requeued run goes on
+    dataset_dir: Path
+    export_volume: ExportVolume
+    export_folder: Path  # where what the run wrote is collected to, for review
+    gateway_dir: Path
+    log_path: Path
+    forwarder_image: str
+    run_uid: int
+    forwarder_uid: int
+    limits: RunLimits
+
+
+def export_volume(submission_id: int) -> ExportVolume:
+    return ExportVolume(
+        image=settings.M2D_EXPORT_VOLUME_DIR / f"{submission_id}.img",
+        mountpoint=settings.M2D_EXPORT_VOLUME_DIR / str(submission_id),
+        size_bytes=settings.M2D_EXPORT_MAX_BYTES,
+        uid=settings.M2D_RUN_UID,
+    )
+
+
+def export_limits() -> ExportLimits:
+    return ExportLimits(
+        max_bytes=settings.M2D_EXPORT_MAX_BYTES,
+        max_files=settings.M2D_EXPORT_MAX_FILES,
+        max_path_chars=settings.M2D_EXPORT_MAX_PATH_CHARS,
+        name_characters=settings.M2D_EXPORT_NAME_CHARACTERS,
+    )
+
+
+def run_limits() -> RunLimits:
+    return RunLimits(
+        memory=settings.M2D_RUN_MEMORY,
+        cpus=settings.M2D_RUN_CPUS,
+        pids=settings.M2D_RUN_PIDS,
+        shm_size=settings.M2D_RUN_SHM,
+        tmp_size=settings.M2D_RUN_TMP,
+        timeout=settings.M2D_RUN_TIMEOUT,
+        silence_timeout=settings.M2D_RUN_SILENCE_TIMEOUT,
+        stop_grace=settings.M2D_STOP_GRACE_SECONDS,
+        log_max_bytes=settings.M2D_LOG_MAX_BYTES,
+        log_tail_lines=settings.M2D_LOG_TAIL_LINES,
+        export=export_limits(),
+        tracking_max_bytes_in=settings.M2D_TRACKING_MAX_BYTES_IN,
+        tracking_max_answer_bytes=settings.M2D_TRACKING_MAX_ANSWER_BYTES,
+    )
+
+
+def run_job_for(submission_id: int) -> RunJob:
+    """The job of a submission a slot has claimed (it is running, on that slot)."""
+    submission = Submission.objects.select_related("owner").get(pk=submission_id)
+    return RunJob(
+        submission_id=submission.pk,
+        owner_id=submission.owner_id,
+        owner_username=submission.owner.username,
+        image=submission.image_id,
+        slot=submission.slot,
+        gpu_id=submission.gpu_id or None,
+        credentials=mlflow_credentials(submission.owner_id),
+        tracking_used=TrackingTotals(
+            calls=submission.tracking_calls,
+            bytes_sent=submission.tracking_bytes,
+            bytes_received=submission.tracking_bytes_received,
+        ),
+        dataset_dir=settings.M2D_DATASET_DIR,
+        export_volume=export_volume(submission.pk),
+        export_folder=settings.M2D_EXPORT_ROOT / str(submission.pk),
+        gateway_dir=settings.M2D_GATEWAY_DIR / str(submission.pk),
+        log_path=log_dir(submission.pk) / "run.log",
+        forwarder_image=settings.M2D_FORWARDER_IMAGE,
+        run_uid=settings.M2D_RUN_UID,
+        forwarder_uid=settings.M2D_FORWARDER_UID,
+        limits=run_limits(),
+    )
+
+
+def image_on_this_host(job: RunJob) -> str:
+    """The job's image on this host's engine. When the engine does not hold it, it is built here
+    from the stored zip, and runner.builds builds from the submission itself."""
+    if docker_api.image_exists(job.image):
+        return job.image
+    return builds.image_on_this_host(Submission.objects.select_related("owner").get(pk=job.submission_id))
