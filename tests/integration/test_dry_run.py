@@ -5,6 +5,7 @@ can be read back from that server afterwards."""
 import csv
 import json
 import os
+import re
 import shutil
 import subprocess
 import time
@@ -90,7 +91,8 @@ def _wait_for_mlflow(url: str, timeout: float = 90) -> None:
 @pytest.mark.slow
 @pytest.mark.docker
 @pytest.mark.parametrize("client", COMPOSE_CLIENTS)
-def test_cpu_dry_run_logs_the_toy_sample_to_its_own_mlflow(client, tmp_path):
+@pytest.mark.parametrize("owner", [0, 1001], ids=["clone-of-root", "clone-of-uid-1001"])
+def test_cpu_dry_run_logs_the_toy_sample_to_its_own_mlflow(client, owner, tmp_path):
     if client == ["docker-compose"] and not shutil.which("docker-compose"):
         pytest.fail("docker-compose is not installed; scripts/docker-engine.sh installs it")
     if client == ["docker", "compose"] and not has_compose_v2():
@@ -98,11 +100,12 @@ def test_cpu_dry_run_logs_the_toy_sample_to_its_own_mlflow(client, tmp_path):
     if not (REPO / "dataset" / "clam-details-case-extrainfo.csv").is_file():
         pytest.fail("the CLaM sample is not generated; run python3 dataset/generate.py")
 
-    project = f"m2ddryrun{os.getpid()}{client[-1].replace('-', '')}"
+    project = f"m2ddryrun{os.getpid()}{client[-1].replace('-', '')}{owner}"
     port = free_port()
     export = tmp_path / "export"
     export.mkdir()
-    export.chmod(0o777)  # the run writes as uid 1000, as on the platform
+    # As a fresh clone's ./export: its owner's, writable by nobody else. No extra step either way.
+    os.chown(export, owner, owner)
     env = {
         **defaults_env(),
         # The classic builder builds in dependency order (the runtime first), as the platform does.
@@ -129,6 +132,8 @@ def test_cpu_dry_run_logs_the_toy_sample_to_its_own_mlflow(client, tmp_path):
         assert up.returncode == 0, output[-6000:]
         assert "accuracy: 1.000" in output, output[-6000:]
         print(f"dry run ({' '.join(client)}): {seconds:.1f} s")
+        # The link MLflow prints is the one a browser on this machine opens.
+        links = re.findall(r"View run \S+ at: (\S+)", output)
 
         # The run was sealed like a platform run: only the internal network, read-only, no privileges.
         (container,) = subprocess.run(
@@ -155,11 +160,12 @@ def test_cpu_dry_run_logs_the_toy_sample_to_its_own_mlflow(client, tmp_path):
         assert network_info["Internal"] is True
         assert inspected["HostConfig"]["ReadonlyRootfs"] is True
         assert inspected["HostConfig"]["CapDrop"] == ["ALL"]
-        assert inspected["Config"]["User"] == "1000:1000"
         mounts = {m["Destination"]: m for m in inspected["Mounts"]}
         assert mounts["/mnt/dataset"]["RW"] is False and mounts["/mnt/export"]["RW"] is True
 
         # What the run wrote to /mnt/export is in the local folder.
+        # ... and belongs to whoever owns that folder, not to a uid of the container.
+        assert {(path.stat().st_uid, path.stat().st_gid) for path in export.iterdir()} == {(owner, owner)}
         with open(export / "results.csv", newline="") as handle:
             results = dict(csv.reader(handle))
         cases = len((REPO / "dataset" / "clam-details-case-extrainfo.csv").read_text().splitlines()) - 1
@@ -187,6 +193,8 @@ def test_cpu_dry_run_logs_the_toy_sample_to_its_own_mlflow(client, tmp_path):
         metrics = {m["key"]: m["value"] for m in runs[0]["data"]["metrics"]}
         assert metrics == {"accuracy": 1.0, "dataset-exists": 1.0}
         assert runs[0]["info"]["status"] == "FINISHED"
+        experiment_id, run_id = runs[0]["info"]["experiment_id"], runs[0]["info"]["run_id"]
+        assert links == [f"http://localhost:{port}/#/experiments/{experiment_id}/runs/{run_id}"]
         # Its auth app is on: without the credentials nothing is shown.
         assert (
             requests.get(
