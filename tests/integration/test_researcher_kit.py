@@ -12,8 +12,11 @@ import zipfile
 import pytest
 import requests
 from django.conf import settings
+from django.contrib.auth import get_user_model
 
+from exports.services import export_decide_all, export_request_release
 from modelstore.card import validated
+from modelstore.services import model_register
 from tests.conftest import REPO, make_zip
 from tests.helpers import mlflow_runs, upload, wait_finished
 
@@ -77,7 +80,7 @@ def test_toy_sample_succeeds_on_the_platform(client, celery_workers, make_resear
 @pytest.mark.slow
 @pytest.mark.docker
 @pytest.mark.services
-def test_clam_sample_trains_logs_every_epoch_and_exports_its_weights(client, celery_workers, make_researcher):
+def test_clam_sample_trains_logs_every_epoch_and_exports_its_weights(client, celery_workers, make_researcher, settings):
     researcher = make_researcher("clam")
     submission = wait_finished(upload(client, researcher.user, sample_files("clam-dataset")), timeout=600)
     assert submission.status == "succeeded", submission.reason + submission.run_log_tail
@@ -128,3 +131,17 @@ def test_clam_sample_trains_logs_every_epoch_and_exports_its_weights(client, cel
         names = weights.namelist()
     assert any(name.endswith("/data.pkl") for name in names), names
     assert len([name for name in names if "/data/" in name]) >= 8, names
+
+    # Released, the model folder registers in the model store as it is.
+    settings.M2D_EXPORT_TWO_PERSON_RULE = False
+    reviewer = get_user_model().objects.create_user(f"reviewer-{submission.pk}", is_staff=True)
+    export_request_release(by=researcher.user, submission=submission, justification="The trained model for the store.")
+    waiting = submission.export.entries.filter(state="held")
+    export_decide_all(by=reviewer, export=submission.export, decision="release", seen={e.pk: e.sha256 for e in waiting})
+    version = model_register(by=researcher.user, submission=submission, paths=["model/"], name=f"clam-{submission.pk}")
+    assert sorted(version.files.values_list("path", flat=True)) == ["m2d-model.json", "model.pt", "predict.py"]
+    assert (
+        version.card["entrypoint"] == "predict.py:Model"
+        and version.card["training_data"]["submission"] == submission.pk
+    )
+    assert version.metrics["train_loss"] == pytest.approx(history["train_loss"][-1][1])
