@@ -313,3 +313,23 @@ def test_orphan_blobs_are_swept_and_referenced_ones_kept(store, approved, releas
     assert model_blobs_sweep() == []  # too young: it may be a registration's, copying now
     assert model_blobs_sweep(older_than=timedelta(0)) == [orphan]
     assert blobs.stored_keys() == kept
+
+
+def test_search_filters_and_sorting_by_a_metric(store, approved, released):
+    from modelstore.selectors import visible_models
+    from modelstore.services import model_register
+
+    owner = approved["owner"]
+    for name, metrics in [("clam-low", {"auc": 0.61}), ("clam-high", {"auc": 0.93}), ("clam-none", {})]:
+        submission = released()
+        submission.metrics = metrics
+        submission.save(update_fields=["metrics"])
+        model_register(by=owner, submission=submission, paths=["model/"], name=name, visibility="signed_in")
+    names = lambda models: [m.name for m in models]  # noqa: E731
+    assert names(visible_models(owner, sort="-metric:auc")) == ["clam-high", "clam-low", "clam-none"]
+    assert names(visible_models(owner, sort="metric:auc")) == ["clam-low", "clam-high", "clam-none"]
+    assert names(visible_models(approved["other"], sort="-created")) == ["clam-none", "clam-high", "clam-low"]
+    assert names(visible_models(owner, query="HIGH")) == ["clam-high"]
+    assert names(visible_models(owner, query="four CLaM views", task="low")) == ["clam-low"]
+    assert names(visible_models(owner, owner=approved["other"].username)) == []
+    assert [m.default_version for m in visible_models(owner, dataset="clam")] == [1, 1, 1]
