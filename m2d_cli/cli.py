@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 import time
 from datetime import datetime
@@ -14,6 +15,17 @@ from .config import ConfigError, load
 
 FINISHED = {"succeeded", "failed", "cancelled", "timed_out"}
 POLL_SECONDS = 2.0
+# Terminal escape sequences and control characters but newline and tab: a log from the portal is
+# printed as text, never as instructions to this terminal (the portal strips them too).
+_CONTROL = re.compile(
+    r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\].*?(?:\x07|\x1b\\|$)|\x1b[PX^_].*?(?:\x1b\\|$)|\x1b[ -/]*[0-~]?"
+    r"|\x9b[0-?]*[ -/]*[@-~]|[\x00-\x08\x0b-\x1f\x7f-\x9f]",
+    re.DOTALL,
+)
+
+
+def _printable(text: str) -> str:
+    return _CONTROL.sub("", text.replace("\r\n", "\n"))
 
 
 def _err(text: str) -> None:
@@ -76,7 +88,7 @@ def _print_outcome(sub: dict) -> None:
     if sub.get("failure_stage"):
         print(f"Failed at: {sub['failure_stage']}")
     if sub.get("reason"):
-        print(sub["reason"])
+        print(_printable(sub["reason"]))
     if sub.get("exit_code") is not None:
         print(f"Exit code: {sub['exit_code']}")
     if sub.get("duration_seconds") is not None:
@@ -98,7 +110,7 @@ def _print_outcome(sub: dict) -> None:
         print(f"Exit budget: {budget['remaining']:,} of {budget['limit']:,} bytes left for the next 24 hours")
     if sub["status"] != "succeeded" and sub.get("log_tail"):
         print("End of the log:")
-        print(sub["log_tail"].rstrip())
+        print(_printable(sub["log_tail"]).rstrip())
     print(f"Page: {sub['page_url']}")
 
 
@@ -180,7 +192,7 @@ def cmd_logs(portal: Portal, args) -> int:
             continue
         if len(kinds) > 1:
             print(f"==> {kind} log <==")
-        print(view["text"].rstrip())
+        print(_printable(view["text"]).rstrip())
         if view["note"]:
             _err(view["note"])
         printed = True

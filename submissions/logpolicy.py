@@ -17,6 +17,8 @@ from pathlib import Path
 
 from django.conf import settings
 
+from m2d.printable import printable
+
 KINDS = ("build", "run")
 
 
@@ -54,8 +56,9 @@ def full_log_path(submission, kind: str) -> Path:
 
 
 def cap(text: str) -> tuple[str, int]:
-    """The end of `text` within the researcher's limits, and how many bytes were left out."""
-    raw = text.encode("utf-8", "replace")
+    """The end of `text` within the researcher's limits, and how many bytes were left out, without
+    terminal escape sequences."""
+    raw = printable(text).encode("utf-8", "replace")
     lines = raw.rstrip(b"\n").split(b"\n")
     kept = b"\n".join(lines[-settings.M2D_LOG_TAIL_LINES :]) if settings.M2D_LOG_TAIL_LINES > 0 else b""
     if len(kept) > settings.M2D_LOG_TAIL_BYTES:
@@ -113,12 +116,12 @@ def staff_log_view(submission, kind: str) -> LogView:
     if not path.is_file():
         return researcher_log_view(submission, kind)
     text, before = _read_end(path)
-    return LogView(kind=kind, text=text, hidden_bytes=before)
+    return LogView(kind=kind, text=printable(text), hidden_bytes=before)
 
 
 def researcher_reason(submission) -> str:
     """The failure reason as a researcher may see it. Its first line is the platform's own words;
     what follows quotes the log, so it is capped like the log."""
-    first, _, quoted = (submission.reason or "").partition("\n")
+    first, _, quoted = printable(submission.reason or "").partition("\n")
     shown, hidden = cap(quoted)
     return "\n".join(part for part in (first[:500], f"[… {hidden:,} bytes not shown]" if hidden else "", shown) if part)

@@ -6,6 +6,8 @@ import collections
 import io
 from pathlib import Path
 
+from m2d.printable import printable
+
 
 class CappedLog:
     """Keeps a stream within a byte cap: its head and its tail (where the traceback is), with a
@@ -70,5 +72,5 @@ def tail(path: Path, lines: int, max_bytes: int = 16384) -> str:
         f.seek(0, io.SEEK_END)
         size = f.tell()
         f.seek(max(0, size - max_bytes))
-        text = f.read().decode("utf-8", "replace")
+        text = printable(f.read().decode("utf-8", "replace"))
     return "\n".join(text.rstrip("\n").splitlines()[-lines:])

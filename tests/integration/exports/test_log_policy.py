@@ -54,7 +54,7 @@ def assert_within_policy(*blocks: str) -> None:
 
 
 def pre(page: str, element_id: str) -> str:
-    return re.search(rf'<pre id="{element_id}">(.*?)</pre>', page, re.S).group(1)
+    return re.search(rf'<pre id="{element_id}"[^>]*>(.*?)</pre>', page, re.S).group(1)
 
 
 def test_portal_mail_and_summary_follow_the_policy(failed_submission, users, client, mailbox):
@@ -113,3 +113,42 @@ def test_admin_reads_the_whole_log_and_can_release_it(failed_submission, users, 
     link = re.search(r'<code>platform-logs/run.log</code>(?:(?!</tr>).)*?href="(/exports/download/[^"]+)"', page, re.S)
     full = fetch(client, link.group(1)).decode()
     assert shown_lines(full) == set(LINES)
+
+
+COLOURED = "\x1b[91mERROR: No matching distribution found for nosuchpkg==9.9\x1b[0m"
+BUILD_LOG = "\r\n".join(
+    [
+        "Step 5/9 : RUN /opt/m2d/install-requirements",
+        "\x1b]0;pip install\x07Collecting nosuchpkg==9.9\r  Downloading \x1b[32m50%\x1b[0m",
+        COLOURED,
+    ]
+)
+
+
+def test_terminal_codes_never_reach_the_researcher(settings, users, client, mailbox, finished_submission):
+    """pip colours its errors; the page, the mail and the summary the API and CLI print show the
+    words, not the escape codes, and a long reason wraps on the page instead of running off it."""
+    long_line = "could not install: " + "requirement-" * 30
+    submission = finished_submission(
+        users["owner"],
+        {},
+        status="failed",
+        failure_stage="build",
+        reason=f"The image could not be built: {long_line}\n{COLOURED}",
+        build_log_tail=BUILD_LOG,
+    )
+    folder = log_dir(submission.pk)
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "build.log").write_text(BUILD_LOG + "\n")
+    client.force_login(users["owner"])
+    page = client.get(reverse("submissions:detail", args=[submission.pk])).content.decode()
+    status_changed(submission.pk, "failed")
+    mail = mail_text(mailbox.wait_for(users["owner"].email, 1)[-1]).replace("\r\n", "\n")  # the wire's line ends
+    summary = submission_summary(submission)
+
+    for shown in (pre(page, "reason"), pre(page, "build-log"), mail, summary["reason"], summary["log_tail"]):
+        assert "ERROR: No matching distribution found for nosuchpkg==9.9" in shown
+        assert not re.search(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]", shown), repr(shown)
+        assert "[91m" not in shown and "[0m" not in shown
+    assert "Collecting nosuchpkg==9.9" in pre(page, "build-log")
+    assert re.search(r'<pre id="reason" class="wrap">', page)

@@ -1,0 +1,35 @@
+"""What a researcher sees on the pages they meet first, in Debian's chromium. Screenshots go to
+var/screenshots/."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.integration.exports.conftest import finished_submission, users  # noqa: F401 (fixtures)
+
+from .test_accounts_browser import SHOTS, browser  # noqa: F401 (fixture)
+from .test_exports_review_browser import signed_in
+
+pytestmark = [pytest.mark.browser]
+
+
+def shot(page, name: str) -> None:
+    page.screenshot(path=str(SHOTS / f"first-day-{name}.png"), full_page=True)
+
+
+def test_a_failed_build_says_what_happened_in_full(browser, live_server, users, finished_submission):  # noqa: F811
+    reason = (
+        "The image could not be built: pip could not install a requirement. "
+        "requirements.txt line 2: nosuchpkg==9.9 is not on the platform's package index; "
+        "ask the platform's admins for it, or remove it if main.py does not import it.\n"
+        "\x1b[91mERROR: No matching distribution found for nosuchpkg==9.9\x1b[0m"
+    )
+    submission = finished_submission(users["owner"], {}, status="failed", failure_stage="build", reason=reason)
+    page = signed_in(browser, live_server, users["owner"], width=900)
+    page.goto(f"{live_server.url}/submissions/{submission.pk}/")
+    box = page.locator("#reason")
+    shot(page, "failed-build")
+    text = box.inner_text()
+    assert "ask the platform's admins for it" in text and "\x1b" not in text and "[91m" not in text
+    # Wrapped: nothing runs off its right edge, no horizontal scrolling needed.
+    assert box.evaluate("e => e.scrollWidth <= e.clientWidth")
