@@ -15,7 +15,6 @@ from .errors import InvalidCard, InvalidRequest
 SCHEMA_PATH = Path(__file__).with_name("schema") / "m2d-model.schema.json"
 CARD_FILE = "m2d-model.json"
 DEFAULT_INTENDED_USE = "research use only"
-PLATFORM_FILLED = ("metrics",)  # what the platform writes whatever the card says
 
 
 @cache

@@ -107,10 +107,5 @@ def registrable_files(user, submission):
     ).order_by("path")
 
 
-def models_from_submission(submission):
-    """Versions registered from a submission (for its page)."""
-    return ModelVersion.objects.filter(submission=submission).select_related("model").order_by("model__name", "number")
-
-
 def all_models_for_staff():
     return _with_default(RegisteredModel.objects.select_related("owner")).order_by("name")
