@@ -15,7 +15,8 @@ writes, under DIR (default: the folder this script is in):
     clam-details-case-extrainfo.csv      one row per case, ';'-separated
 
 Everything is a pure function of (seed, case number, size): two runs with the same
-arguments write byte-identical files. Only numpy and pillow are used.
+arguments write byte-identical files. It needs nothing but Python 3.10 or later: no numpy, no
+Pillow (the PNG and .npy files are written by hand; both read back with numpy and Pillow).
 
 See dataset/dataset.md for the researcher-facing description.
 """
@@ -23,18 +24,19 @@ See dataset/dataset.md for the researcher-facing description.
 from __future__ import annotations
 
 import argparse
+import array
+import math
 import os
+import random
 import re
 import shutil
+import struct
 import sys
 import tempfile
 import time
+import zlib
 from dataclasses import dataclass, field
-from functools import lru_cache
 from pathlib import Path
-
-import numpy as np
-from PIL import Image
 
 __all__ = [
     "generate",
@@ -154,15 +156,15 @@ class Case:
         return "test" if self.test else "train"
 
 
-def _case_rng(seed: int, index: int, stream: int) -> np.random.Generator:
-    """Independent generator per (seed, case, purpose): a case never depends on
-    how many cases come before or after it."""
-    return np.random.default_rng(np.random.SeedSequence([seed, index, stream]))
+def _case_rng(seed: int, index: int, stream: int, view: int = 0) -> random.Random:
+    """Independent generator per (seed, case, purpose, view): a case never depends on how many
+    cases come before or after it, nor a view on which others the case has. Python seeds from
+    the string's SHA-512, the same on every platform and version."""
+    return random.Random(f"clam-sample:{seed}:{index}:{stream}:{view}")
 
 
-def _pick(rng: np.random.Generator, values, weights):
-    w = np.asarray(weights, dtype=float)
-    return values[int(rng.choice(len(values), p=w / w.sum()))]
+def _pick(rng: random.Random, values, weights):
+    return rng.choices(values, weights=weights)[0]
 
 
 _STREAM_META, _STREAM_PIXELS = 0, 1
@@ -170,8 +172,8 @@ _STREAM_META, _STREAM_PIXELS = 0, 1
 
 def _make_case(seed: int, index: int) -> Case:
     rng = _case_rng(seed, index, _STREAM_META)
-    u_mal = float(rng.random())
-    u_test = float(rng.random())
+    u_mal = rng.random()
+    u_test = rng.random()
     malignant = u_mal < P_MALIGNANT
     test = u_test < P_TEST
 
@@ -181,16 +183,19 @@ def _make_case(seed: int, index: int) -> Case:
     if rng.random() < P_EXTRA_VIEWS:
         # Exaggerated CC views are the most common extra, lateral views rarer.
         n_extra = 1 if rng.random() < 0.75 else 2
-        weights = np.array([3.0, 3.0, 1.0, 1.0, 1.0, 1.0])
-        picks = rng.choice(len(EXTRA_VIEWS), size=n_extra, replace=False, p=weights / weights.sum())
-        views += [EXTRA_VIEWS[int(k)] for k in picks]
+        weights = [3.0, 3.0, 1.0, 1.0, 1.0, 1.0]
+        extra = list(EXTRA_VIEWS)
+        for _ in range(n_extra):
+            k = rng.choices(range(len(extra)), weights=weights)[0]
+            views.append(extra.pop(k))
+            weights.pop(k)
     views.sort()
     # The real CSV lists a case's rows in no particular view order; mimic that.
-    row_order = [views[int(k)] for k in rng.permutation(len(views))]
+    row_order = rng.sample(views, len(views))
 
     density = _pick(rng, DENSITY_VALUES, (0.10, 0.35, 0.30, 0.10, 0.15))
     tissue_density = density if density != "NULL" else _pick(rng, DENSITY_VALUES[:4], (1, 3, 3, 1))
-    age = float(np.clip(rng.normal(60.0, 11.0), 30.0, 97.0) + rng.random() * 1e-3)
+    age = min(max(rng.gauss(60.0, 11.0), 30.0), 97.0) + rng.random() * 1e-3
 
     # Draw both BI-RADS variants up front so the stream is label independent.
     b_mal = _pick(
@@ -260,37 +265,54 @@ def _make_cases(seed: int, n: int) -> list[Case]:
 
 
 # ---------------------------------------------------------------------------
-# Pixels
+# Pixels (plain Python: the generator needs nothing but the standard library)
 # ---------------------------------------------------------------------------
 
-
-@lru_cache(maxsize=16)
-def _spectral_filter(h: int, w: int, beta: float, stretch: float, cutoff: float) -> np.ndarray:
-    """Amplitude filter for power-law (1/f^beta) noise, longer correlation along x
-    (tissue strands run from the chest wall towards the nipple)."""
-    fy = np.fft.fftfreq(h)[:, None] * (h / 256.0)
-    fx = np.fft.rfftfreq(w)[None, :] * (w / 256.0) * stretch
-    f2 = fy * fy + fx * fx + cutoff * cutoff
-    amp = f2 ** (-beta / 4.0)
-    amp[0, 0] = 0.0
-    return amp
+Pixels = list  # rows of floats (or of ints once quantised), top to bottom
 
 
-def _smooth_noise(
-    rng: np.random.Generator, h: int, w: int, beta: float, stretch: float = 1.0, cutoff: float = 0.004
-) -> np.ndarray:
-    """Zero-mean, unit-std low-frequency noise field of shape (h, w)."""
-    amp = _spectral_filter(h, w, beta, stretch, cutoff)
-    spec = (rng.standard_normal(amp.shape) + 1j * rng.standard_normal(amp.shape)) * amp
-    field_ = np.fft.irfft2(spec, s=(h, w))
-    field_ -= field_.mean()
-    std = field_.std()
-    return (field_ / std if std > 0 else field_).astype(np.float32)
+def _smoothstep(t: float) -> float:
+    t = 0.0 if t < 0.0 else 1.0 if t > 1.0 else t
+    return t * t * (3.0 - 2.0 * t)
 
 
-def _smoothstep(x: np.ndarray) -> np.ndarray:
-    x = np.clip(x, 0.0, 1.0)
-    return x * x * (3.0 - 2.0 * x)
+def _axis_steps(n: int, cell: float, offset: float) -> list[tuple[int, float]]:
+    """For each of n pixels along an axis: the grid point before it and the smoothed weight of the
+    one after it, for grid points `cell` pixels apart."""
+    steps = []
+    for i in range(n):
+        pos = (i + 0.5) / cell + offset
+        k = int(pos)
+        steps.append((k, _smoothstep(pos - k)))
+    return steps
+
+
+# Value noise: octaves of random values on grids `cell` (a fraction of the image height) apart,
+# smoothly interpolated; coarse octaves dominate, as in tissue.
+_GLAND_OCTAVES = ((0.36, 1.0), (0.18, 0.45), (0.09, 0.16))
+_STRAND_OCTAVES = ((0.16, 1.0), (0.08, 0.5))
+_FINE_OCTAVES = ((0.06, 1.0), (0.03, 0.5))
+
+
+def _smooth_noise(rng: random.Random, h: int, w: int, octaves, stretch: float = 1.0) -> Pixels:
+    """Zero-mean, unit-std smooth noise of h rows and w columns, correlated longer along x by
+    `stretch` (tissue strands run from the chest wall towards the nipple)."""
+    field = [[0.0] * w for _ in range(h)]
+    for fraction, amplitude in octaves:
+        cell_y = max(2.0, fraction * h)
+        cell_x = cell_y * stretch
+        ys = _axis_steps(h, cell_y, rng.random())
+        xs = _axis_steps(w, cell_x, rng.random())
+        grid = [[rng.gauss(0.0, amplitude) for _ in range(xs[-1][0] + 2)] for _ in range(ys[-1][0] + 2)]
+        along_x = [[g[k] + (g[k + 1] - g[k]) * t for k, t in xs] for g in grid]
+        for y, (k, t) in enumerate(ys):
+            a, b = along_x[k], along_x[k + 1]
+            field[y] = [f + p + (q - p) * t for f, p, q in zip(field[y], a, b, strict=True)]
+    n = h * w
+    mean = sum(map(sum, field)) / n
+    var = sum(sum((v - mean) ** 2 for v in row) for row in field) / n
+    std = math.sqrt(var) or 1.0
+    return [[(v - mean) / std for v in row] for row in field]
 
 
 @dataclass
@@ -311,156 +333,203 @@ class _Anatomy:
 _GLAND_THRESHOLD = {"A": 1.25, "B": 0.55, "C": -0.05, "D": -0.65}
 
 
-def _anatomy(rng: np.random.Generator, case: Case) -> _Anatomy:
+def _anatomy(rng: random.Random, case: Case) -> _Anatomy:
     return _Anatomy(
-        depth=float(rng.uniform(0.66, 0.86)),
-        height=float(rng.uniform(0.36, 0.45)),
-        fat=float(rng.uniform(0.30, 0.38)),
-        gland_threshold=_GLAND_THRESHOLD[case.tissue_density] + float(rng.normal(0, 0.1)),
-        gland_gain=float(rng.uniform(0.30, 0.40)),
-        lesion_depth=float(rng.uniform(0.25, 0.65)),
-        lesion_radius=float(rng.uniform(0.032, 0.055)),
-        lesion_spiculated=bool(rng.random() < 0.7),
-        lesion_gain=float(rng.uniform(0.42, 0.55)),
+        depth=rng.uniform(0.66, 0.86),
+        height=rng.uniform(0.36, 0.45),
+        fat=rng.uniform(0.30, 0.38),
+        gland_threshold=_GLAND_THRESHOLD[case.tissue_density] + rng.gauss(0, 0.1),
+        gland_gain=rng.uniform(0.30, 0.40),
+        lesion_depth=rng.uniform(0.25, 0.65),
+        lesion_radius=rng.uniform(0.032, 0.055),
+        lesion_spiculated=rng.random() < 0.7,
+        lesion_gain=rng.uniform(0.42, 0.55),
     )
 
 
-def _lesion_patch(rng: np.random.Generator, radius_px: float, spiculated: bool) -> np.ndarray:
+def _lesion_patch(rng: random.Random, radius_px: float, spiculated: bool) -> Pixels:
     """Lesion intensity (0..1) on a square patch centred on the lesion."""
-    n_spic = int(rng.integers(9, 17)) if spiculated else 0
+    n_spic = rng.randint(9, 16) if spiculated else 0
     reach = radius_px * (3.2 if spiculated else 1.3)
-    half = int(np.ceil(reach)) + 2
-    ax = np.arange(-half, half + 1, dtype=np.float32)
-    dy, dx = np.meshgrid(ax, ax, indexing="ij")
-    d = np.hypot(dy, dx)
-    theta = np.arctan2(dy, dx)
+    half = math.ceil(reach) + 2
+    # Irregular but compact core: its radius wobbles with a few angular harmonics.
+    harmonics = [(k, rng.uniform(0, 2 * math.pi), rng.uniform(0.04, 0.12)) for k in range(2, 6)]
+    spicules = [(rng.uniform(0, 2 * math.pi), radius_px * rng.uniform(1.8, 3.0)) for _ in range(n_spic)]
+    width = max(0.7, radius_px * 0.1)
+    soft = max(1.2, 0.35 * radius_px)
+    patch = []
+    for dy in range(-half, half + 1):
+        row = []
+        for dx in range(-half, half + 1):
+            d = math.hypot(dy, dx)
+            theta = math.atan2(dy, dx)
+            r_edge = radius_px * (1.0 + sum(a * math.cos(k * theta + p) for k, p, a in harmonics))
+            value = _smoothstep((r_edge - d) / soft + 0.5)
+            value *= 0.85 + 0.15 * min(max(1.0 - d / r_edge, 0.0), 1.0)  # slightly denser centre
+            for angle, length in spicules:
+                along = d * math.cos(theta - angle)
+                if along <= 0 or along >= length:
+                    continue
+                taper = 1.0 - along / length
+                perp = abs(d * math.sin(theta - angle))
+                value = max(value, 0.85 * math.exp(-((perp / (width * (0.4 + taper))) ** 2)) * taper)
+            row.append(value)
+        patch.append(row)
+    return patch
 
-    # Irregular but compact core: radius wobbles with a few angular harmonics.
-    k = np.arange(2, 6, dtype=np.float32)[:, None, None]
-    phase = rng.uniform(0, 2 * np.pi, size=(4, 1, 1)).astype(np.float32)
-    wobble = (rng.uniform(0.04, 0.12, size=(4, 1, 1)).astype(np.float32) * np.cos(k * theta + phase)).sum(0)
-    r_edge = radius_px * (1.0 + wobble)
-    core = _smoothstep((r_edge - d) / max(1.2, 0.35 * radius_px) + 0.5)
-    core *= 0.85 + 0.15 * np.clip(1.0 - d / r_edge, 0.0, 1.0)  # slightly denser centre
-    out = core
-    if n_spic:
-        ang = rng.uniform(0, 2 * np.pi, size=(n_spic, 1, 1)).astype(np.float32)
-        length = (radius_px * rng.uniform(1.8, 3.0, size=(n_spic, 1, 1))).astype(np.float32)
-        width = max(0.7, radius_px * 0.1)
-        along = d * np.cos(theta - ang)
-        perp = np.abs(d * np.sin(theta - ang))
-        taper = np.clip(1.0 - along / length, 0.0, 1.0)
-        spic = np.exp(-((perp / (width * (0.4 + taper))) ** 2)) * taper * (along > 0)
-        out = np.maximum(out, 0.85 * spic.max(0))
-    return out.astype(np.float32)
 
-
-def _render_view(rng: np.random.Generator, view: str, case: Case, an: _Anatomy, h: int, w: int) -> np.ndarray:
-    """One view as 12-bit values (uint16, 0..4095). Drawn as a left breast (chest
-    wall at x=0) and mirrored for right-breast views."""
+def _render_view(rng: random.Random, view: str, case: Case, an: _Anatomy, h: int, w: int) -> Pixels:
+    """One view as rows of 12-bit values (0..4095). Drawn as a left breast (chest wall at x=0)
+    and mirrored for right-breast views."""
     side, kind = view[0], view[1:]
     mlo_like = kind in ("MLO", "LM", "ML")
-    y = (np.arange(h, dtype=np.float32) + 0.5)[:, None] / h
-    x = (np.arange(w, dtype=np.float32) + 0.5)[None, :] / w
+    xs = [(x + 0.5) / w for x in range(w)]
 
     # --- breast outline: a half ellipse against the chest wall -------------------
-    depth = an.depth * float(rng.uniform(0.95, 1.04))
+    depth = an.depth * rng.uniform(0.95, 1.04)
     if mlo_like:
-        cy = float(rng.uniform(0.50, 0.58))
+        cy = rng.uniform(0.50, 0.58)
         top = cy + 0.25  # upper half runs off the top edge (axilla)
-        bottom = float(rng.uniform(0.32, 0.40))
+        bottom = rng.uniform(0.32, 0.40)
     else:
-        cy = float(rng.uniform(0.47, 0.53))
+        cy = rng.uniform(0.47, 0.53)
         if kind == "XCCL":  # exaggerated CC: footprint shifted, a bit shallower
-            cy += float(rng.choice([-1.0, 1.0]) * rng.uniform(0.05, 0.09))
+            cy += rng.choice((-1.0, 1.0)) * rng.uniform(0.05, 0.09)
             depth *= 0.92
-        top = an.height * float(rng.uniform(0.96, 1.06))
-        bottom = an.height * float(rng.uniform(0.96, 1.06))
-    dyn = y - cy
-    half_h = np.where(dyn < 0, top, bottom).astype(np.float32)
-    theta = np.arctan2(dyn / half_h, x / depth)
-    wob = 1.0 + 0.025 * np.cos(2 * theta + rng.uniform(0, 6.3)) + 0.015 * np.cos(3 * theta + rng.uniform(0, 6.3))
-    r = np.sqrt((x / depth) ** 2 + (dyn / half_h) ** 2) / wob
-
+        top = an.height * rng.uniform(0.96, 1.06)
+        bottom = an.height * rng.uniform(0.96, 1.06)
+    p2, p3 = rng.uniform(0, 6.3), rng.uniform(0, 6.3)
+    c2, s2, c3, s3 = 0.025 * math.cos(p2), 0.025 * math.sin(p2), 0.015 * math.cos(p3), 0.015 * math.sin(p3)
     px = 1.0 / w
     edge_soft = max(1.5 * px / depth, 1e-3)
-    mask = _smoothstep((1.0 - r) / edge_soft)  # anti-aliased skin line
-    # Thickness falls off towards the skin, so the periphery is darker.
-    thickness = np.clip((1.0 - r) / 0.22, 0.0, 1.0) ** 0.55
-
-    # --- tissue --------------------------------------------------------------
-    gland_noise = _smooth_noise(rng, h, w, beta=3.2, stretch=2.2)
-    strands = _smooth_noise(rng, h, w, beta=2.4, stretch=3.5, cutoff=0.01)
-    fine_noise = _smooth_noise(rng, h, w, beta=1.8, stretch=1.3, cutoff=0.03)
+    us = [x / depth for x in xs]
     # Glandular tissue sits behind the nipple, away from the skin and chest wall.
-    prior = np.exp(-((((x / depth) - 0.40) / 0.42) ** 2)) * np.clip((0.95 - r) / 0.35, 0.0, 1.0)
-    drive = gland_noise + 0.45 * strands + 1.2 * prior - an.gland_threshold - 0.6
-    gland = _smoothstep(drive / 2.4 + 0.5) * prior
-    tissue = an.fat + an.gland_gain * gland + 0.03 * fine_noise + 0.02 * strands * (0.3 + gland)
-    img = thickness * tissue
+    along_prior = [math.exp(-(((u - 0.40) / 0.42) ** 2)) for u in us]
 
-    # --- pectoral muscle (MLO-like views): a bright triangle in the top corner ---
-    pect = np.zeros_like(img)
+    gland_noise = _smooth_noise(rng, h, w, _GLAND_OCTAVES, stretch=2.2)
+    strands = _smooth_noise(rng, h, w, _STRAND_OCTAVES, stretch=3.5)
+    fine_noise = _smooth_noise(rng, h, w, _FINE_OCTAVES, stretch=1.3)
+
+    pectoral = None
     if mlo_like:
-        pw = float(rng.uniform(0.28, 0.42)) * (0.55 if kind in ("LM", "ML") else 1.0)
-        ph = float(rng.uniform(0.45, 0.65)) * (0.55 if kind in ("LM", "ML") else 1.0)
-        bulge = float(rng.uniform(0.05, 0.2))
-        s = x / pw + y / ph
-        s = s - bulge * np.sin(np.pi * np.clip(y / ph, 0, 1))  # slightly convex front edge
-        pect = _smoothstep((1.0 - s) / (2.5 * px / pw))
-        muscle = float(rng.uniform(0.56, 0.66)) + 0.02 * fine_noise + 0.12 * np.clip(1 - s, 0, 1) ** 0.5
-        img = img * (1.0 - pect) + muscle * pect
-        mask = np.maximum(mask, pect)
+        shrink = 0.55 if kind in ("LM", "ML") else 1.0
+        pw, ph = rng.uniform(0.28, 0.42) * shrink, rng.uniform(0.45, 0.65) * shrink
+        bulge = rng.uniform(0.05, 0.2)
+        pectoral = (pw, ph, bulge, rng.uniform(0.56, 0.66), 2.5 * px / pw)
+
+    fat, gain, threshold = an.fat, an.gland_gain, an.gland_threshold + 0.6
+    img, mask = [], []
+    for y in range(h):
+        yv = (y + 0.5) / h
+        dyn = yv - cy
+        v = dyn / (top if dyn < 0 else bottom)
+        v2 = v * v
+        gn, st, fn = gland_noise[y], strands[y], fine_noise[y]
+        row, mrow = [0.0] * w, [0.0] * w
+        for x in range(w):
+            u = us[x]
+            rho = math.sqrt(u * u + v2)
+            if rho > 1.2:
+                continue  # well outside the skin line
+            if rho > 0:
+                c, s = u / rho, v / rho
+                wob = 1.0 + (c * c - s * s) * c2 - 2 * s * c * s2 + c * (4 * c * c - 3) * c3 - s * (3 - 4 * s * s) * s3
+            else:
+                wob = 1.0
+            r = rho / wob
+            m = _smoothstep((1.0 - r) / edge_soft)  # anti-aliased skin line
+            if m <= 0.0:
+                continue
+            # Thickness falls off towards the skin, so the periphery is darker.
+            thick = min(max((1.0 - r) / 0.22, 0.0), 1.0) ** 0.55
+            prior = along_prior[x] * min(max((0.95 - r) / 0.35, 0.0), 1.0)
+            # (1.3: value noise has lighter tails than tissue; dense patches must still reach white)
+            gland = _smoothstep((1.3 * gn[x] + 0.45 * st[x] + 1.2 * prior - threshold) / 2.4 + 0.5) * prior
+            row[x] = thick * (fat + gain * gland + 0.03 * fn[x] + 0.02 * st[x] * (0.3 + gland))
+            mrow[x] = m
+        if pectoral:  # MLO-like views: a bright triangle of pectoral muscle in the top corner
+            pw, ph, bulge, muscle0, soft = pectoral
+            front = 1.0 + bulge * math.sin(math.pi * min(max(yv / ph, 0.0), 1.0)) - yv / ph
+            for x in range(w):
+                s = xs[x] / pw
+                if s >= front:
+                    break
+                pect = _smoothstep((front - s) / soft)
+                muscle = muscle0 + 0.02 * fn[x] + 0.12 * math.sqrt(min(front - s, 1.0))
+                row[x] = row[x] * (1.0 - pect) + muscle * pect
+                mrow[x] = max(mrow[x], pect)
+        img.append(row)
+        mask.append(mrow)
 
     # --- lesion (malignant cases, every view of the affected breast) -------------
     if case.malignant and side == case.lesion_side:
-        rad_px = an.lesion_radius * w
-        patch = _lesion_patch(rng, rad_px, an.lesion_spiculated)
-        half = patch.shape[0] // 2
-        ly_frac = cy + float(rng.uniform(-0.45, 0.45)) * (bottom if not mlo_like else 0.5 * bottom)
-        lx = an.lesion_depth * depth * (1.0 - 0.5 * abs(ly_frac - cy))
-        if mlo_like:  # keep the lesion clear of the pectoral muscle
-            while lx / pw + ly_frac / ph < 1.15 and lx < 0.8 * depth:
+        patch = _lesion_patch(rng, an.lesion_radius * w, an.lesion_spiculated)
+        half = len(patch) // 2
+        ly = cy + rng.uniform(-0.45, 0.45) * (bottom if not mlo_like else 0.5 * bottom)
+        lx = an.lesion_depth * depth * (1.0 - 0.5 * abs(ly - cy))
+        if pectoral:  # keep the lesion clear of the pectoral muscle
+            while lx / pectoral[0] + ly / pectoral[1] < 1.15 and lx < 0.8 * depth:
                 lx += 0.04
-        cyi = int(round(ly_frac * h))
-        cxi = int(round(lx * w))
-        y0, y1 = max(cyi - half, 0), min(cyi + half + 1, h)
-        x0, x1 = max(cxi - half, 0), min(cxi + half + 1, w)
-        sub = patch[y0 - (cyi - half) : y1 - (cyi - half), x0 - (cxi - half) : x1 - (cxi - half)]
-        region = img[y0:y1, x0:x1]
-        inside = mask[y0:y1, x0:x1]
-        img[y0:y1, x0:x1] = region + an.lesion_gain * sub * inside * (1.0 - 0.35 * region)
+        cyi, cxi = round(ly * h), round(lx * w)
+        for py, prow in enumerate(patch):
+            y = cyi - half + py
+            if not 0 <= y < h:
+                continue
+            row, mrow = img[y], mask[y]
+            for pxi, value in enumerate(prow):
+                x = cxi - half + pxi
+                if 0 <= x < w and value:
+                    row[x] += an.lesion_gain * value * mrow[x] * (1.0 - 0.35 * row[x])
 
-    img = img * mask
-    img += 0.004 * rng.standard_normal(img.shape).astype(np.float32) * mask  # faint quantum noise
-    out = np.clip(np.rint(img * 4095.0), 0, 4095).astype(np.uint16)
-    if side == "R":
-        out = out[:, ::-1]
-    return np.ascontiguousarray(out)
+    out = []
+    gauss = rng.gauss
+    for row, mrow in zip(img, mask, strict=True):
+        # Faint quantum noise inside the breast, then 12 bits.
+        q = [
+            min(4095, max(0, round((value * m + 0.004 * gauss(0.0, 1.0) * m) * 4095.0))) if m else 0
+            for value, m in zip(row, mrow, strict=True)
+        ]
+        out.append(q[::-1] if side == "R" else q)
+    return out
 
 
-def _render_case(seed: int, case: Case, size: tuple[int, int]) -> dict[str, np.ndarray]:
-    rng = _case_rng(seed, case.index, _STREAM_PIXELS)
-    an = _anatomy(rng, case)
+def _render_case(seed: int, case: Case, size: tuple[int, int]) -> dict[str, Pixels]:
+    an = _anatomy(_case_rng(seed, case.index, _STREAM_PIXELS), case)
     h, w = size
-    # One child generator per view name, so adding an extra view leaves the
-    # standard views untouched.
-    images = {}
-    for view in case.views:
-        vrng = np.random.default_rng(
-            np.random.SeedSequence([seed, case.index, _STREAM_PIXELS, ALL_VIEWS.index(view) + 1])
-        )
-        images[view] = _render_view(vrng, view, case, an, h, w)
-    return images
+    # One generator per view name, so adding an extra view leaves the standard views untouched.
+    return {
+        view: _render_view(_case_rng(seed, case.index, _STREAM_PIXELS, ALL_VIEWS.index(view) + 1), view, case, an, h, w)
+        for view in case.views
+    }
 
 
-def _to_8bit(img12: np.ndarray) -> np.ndarray:
-    return (img12 >> 4).astype(np.uint8)
+def _png_chunk(kind: bytes, data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
 
 
-def _write_png(path: Path, img8: np.ndarray) -> None:
-    # Plain PNG: no text chunks, no timestamp, fixed compression -> reproducible bytes.
-    Image.fromarray(img8).save(path, format="PNG", compress_level=6)
+def _write_png(path: Path, img12: Pixels) -> None:
+    """8-bit grayscale PNG of the 12-bit image (value >> 4). Plain: no text chunks, no timestamp,
+    fixed compression, so the bytes are the same on every run."""
+    h, w = len(img12), len(img12[0])
+    raw = b"".join(b"\x00" + bytes(v >> 4 for v in row) for row in img12)  # filter type 0 per row
+    header = struct.pack(">IIBBBBB", w, h, 8, 0, 0, 0, 0)  # 8-bit, grayscale, no interlace
+    path.write_bytes(
+        b"\x89PNG\r\n\x1a\n"
+        + _png_chunk(b"IHDR", header)
+        + _png_chunk(b"IDAT", zlib.compress(raw, 6))
+        + _png_chunk(b"IEND", b"")
+    )
+
+
+def _write_npy(path: Path, img12: Pixels) -> None:
+    """The 12-bit image as NumPy's .npy (format 1.0): little-endian uint16, C order."""
+    h, w = len(img12), len(img12[0])
+    header = f"{{'descr': '<u2', 'fortran_order': False, 'shape': ({h}, {w}), }}"
+    header += " " * (63 - (10 + len(header)) % 64) + "\n"  # the data starts 64-byte aligned
+    values = array.array("H", (v for row in img12 for v in row))
+    if sys.byteorder == "big":
+        values.byteswap()
+    path.write_bytes(b"\x93NUMPY\x01\x00" + struct.pack("<H", len(header)) + header.encode("latin1") + values.tobytes())
 
 
 # ---------------------------------------------------------------------------
@@ -576,8 +645,8 @@ def generate(
             for view, img12 in images.items():
                 d = sample / c.name / view
                 d.mkdir(parents=True)
-                np.save(d / "1.npy", img12, allow_pickle=False)
-                _write_png(d / "1.png", _to_8bit(img12))
+                _write_npy(d / "1.npy", img12)
+                _write_png(d / "1.png", img12)
             if progress and c.index % 100 == 0:
                 print(f"generate: {c.index}/{cases} cases ({time.monotonic() - t0:.0f}s)", file=sys.stderr, flush=True)
         (tmp / IMAGE_CSV).write_bytes(_csv_text(IMAGE_COLUMNS, _image_rows(meta)).encode("ascii"))
