@@ -74,14 +74,7 @@ def _page(portal: Portal, name: str, number=None) -> str:
 
 def cmd_show(portal: Portal, args) -> int:
     if args.version:
-        number = args.version
-        if not number.isdigit():  # an alias: the model says which version it points at
-            aliases = portal.model(args.name).get("aliases") or {}
-            if number not in aliases:
-                known = ", ".join(sorted(aliases)) or "none"
-                raise UsageError(f"{args.name} has no version or alias {number!r} (aliases: {known}).")
-            number = str(aliases[number])
-        version = portal.model_version(args.name, number)
+        version = portal.model_version(args.name, args.version)  # a number or an alias
         _print_version(version)
         print(f"Page: {_page(portal, version['name'], version['version'])}")
         return 0

@@ -97,6 +97,8 @@ def test_register_show_default_alias_retire(portal, released, approved, tmp_path
     assert any(line.strip().startswith("1 (1.0)") and "registered" in line and "[first]" in line for line in lines)
     one = run_m2d(["models", "show", "clam-malignancy", "first"], env, tmp_path)
     assert one.returncode == 0 and "clam-malignancy version 1 (1.0): registered" in one.stdout
+    unknown = run_m2d(["models", "show", "clam-malignancy", "nothing"], env, tmp_path)
+    assert unknown.returncode == 2 and "clam-malignancy has no version nothing" in unknown.stderr
 
     # The API's refusals reach the user as its message, with a non-zero exit.
     refused = run_m2d(["models", "retire", "clam-malignancy", "2"], env, tmp_path)
