@@ -64,6 +64,10 @@ class SubmissionDetailSerializer(serializers.Serializer):
 
     id = serializers.IntegerField()
     status = serializers.ChoiceField(choices=Submission.Status.choices)
+    contents_sha256 = serializers.CharField(
+        help_text="sha256 of the files in the uploaded zip as the platform keeps them, not of the zip itself "
+        "(the same files give the same value); `python3 submissions/intake.py ZIP` prints it"
+    )
     failure_stage = serializers.ChoiceField(choices=Submission.Stage.choices, allow_null=True)
     reason = serializers.CharField(allow_null=True)
     exit_code = serializers.IntegerField(allow_null=True)

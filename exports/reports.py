@@ -15,6 +15,7 @@ def submission_summary(submission: Submission) -> dict:
     return {
         "id": submission.pk,
         "status": submission.status,
+        "contents_sha256": submission.archive_sha256,
         "failure_stage": submission.failure_stage or None,
         "reason": researcher_reason(submission) or None,
         "exit_code": submission.exit_code,

@@ -85,6 +85,8 @@ def _state_line(sub: dict) -> str:
 
 def _print_outcome(sub: dict) -> None:
     print(f"Submission {sub['id']} {sub['status'].replace('_', ' ')}.")
+    if sub.get("contents_sha256"):
+        print(f"Contents: sha256 {sub['contents_sha256']} (of the files in the zip, not of the zip itself)")
     if sub.get("failure_stage"):
         print(f"Failed at: {sub['failure_stage']}")
     if sub.get("reason"):

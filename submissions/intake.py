@@ -727,6 +727,18 @@ def write_normalised_zip(src_fileobj_or_path, report: IntakeReport, dest_fileobj
     return digest.hexdigest()
 
 
+class _Discard:
+    def write(self, data: bytes) -> int:
+        return len(data)
+
+
+def contents_sha256(src_fileobj_or_path, report: IntakeReport) -> str:
+    """The sha256 the portal shows for a zip: of its files as the platform keeps them (sorted, the
+    top folder stripped, fixed dates and modes), not of the zip itself, so the same files give the
+    same value whatever zipped them."""
+    return write_normalised_zip(src_fileobj_or_path, report, _Discard())
+
+
 ALLOW_URLS_FLAG = "--allow-requirement-urls"
 USAGE = f"""usage: python3 intake.py [{ALLOW_URLS_FLAG}] submission.zip
 Checks a submission zip the way the platform does before you upload.
@@ -760,6 +772,7 @@ def main(argv=None) -> int:
         f"OK: {args[0]}: {count} file{'s' if count != 1 else ''}, {_human(report.uncompressed_bytes)} "
         f"unpacked{stripped}"
     )
+    print(f"sha256 of its contents: {contents_sha256(args[0], report)} (the portal shows the same)")
     for warning in report.warnings:
         print(f"warning: {warning}")
     return 0

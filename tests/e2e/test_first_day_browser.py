@@ -33,3 +33,11 @@ def test_a_failed_build_says_what_happened_in_full(browser, live_server, users, 
     assert "ask the platform's admins for it" in text and "\x1b" not in text and "[91m" not in text
     # Wrapped: nothing runs off its right edge, no horizontal scrolling needed.
     assert box.evaluate("e => e.scrollWidth <= e.clientWidth")
+
+
+def test_the_upload_hash_says_what_it_is_of(browser, live_server, users, finished_submission):  # noqa: F811
+    submission = finished_submission(users["owner"], {})
+    page = signed_in(browser, live_server, users["owner"], width=900)
+    page.goto(f"{live_server.url}/submissions/{submission.pk}/")
+    shot(page, "contents-hash")
+    assert "of the files in the zip, not of the zip itself" in page.locator("#contents-sha256").inner_text()

@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import io
 import pickle
+import re
 import stat
 import struct
 import subprocess
@@ -666,7 +667,8 @@ def test_cli(tmp_path, capsys):
     assert main([str(good)]) == 0
     out = capsys.readouterr().out.splitlines()
     assert out[0].startswith(f"OK: {good}: 2 files")
-    assert out[1].startswith("warning: requirements.txt line 1: 'numpy' has no pinned version")
+    assert re.fullmatch(r"sha256 of its contents: [0-9a-f]{64} \(the portal shows the same\)", out[1])
+    assert out[2].startswith("warning: requirements.txt line 1: 'numpy' has no pinned version")
 
     assert main([str(bad)]) == 1
     assert capsys.readouterr().out.startswith("REFUSED: main.py is missing at the top of the zip")
