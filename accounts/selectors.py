@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from django.conf import settings
+
 from .models import Researcher
 
 
@@ -25,6 +27,14 @@ def mlflow_credentials(user_id: int) -> MlflowCredentials:
         password=researcher.mlflow_password,
         experiment_name=researcher.mlflow_experiment_name,
     )
+
+
+def mlflow_experiment_url(researcher: Researcher | None) -> str:
+    """Where MLflow's web page opens on the researcher's own experiment (its runs and metrics);
+    MLflow's home page for anyone without one yet."""
+    if researcher is None or not researcher.mlflow_experiment_id:
+        return settings.MLFLOW_PUBLIC_URL
+    return f"{settings.MLFLOW_PUBLIC_URL.rstrip('/')}/#/experiments/{researcher.mlflow_experiment_id}"
 
 
 def mlflow_password_now(researcher_id: int) -> str:
