@@ -22,6 +22,20 @@ from .test_accounts_browser import SHOTS, browser  # noqa: F401 (fixture)
 pytestmark = [pytest.mark.browser]
 
 
+@pytest.fixture(autouse=True)
+def own_storage(settings, tmp_path):
+    """Export and model storage of this test's own: submission numbers start again with each test
+    database, and a folder left in var/ by an earlier run would join this run's export."""
+    settings.M2D_EXPORT_ROOT = tmp_path / "exports"
+    settings.M2D_EXPORT_ROOT.mkdir()
+    local = "django.core.files.storage.FileSystemStorage"
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "exports": {"BACKEND": local, "OPTIONS": {"location": str(settings.M2D_EXPORT_ROOT)}},
+        "models": {"BACKEND": local, "OPTIONS": {"location": str(tmp_path / "models")}},
+    }
+
+
 def shot(page, name: str) -> None:
     page.screenshot(path=str(SHOTS / f"exports-{name}.png"), full_page=True)
 
