@@ -1,10 +1,12 @@
 from allauth.account.adapter import DefaultAccountAdapter
 from django.conf import settings
+from django.contrib import messages
 from django.core.mail import EmailMultiAlternatives
 from django.urls import reverse
 
 from m2d.mail import html_from_text
 
+from . import second_factor
 from .models import Researcher
 from .services import researcher_email_verified
 
@@ -33,6 +35,9 @@ class ResearcherAccountAdapter(DefaultAccountAdapter):
         return reverse("accounts:profile")  # a new researcher waits for approval: say so
 
     def get_login_redirect_url(self, request) -> str:
+        if second_factor.missing(request) == "set_up":  # a new staff member: the app first, then on
+            messages.info(request, second_factor.SET_UP)
+            return reverse("mfa_activate_totp")
         return self._waiting_page(request.user) or super().get_login_redirect_url(request)
 
     def get_email_verification_redirect_url(self, email_address) -> str:

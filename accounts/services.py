@@ -3,6 +3,9 @@ only after the change has committed, so a failure there never leaves a half-made
 
 from __future__ import annotations
 
+import re
+import secrets
+
 from allauth.account.models import EmailAddress
 from django.contrib.auth import get_user_model
 from django.db import transaction
@@ -233,3 +236,28 @@ def email_preferences_set(*, by, researcher: Researcher, every_step: bool) -> Re
     Researcher.objects.filter(pk=researcher.pk).update(email_every_step=every_step)
     researcher.email_every_step = every_step
     return researcher
+
+
+@transaction.atomic
+def staff_create(*, email: str, full_name: str, username: str = "") -> tuple[User, str]:
+    """A hospital's staff account, made by whoever operates the host, ready to sign in: full admin
+    rights, the e-mail address taken as verified, and a generated password returned this once.
+    The second factor is set up at the first sign-in (the admin site opens only after that)."""
+    email = email.strip().lower()  # allauth looks addresses up in lower case
+    if "@" not in email:
+        raise AccountError(f"{email!r} is not an e-mail address.")
+    if User.objects.filter(email__iexact=email).exists() or EmailAddress.objects.filter(email__iexact=email).exists():
+        raise AccountError(f"An account with the e-mail address {email} exists already.")
+    if username and User.objects.filter(username=username).exists():
+        raise AccountError(f"The username {username!r} is taken.")
+    if not username:
+        base = re.sub(r"[^\w.@+-]", "", email.split("@")[0]) or "staff"
+        username = base
+        for n in range(2, 1000):
+            if not User.objects.filter(username=username).exists():
+                break
+            username = f"{base}{n}"
+    password = secrets.token_urlsafe(15)
+    user = User.objects.create_superuser(username=username, email=email, password=password, first_name=full_name)
+    EmailAddress.objects.create(user=user, email=email, verified=True, primary=True)
+    return user, password

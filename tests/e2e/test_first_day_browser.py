@@ -3,6 +3,8 @@ var/screenshots/."""
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from tests.integration.exports.conftest import finished_submission, users  # noqa: F401 (fixtures)
@@ -41,3 +43,22 @@ def test_the_upload_hash_says_what_it_is_of(browser, live_server, users, finishe
     page.goto(f"{live_server.url}/submissions/{submission.pk}/")
     shot(page, "contents-hash")
     assert "of the files in the zip, not of the zip itself" in page.locator("#contents-sha256").inner_text()
+
+
+def test_after_the_recovery_codes_staff_are_led_on(browser, live_server, users):  # noqa: F811
+    from allauth.mfa.recovery_codes.internal.auth import RecoveryCodes
+
+    steward = users["admin1"]
+    steward.set_password("Steward-pass-for-tests-1")
+    steward.save(update_fields=["password"])
+    page = signed_in(browser, live_server, steward, width=900)  # sets up the app as at first sign-in
+    RecoveryCodes.activate(steward)
+    page.goto(f"{live_server.url}/accounts/2fa/recovery-codes/")
+    if "/reauthenticate/" in page.url:  # allauth asks for the password before it shows codes
+        page.get_by_label("Password").fill("Steward-pass-for-tests-1")
+        page.get_by_role("button", name="Confirm").click()
+        page.wait_for_url("**/recovery-codes/")
+    shot(page, "recovery-codes")
+    page.get_by_role("link", name="admin site").click()
+    page.wait_for_url(f"{live_server.url}/admin/")
+    assert page.get_by_role("heading", name=re.compile("administration", re.I)).first.is_visible()
