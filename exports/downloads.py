@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from django.conf import settings
 from django.core import signing
 from django.db import transaction
+from django.template.defaultfilters import pluralize
 
 from . import audit, storage
 from .errors import ExportRefused, LinkExpired
@@ -61,5 +62,10 @@ def download_open(*, by, token: str) -> Download:
         raise ExportRefused("Nothing of this export is released.")
     key = storage.release_zip_key(export.submission_id, [(f.display_path, f.storage_key, f.sha256) for f in files])
     with transaction.atomic():
-        audit.record(export.submission, A.DOWNLOADED, by=by, comment=f"whole release as a zip ({len(files)} files)")
+        audit.record(
+            export.submission,
+            A.DOWNLOADED,
+            by=by,
+            comment=f"whole release as a zip ({len(files)} file{pluralize(len(files))})",
+        )
     return Download(f"submission-{export.submission_id}-release.zip", key, None)

@@ -1,5 +1,6 @@
 from django.conf import settings
 from django.db import models
+from django.template.defaultfilters import pluralize
 
 
 class Export(models.Model):
@@ -24,7 +25,7 @@ class Export(models.Model):
     dataset_fingerprint = models.CharField(max_length=64, blank=True)
 
     def __str__(self) -> str:
-        return f"export of submission {self.submission_id} ({len(self.files)} files)"
+        return f"export of submission {self.submission_id} ({len(self.files)} file{pluralize(len(self.files))})"
 
 
 class ExportFile(models.Model):

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from django.conf import settings
 from django.db import transaction
+from django.template.defaultfilters import pluralize
 from django.utils import timezone
 
 from submissions import logpolicy
@@ -91,7 +92,12 @@ def export_collect(*, submission, folder: Path, problem: str = "") -> Export:
             )
             for item, kind, flags, matches, shown in entries
         )
-        audit.record(submission, A.COLLECTED, comment=problem or f"{len(manifest)} files", mail=False)
+        audit.record(
+            submission,
+            A.COLLECTED,
+            comment=problem or f"{len(manifest)} file{pluralize(len(manifest))}",
+            mail=False,
+        )
     return export
 
 

@@ -1,4 +1,6 @@
 from django import template
+from django.utils.html import escape
+from django.utils.safestring import mark_safe
 
 from submissions.progress import format_duration
 
@@ -9,6 +11,15 @@ register = template.Library()
 def duration(seconds) -> str:
     """Seconds as "8 s", "3 min 12 s" or "2 h 05 min"."""
     return format_duration(seconds)
+
+
+@register.filter
+def code_spans(text) -> str:
+    """A message's `commands` shown as code rather than between backticks; the rest escaped."""
+    parts = str(text).split("`")
+    if len(parts) % 2 == 0:  # an odd backtick: show the text as it is
+        return escape(text)
+    return mark_safe("".join(escape(p) if i % 2 == 0 else f"<code>{escape(p)}</code>" for i, p in enumerate(parts)))
 
 
 @register.filter

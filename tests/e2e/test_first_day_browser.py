@@ -62,3 +62,12 @@ def test_after_the_recovery_codes_staff_are_led_on(browser, live_server, users):
     page.get_by_role("link", name="admin site").click()
     page.wait_for_url(f"{live_server.url}/admin/")
     assert page.get_by_role("heading", name=re.compile("administration", re.I)).first.is_visible()
+
+
+def test_the_sign_in_page_says_sign_in(browser, live_server):  # noqa: F811
+    page = browser.new_page(viewport={"width": 900, "height": 700})
+    page.goto(f"{live_server.url}/accounts/login/")
+    shot(page, "sign-in")
+    assert page.get_by_role("heading", name="Sign in", exact=True).is_visible()
+    assert page.get_by_role("button", name="Sign in", exact=True).is_visible()
+    assert page.get_by_role("link", name="Sign in", exact=True).is_visible()  # the menu's

@@ -14,7 +14,7 @@ class Command(BaseCommand):
     def add_arguments(self, parser):
         parser.add_argument("username")
         parser.add_argument("--email", required=True)
-        parser.add_argument("--password", help="portal password (default: none, log in impossible)")
+        parser.add_argument("--password", help="portal password (default: none, so signing in is impossible)")
         parser.add_argument("--full-name", default="")
         parser.add_argument("--institution", default="")
         parser.add_argument("--approve", action="store_true")

@@ -2,6 +2,7 @@ import dataclasses
 from pathlib import Path
 
 from django.core.management.base import BaseCommand
+from django.template.defaultfilters import pluralize
 
 from submissions import intake
 from submissions.services import intake_limits
@@ -31,6 +32,7 @@ class Command(BaseCommand):
             self.stderr.write(f"REFUSED: cannot read {zip}: {exc.strerror}")
             raise SystemExit(1) from exc
         where = f" (inside the folder {report.prefix})" if report.prefix else ""
-        self.stdout.write(f"OK: {len(report.files)} files, {report.uncompressed_bytes} bytes unpacked{where}")
+        count = len(report.files)
+        self.stdout.write(f"OK: {count} file{pluralize(count)}, {report.uncompressed_bytes} bytes unpacked{where}")
         for warning in report.warnings:
             self.stdout.write(f"warning: {warning}")
