@@ -48,6 +48,7 @@ INSTALLED_APPS = [
     "tracking",
     "exports",
     "modelstore",
+    "serving",
     "ops",
     # after "accounts", whose templates restyle allauth's pages
     "allauth",
@@ -282,6 +283,22 @@ M2D_RUN_TMP = env("M2D_RUN_TMP", default="1g")
 M2D_RUN_TIMEOUT = env.int("M2D_RUN_TIMEOUT", default=24 * 3600)
 # A run that prints nothing for this long is stopped (a hung data loader, a deadlock).
 M2D_RUN_SILENCE_TIMEOUT = env.int("M2D_RUN_SILENCE_TIMEOUT", default=2 * 3600)
+
+# Serving: each worker of a deployed model version is a sealed container of the submission's image,
+# reached over a unix socket in a folder of its own under M2D_SERVE_DIR.
+M2D_SERVE_DIR = Path(env("M2D_SERVE_DIR", default=str(VAR_DIR / "serve")))
+M2D_SERVE_UID = env.int("M2D_SERVE_UID", default=M2D_RUN_UID)
+M2D_SERVE_MEMORY = env("M2D_SERVE_MEMORY", default="2g")
+M2D_SERVE_CPUS = env.float("M2D_SERVE_CPUS", default=1.0)
+M2D_SERVE_PIDS = env.int("M2D_SERVE_PIDS", default=128)
+M2D_SERVE_SHM = env("M2D_SERVE_SHM", default="256m")
+M2D_SERVE_TMP = env("M2D_SERVE_TMP", default="256m")
+M2D_SERVE_STARTUP_TIMEOUT = env.float("M2D_SERVE_STARTUP_TIMEOUT", default=120.0)
+M2D_SERVE_RESPONSE_TIMEOUT = env.float("M2D_SERVE_RESPONSE_TIMEOUT", default=120.0)
+M2D_SERVE_MAX_BODY = env.int("M2D_SERVE_MAX_BODY", default=64 * 1024**2)
+M2D_SERVE_MAX_PIXELS = env.int("M2D_SERVE_MAX_PIXELS", default=50_000_000)
+M2D_SERVE_MAX_ANSWER_BYTES = env.int("M2D_SERVE_MAX_ANSWER_BYTES", default=1024**2)
+M2D_SERVE_MAX_WORKERS = env.int("M2D_SERVE_MAX_WORKERS", default=4)
 # Hard cap on what a run may write to /mnt/export (a loop-mounted file system of this size).
 M2D_EXPORT_MAX_BYTES = env.int("M2D_EXPORT_MAX_BYTES", default=5 * 1024**3)
 M2D_EXPORT_VOLUME_DIR = Path(env("M2D_EXPORT_VOLUME_DIR", default=str(VAR_DIR / "export-volumes")))
@@ -403,6 +420,11 @@ CELERY_BEAT_SCHEDULE["send-due-mail"] = {
 CELERY_BEAT_SCHEDULE["sweep-model-blobs"] = {
     "task": "modelstore.tasks.sweep_orphan_blobs",
     "schedule": 24 * 3600,
+    "options": {"queue": M2D_QUEUE_OPS},
+}
+CELERY_BEAT_SCHEDULE["reconcile-serving"] = {
+    "task": "runner.tasks.reconcile_serving",
+    "schedule": M2D_RECONCILE_SECONDS,
     "options": {"queue": M2D_QUEUE_OPS},
 }
 CELERY_BEAT_SCHEDULE["expire-exports"] = {

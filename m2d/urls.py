@@ -10,5 +10,6 @@ urlpatterns = [
     path("exports/", include("exports.urls")),
     path("models/", include("modelstore.urls")),
     path("api/v1/", include("api.urls")),
+    path("", include("serving.urls")),
     path("admin/", admin.site.urls),
 ]

@@ -40,3 +40,8 @@ def stop_run(submission_id: int) -> None:
     """Ask a maintenance worker to stop a cancelled run's container (the run worker is busy
     waiting on it)."""
     _send("runner.tasks.stop_cancelled_run", (submission_id,), settings.M2D_QUEUE_OPS)
+
+
+def reconcile_serving() -> None:
+    """Ask a maintenance worker to make the serving containers follow the deployments."""
+    _send("runner.tasks.reconcile_serving", (), settings.M2D_QUEUE_OPS)

@@ -4,7 +4,7 @@
 from celery import shared_task
 from django.conf import settings
 
-from . import builds, docker_api, naming, pipeline, reconciler, worker_signals  # noqa: F401 - signal handlers
+from . import builds, docker_api, naming, pipeline, reconciler, serving, worker_signals  # noqa: F401 - signal handlers
 
 
 @shared_task(acks_late=True)
@@ -25,3 +25,8 @@ def reconcile() -> None:
 @shared_task(acks_late=True)
 def stop_cancelled_run(submission_id: int) -> None:
     docker_api.stop_run(naming.container_name(submission_id), grace=settings.M2D_STOP_GRACE_SECONDS)
+
+
+@shared_task
+def reconcile_serving() -> None:
+    serving.reconcile()

@@ -48,6 +48,14 @@ from .runs import (
     stop_run,
     wait_run,
 )
+from .serving import (
+    ServeSpec,
+    remove_serve_worker,
+    serve_worker_log,
+    serve_worker_state,
+    serve_workers_labelled,
+    start_serve_worker,
+)
 
 __all__ = [
     "LABEL_INSTANCE",
@@ -66,6 +74,12 @@ __all__ = [
     "PlatformFault",
     "RunOutcome",
     "RunSpec",
+    "ServeSpec",
+    "remove_serve_worker",
+    "serve_worker_log",
+    "serve_worker_state",
+    "serve_workers_labelled",
+    "start_serve_worker",
     "build_image",
     "client",
     "container_gpus",

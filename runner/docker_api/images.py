@@ -200,6 +200,8 @@ def _kill_quietly(container_id: str) -> None:
 
 @engine_errors
 def image_exists(image: str) -> bool:
+    if not image:  # never built (or its record was cleared): nothing to look up
+        return False
     try:
         client().images.get(image)
         return True

@@ -1,0 +1,178 @@
+"""M2D's model server: runs inside a sealed serving container, beside the model's own code.
+
+It loads the class the model card names (`"entrypoint": "predict.py:Model"`) from the model's
+folder, then answers on a unix socket, one request at a time:
+  GET  /ready    200 once the model is loaded
+  POST /predict  {"inputs": {name: {"content_type": ..., "data": <base64>}}, "parameters": {...}}
+                 -> 200 {"outputs": {name: value}} or 4xx/5xx {"error": "..."}
+PNG inputs become arrays (Pillow, whose decompression-bomb limit stays on) and `.npy` inputs are
+read without pickle; outputs must be the names the card declares, finite numbers or lists of them.
+The platform's gateway checked the inputs already; this checks them again, since only this side
+decodes them. The same file serves a researcher's local dry run (`--socket` and `--model-dir`).
+
+Standard library, numpy and Pillow only: the runtime image holds them, nothing is installed here.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import binascii
+import importlib.util
+import io
+import json
+import math
+import os
+import socketserver
+import sys
+import time
+import traceback
+from http.server import BaseHTTPRequestHandler
+
+MAX_BODY = int(os.environ.get("M2D_SERVE_MAX_BODY", str(64 * 1024**2)))
+
+
+class Refused(Exception):
+    def __init__(self, status: int, message: str):
+        super().__init__(message)
+        self.status = status
+
+
+def load_model(model_dir: str, device: str):
+    with open(os.path.join(model_dir, "m2d-model.json"), encoding="utf-8") as f:
+        card = json.load(f)
+    module_file, _, class_name = str(card.get("entrypoint", "predict.py:Model")).partition(":")
+    path = os.path.realpath(os.path.join(model_dir, module_file))
+    if not path.startswith(os.path.realpath(model_dir) + os.sep):
+        raise SystemExit(f"the entrypoint {module_file} is outside the model's folder")
+    spec = importlib.util.spec_from_file_location("m2d_model_predict", path)
+    module = importlib.util.module_from_spec(spec)
+    sys.path.insert(0, model_dir)
+    spec.loader.exec_module(module)
+    model = getattr(module, class_name or "Model")()
+    model.load(model_dir, device)
+    return card, model
+
+
+def decode(name: str, value: dict):
+    import numpy as np
+
+    if not isinstance(value, dict) or not isinstance(value.get("data"), str):
+        raise Refused(400, f"input {name}: give it as {{'content_type': ..., 'data': <base64>}}")
+    try:
+        raw = base64.b64decode(value["data"], validate=True)
+    except (binascii.Error, ValueError):
+        raise Refused(400, f"input {name}: the data is not base64") from None
+    kind = value.get("content_type", "")
+    if kind == "image/png":
+        from PIL import Image
+
+        try:
+            with Image.open(io.BytesIO(raw)) as image:
+                return np.asarray(image)
+        except (OSError, Image.DecompressionBombError, ValueError) as exc:
+            raise Refused(400, f"input {name}: not a PNG this server can read ({exc})") from None
+    if kind == "application/x-npy":
+        try:
+            return np.load(io.BytesIO(raw), allow_pickle=False)
+        except (OSError, ValueError) as exc:
+            raise Refused(400, f"input {name}: not an .npy array without objects ({exc})") from None
+    if kind in ("application/octet-stream", ""):
+        return raw
+    raise Refused(400, f"input {name}: content type {kind!r} is not one this server reads")
+
+
+def plain(name: str, value):
+    """An output as JSON: numbers, lists of numbers, strings; finite only."""
+    if hasattr(value, "tolist"):
+        value = value.tolist()
+    if isinstance(value, bool) or value is None or isinstance(value, str):
+        return value
+    if isinstance(value, int | float):
+        if isinstance(value, float) and not math.isfinite(value):
+            raise Refused(502, f"output {name} is not a finite number ({value})")
+        return value
+    if isinstance(value, list | tuple):
+        return [plain(name, item) for item in value]
+    raise Refused(502, f"output {name} is a {type(value).__name__}, not numbers or text")
+
+
+class Handler(BaseHTTPRequestHandler):
+    server_version = "m2d-serve"
+    protocol_version = "HTTP/1.1"
+
+    def address_string(self) -> str:
+        return "gateway"
+
+    def log_message(self, format: str, *args) -> None:  # the model's own prints are its log
+        pass
+
+    def answer(self, status: int, body: dict) -> None:
+        data = json.dumps(body).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def do_GET(self) -> None:
+        if self.path == "/ready":
+            self.answer(200, {"ready": True})
+        else:
+            self.answer(404, {"error": "not found"})
+
+    def do_POST(self) -> None:
+        if self.path != "/predict":
+            self.answer(404, {"error": "not found"})
+            return
+        try:
+            length = int(self.headers.get("Content-Length") or 0)
+            if length > MAX_BODY:
+                raise Refused(413, f"the request is over {MAX_BODY} bytes")
+            request = json.loads(self.rfile.read(length) or b"{}")
+            card = self.server.card
+            declared = {i["name"] for i in card.get("inputs", [])}
+            given = request.get("inputs") or {}
+            if declared and set(given) != declared:
+                raise Refused(400, f"the model takes the inputs {sorted(declared)}, not {sorted(given)}")
+            inputs = {name: decode(name, value) for name, value in given.items()}
+            started = time.monotonic()
+            outputs = self.server.model.predict(inputs, request.get("parameters") or {})
+            took = time.monotonic() - started
+            if not isinstance(outputs, dict):
+                raise Refused(502, f"predict returned a {type(outputs).__name__}, not a dict of outputs")
+            expected = {o["name"] for o in card.get("outputs", [])}
+            if expected and set(outputs) != expected:
+                raise Refused(502, f"predict returned {sorted(outputs)}; the card declares {sorted(expected)}")
+            self.answer(200, {"outputs": {k: plain(k, v) for k, v in outputs.items()}, "model_seconds": took})
+        except Refused as exc:
+            self.answer(exc.status, {"error": str(exc)})
+        except json.JSONDecodeError:
+            self.answer(400, {"error": "the request is not JSON"})
+        except Exception:  # the model's own failure: its traceback goes to its log, not to the caller
+            traceback.print_exc()
+            self.answer(500, {"error": "the model's predict raised an error"})
+
+
+class Server(socketserver.UnixStreamServer):
+    allow_reuse_address = False
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--model-dir", default="/opt/m2d/model")
+    parser.add_argument("--socket", default="/run/m2d/worker.sock")
+    parser.add_argument("--device", default=os.environ.get("M2D_SERVE_DEVICE", "cpu"))
+    args = parser.parse_args()
+    card, model = load_model(args.model_dir, args.device)
+    if os.path.lexists(args.socket):
+        os.unlink(args.socket)
+    server = Server(args.socket, Handler)
+    os.chmod(args.socket, 0o660)
+    server.card, server.model = card, model
+    print("m2d-serve: ready", flush=True)
+    server.serve_forever()
+
+
+if __name__ == "__main__":
+    main()

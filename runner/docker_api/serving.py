@@ -1,0 +1,117 @@
+"""Serving containers: one per worker of a deployed model version, sealed like a run.
+
+The model's code runs only here. The container has no network at all (not even a forwarder), no
+data set, no export folder and never the Docker socket; it sees the version's files read-only, the
+platform's server read-only, and a small folder of its own where it makes its socket.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from docker.errors import APIError, NotFound
+from docker.types import DeviceRequest
+
+from .engine import LABEL_ROLE, client, engine_errors, find_container
+from .runs import container_log_config
+
+
+@dataclass(frozen=True)
+class ServeSpec:
+    name: str
+    image: str  # the submission's own image: its requirements are installed, nothing is at serve time
+    model_dir: Path  # the version's files, checked against their hashes
+    server_dir: Path  # the platform's server (docker_scripts/serve)
+    socket_dir: Path  # this worker's folder, where the server makes worker.sock
+    user: str
+    memory: str
+    cpus: float
+    pids: int
+    shm_size: str
+    tmp_size: str
+    labels: dict[str, str] = field(default_factory=dict)
+    gpu_id: str | None = None
+
+
+def serve_kwargs(spec: ServeSpec) -> dict:
+    kwargs = dict(
+        image=spec.image,
+        command=["python3", "/opt/m2d/serve/m2d_serve.py", "--socket", "/run/m2d/worker.sock"],
+        entrypoint=[],
+        name=spec.name,
+        network_mode="none",
+        volumes={
+            str(spec.model_dir): {"bind": "/opt/m2d/model", "mode": "ro"},
+            str(spec.server_dir): {"bind": "/opt/m2d/serve", "mode": "ro"},
+            str(spec.socket_dir): {"bind": "/run/m2d", "mode": "rw"},
+        },
+        working_dir="/opt/m2d/model",
+        environment={
+            "HOME": "/tmp",
+            "PYTHONDONTWRITEBYTECODE": "1",
+            "M2D_SERVE_DEVICE": "cuda" if spec.gpu_id is not None else "cpu",
+        },
+        user=spec.user,
+        cap_drop=["ALL"],
+        security_opt=["no-new-privileges"],
+        read_only=True,
+        tmpfs={"/tmp": f"rw,nosuid,nodev,size={spec.tmp_size},mode=1777"},
+        mem_limit=spec.memory,
+        memswap_limit=spec.memory,
+        nano_cpus=int(spec.cpus * 1e9),
+        pids_limit=spec.pids,
+        shm_size=spec.shm_size,
+        init=True,
+        labels={**spec.labels, LABEL_ROLE: "serve"},
+        log_config=container_log_config(),
+        detach=True,
+    )
+    if spec.gpu_id is not None:
+        kwargs["device_requests"] = [DeviceRequest(device_ids=[str(spec.gpu_id)], capabilities=[["gpu"]])]
+    return kwargs
+
+
+@engine_errors
+def start_serve_worker(spec: ServeSpec) -> str:
+    """Start the worker's container (idempotent); returns its id. Readiness is the caller's to wait for."""
+    container = find_container(spec.name) or client().containers.create(**serve_kwargs(spec))
+    if container.status != "running":
+        container.start()
+    return container.id
+
+
+@engine_errors
+def serve_worker_state(name: str) -> tuple[str, int | None, bool]:
+    """(status, exit code, killed for memory) of a worker's container; ("missing", None, False) when gone."""
+    container = find_container(name)
+    if container is None:
+        return "missing", None, False
+    state = container.attrs["State"]
+    return container.status, state.get("ExitCode"), bool(state.get("OOMKilled"))
+
+
+@engine_errors
+def serve_worker_log(name: str, limit: int = 4000) -> str:
+    container = find_container(name)
+    return container.logs()[-limit:].decode(errors="replace") if container is not None else ""
+
+
+@engine_errors
+def remove_serve_worker(name: str) -> None:
+    container = find_container(name)
+    if container is None:
+        return
+    try:
+        container.remove(force=True)
+    except NotFound:
+        pass
+    except APIError as exc:
+        if exc.status_code != 409:  # its removal is already in progress
+            raise
+
+
+@engine_errors
+def serve_workers_labelled(labels: dict[str, str]) -> list[str]:
+    filters = {"label": [f"{k}={v}" for k, v in {**labels, LABEL_ROLE: "serve"}.items()]}
+    return [c.name for c in client().containers.list(all=True, filters=filters, ignore_removed=True)]

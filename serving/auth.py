@@ -1,0 +1,28 @@
+"""HTTP basic with the API token as the password (the seed's `curl --user NAME:TOKEN`), beside
+`Authorization: Token …`. The portal password is never accepted here."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+
+from rest_framework import exceptions
+from rest_framework.authentication import BaseAuthentication, TokenAuthentication, get_authorization_header
+
+
+class BasicTokenAuthentication(BaseAuthentication):
+    def authenticate(self, request):
+        parts = get_authorization_header(request).split()
+        if not parts or parts[0].lower() != b"basic":
+            return None
+        try:
+            name, _, key = base64.b64decode(parts[1], validate=True).decode().partition(":")
+        except (IndexError, binascii.Error, UnicodeDecodeError):
+            raise exceptions.AuthenticationFailed("Give your user name and API token as NAME:TOKEN.") from None
+        user, token = TokenAuthentication().authenticate_credentials(key)
+        if user.get_username() != name:
+            raise exceptions.AuthenticationFailed("That API token is not the token of that user name.")
+        return user, token
+
+    def authenticate_header(self, request) -> str:
+        return 'Basic realm="m2d"'

@@ -1,0 +1,237 @@
+"""Serving on the real engine: a released, registered model is deployed into a sealed container of
+its submission's image and answers through /predictions and the Open Inference Protocol; a model
+that hangs, or that swaps its socket for a link to the host's Docker socket, is refused and
+replaced; from inside, the worker sees no network, no data set and no Docker socket."""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import os
+import shutil
+import zipfile
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from modelstore.services import model_register
+from runner import serving as agent
+from serving.models import Prediction, ServeWorker
+from serving.services import deployment_scale
+
+pytestmark = [pytest.mark.docker, pytest.mark.services]
+
+PREDICT = """
+import json, os, socket, time
+import numpy as np
+
+
+def sandbox():
+    facts = {"uid": os.getuid(), "interfaces": sorted(os.listdir("/sys/class/net"))}
+    facts["dataset"] = os.path.exists("/mnt/dataset")
+    facts["export"] = os.path.exists("/mnt/export")
+    facts["docker_socket"] = os.path.exists("/var/run/docker.sock")
+    try:
+        open("/opt/m2d/model/new", "w")
+        facts["model_dir_writable"] = True
+    except OSError:
+        facts["model_dir_writable"] = False
+    try:
+        socket.getaddrinfo("example.org", 443)
+        facts["dns"] = "answers"
+    except OSError as exc:
+        facts["dns"] = str(exc)
+    with open("/proc/net/route") as routes:
+        facts["routes"] = routes.read().splitlines()[1:]
+    return facts
+
+
+class Model:
+    def load(self, model_dir, device):
+        self.weight = float(open(os.path.join(model_dir, "weight.txt")).read())
+
+    def predict(self, inputs, parameters):
+        image = np.asarray(inputs["view"])
+        mode = int(image.flat[0])
+        if mode == 1:
+            time.sleep(10**6)
+        if mode == 2:
+            os.unlink("/run/m2d/worker.sock")
+            os.symlink("/var/run/docker.sock", "/run/m2d/worker.sock")
+        facts = json.dumps(sandbox()) if mode == 3 else ""
+        return {"score": float(image.mean()) * self.weight, "sandbox": facts}
+"""
+CARD = {
+    "summary": "A toy scorer: the mean of the view, times a weight.",
+    "entrypoint": "predict.py:Model",
+    "inputs": [
+        {"name": "view", "formats": ["image/png", "application/x-npy"], "datatype": "UINT8", "max_dims": [64, 64]}
+    ],
+    "outputs": [
+        {"name": "score", "datatype": "FP64", "shape": [1]},
+        {"name": "sandbox", "datatype": "BYTES", "shape": [1]},
+    ],
+    "licence": "CC-BY-4.0",
+}
+FILES = {
+    "model/weight.txt": b"2.0\n",
+    "model/predict.py": PREDICT.encode(),
+    "model/m2d-model.json": json.dumps(CARD).encode(),
+}
+
+
+def npy(array) -> bytes:
+    out = io.BytesIO()
+    np.save(out, array)
+    return out.getvalue()
+
+
+def png(array) -> bytes:
+    out = io.BytesIO()
+    Image.fromarray(np.asarray(array, dtype=np.uint8)).save(out, format="PNG")
+    return out.getvalue()
+
+
+@pytest.fixture
+def deployed(released, settings, tmp_path):
+    """A registered version of a released toy model, with one ready worker on this engine."""
+    settings.M2D_QUEUE_OPS = "serving-tests-reconcile-by-hand"  # the test reconciles itself
+    serve_dir = f"/tmp/m2d-serve-{os.getpid()}"  # a socket's path must stay under 108 bytes
+    settings.M2D_SERVE_DIR = type(tmp_path)(serve_dir)
+    settings.M2D_SERVE_RESPONSE_TIMEOUT = 3
+    submission = released(FILES, held=())
+    archive = f"submissions/serving-{submission.pk}.zip"
+    (settings.MEDIA_ROOT / "submissions").mkdir(parents=True, exist_ok=True)
+    with zipfile.ZipFile(settings.MEDIA_ROOT / archive, "w") as zf:
+        zf.writestr("main.py", "print('trained')\n")
+        zf.writestr("requirements.txt", "")
+    submission.archive, submission.image_id = archive, ""
+    submission.save(update_fields=["archive", "image_id"])
+    version = model_register(by=submission.owner, submission=submission, paths=["model/"], name="toy-scoring")
+    deployment = deployment_scale(by=submission.owner, version=version, min_workers=1)
+    agent.reconcile()
+    yield version, deployment, submission.owner
+    deployment_scale(by=submission.owner, version=version, min_workers=0, max_workers=0)
+    agent.reconcile()
+    shutil.rmtree(serve_dir, ignore_errors=True)
+
+
+def ready(deployment) -> list[ServeWorker]:
+    return list(deployment.workers.filter(state=ServeWorker.State.READY))
+
+
+def test_a_deployed_model_answers_through_predictions_and_v2(deployed, api, client):
+    version, deployment, owner = deployed
+    assert len(ready(deployment)) == 1, list(deployment.workers.values("state", "reason"))
+    caller = api(owner, scopes=["predict"])
+
+    answer = caller.post("/predictions/toy-scoring", data=png([[10, 20], [30, 40]]), content_type="image/png")
+    assert answer.status_code == 200, answer.content
+    assert answer.json()["score"] == pytest.approx(50.0)
+    assert answer["X-M2D-Model-Version"] == "toy-scoring/1"
+
+    body = {
+        "inputs": [
+            {
+                "name": "view",
+                "datatype": "BYTES",
+                "shape": [1],
+                "data": [base64.b64encode(npy(np.full((4, 4), 3, np.uint8))).decode()],
+                "parameters": {"content_type": "application/x-npy"},
+            }
+        ]
+    }
+    v2 = caller.post("/v2/models/toy-scoring/versions/1/infer", data=body, format="json")
+    assert v2.status_code == 200, v2.content
+    outputs = {o["name"]: o["data"] for o in v2.json()["outputs"]}
+    assert outputs["score"] == [pytest.approx(6.0)] and v2.json()["model_version"] == "1"
+    assert caller.get("/v2/models/toy-scoring/ready").json() == {"name": "toy-scoring", "ready": True}
+
+    # the seed's own command shape: HTTP basic with the API token as the password
+    token = caller._credentials["HTTP_AUTHORIZATION"].split()[1]
+    basic = base64.b64encode(f"{owner.username}:{token}".encode()).decode()
+    seed = client.put(
+        "/predictions/toy-scoring", data=png([[5]]), content_type="image/png", HTTP_AUTHORIZATION=f"Basic {basic}"
+    )
+    assert seed.status_code == 200, seed.content
+    portal_password = base64.b64encode(f"{owner.username}:not-a-token".encode()).decode()
+    assert (
+        client.put(
+            "/predictions/toy-scoring",
+            data=png([[5]]),
+            content_type="image/png",
+            HTTP_AUTHORIZATION=f"Basic {portal_password}",
+        ).status_code
+        == 401
+    )
+
+    audit = list(Prediction.objects.filter(model_name="toy-scoring").order_by("at"))
+    assert [p.status for p in audit] == [200, 200, 200]
+    assert audit[0].inputs[0]["content_type"] == "image/png" and len(audit[0].inputs[0]["sha256"]) == 64
+
+
+def test_from_inside_the_worker_there_is_no_way_out(deployed, api, settings):
+    version, deployment, owner = deployed
+    settings.M2D_SERVE_RESPONSE_TIMEOUT = 60  # a failing DNS lookup may take its time
+    answer = api(owner, scopes=["predict"]).post(
+        "/predictions/toy-scoring", data=npy(np.full((2, 2), 3, np.uint8)), content_type="application/x-npy"
+    )
+    assert answer.status_code == 200, answer.content
+    facts = json.loads(answer.json()["sandbox"])
+    assert facts["interfaces"] == ["lo"] and facts["uid"] != 0
+    assert facts["routes"] == [] and facts["dns"] != "answers"
+    assert not facts["dataset"] and not facts["export"] and not facts["docker_socket"]
+    assert not facts["model_dir_writable"]
+
+
+def test_bad_input_is_refused_before_the_model_sees_it(deployed, api, approved):
+    version, deployment, owner = deployed
+    caller = api(owner, scopes=["predict"])
+    big = caller.post("/predictions/toy-scoring", data=png(np.zeros((65, 65))), content_type="image/png")
+    assert big.status_code == 400 and "at most [64, 64]" in big.json()["message"]
+    pickled = io.BytesIO()
+    np.save(pickled, np.array([{"a": 1}], dtype=object), allow_pickle=True)
+    objects = caller.post("/predictions/toy-scoring", data=pickled.getvalue(), content_type="application/x-npy")
+    assert objects.status_code == 400 and "Python objects" in objects.json()["message"]
+    assert caller.post("/predictions/toy-scoring", data=b"GIF89a", content_type="image/gif").status_code == 400
+    assert caller.post("/predictions/no-such-model", data=png([[5]]), content_type="image/png").status_code == 404
+    # someone else's private model answers exactly like a missing one
+    stranger = api(approved["other"], scopes=["predict"])
+    hidden = stranger.post("/predictions/toy-scoring", data=png([[5]]), content_type="image/png")
+    assert hidden.status_code == 404 and hidden.json()["message"] == "Model not found: toy-scoring"
+    without_scope = api(owner, scopes=["models:read"])  # (replaces the owner's token)
+    refused = without_scope.post("/predictions/toy-scoring", data=png([[5]]), content_type="image/png")
+    assert refused.status_code == 403 and "predict" in refused.json()["detail"]
+    assert caller.post("/predictions/toy-scoring", data=png([[5]]), content_type="image/png").status_code == 401
+    assert len(ready(deployment)) == 1  # none of this reached the worker
+
+
+def test_a_model_that_hangs_gets_504_and_is_replaced(deployed, api):
+    version, deployment, owner = deployed
+    first = ready(deployment)[0]
+    hang = api(owner, scopes=["predict"]).post(
+        "/predictions/toy-scoring", data=npy(np.ones((2, 2), np.uint8)), content_type="application/x-npy"
+    )
+    assert hang.status_code == 504, hang.content
+    first.refresh_from_db()
+    assert first.state == "failed" and "did not answer within 3 s" in first.reason
+    agent.reconcile()
+    replacement = ready(deployment)
+    assert len(replacement) == 1 and replacement[0].pk != first.pk
+
+
+def test_a_socket_swapped_for_a_link_to_the_docker_socket_is_refused(deployed, api):
+    version, deployment, owner = deployed
+    caller = api(owner, scopes=["predict"])
+    swap = caller.post(
+        "/predictions/toy-scoring", data=npy(np.full((2, 2), 2, np.uint8)), content_type="application/x-npy"
+    )
+    assert swap.status_code == 200  # the model answered, then left a link where its socket was
+    worker = ready(deployment)[0]
+    assert os.path.islink(agent.socket_path(worker.pk))
+    refused = caller.post("/predictions/toy-scoring", data=png([[5]]), content_type="image/png")
+    assert refused.status_code == 502 and "replaced" in refused.json()["message"]
+    worker.refresh_from_db()
+    assert worker.state == "failed" and "refused" in worker.reason
