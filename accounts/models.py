@@ -47,7 +47,8 @@ class Researcher(models.Model):
 
     @property
     def display_name(self) -> str:
-        return self.full_name or self.user.get_username()
+        # Never the user name: sign-up made it up, the researcher did not choose it.
+        return self.full_name or self.user.get_full_name() or self.user.email or self.user.get_username()
 
     @property
     def is_approved(self) -> bool:

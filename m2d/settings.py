@@ -135,6 +135,8 @@ ACCOUNT_EMAIL_VERIFICATION = "mandatory"
 ACCOUNT_UNIQUE_EMAIL = True
 ACCOUNT_LOGIN_ON_EMAIL_CONFIRMATION = True
 ACCOUNT_EMAIL_SUBJECT_PREFIX = "[M2D] "
+# "Signed in as …" and the like name people as the portal does: never by a made-up user name.
+ACCOUNT_USER_DISPLAY = "accounts.people.person"
 # Sign-up says plainly that an address is taken, instead of mailing its owner in silence.
 ACCOUNT_PREVENT_ENUMERATION = env.bool("M2D_PREVENT_ACCOUNT_ENUMERATION", default=False)
 # allauth's rate limits (sign-up, failed logins, e-mail confirmations, MFA) are on by default;
