@@ -148,6 +148,15 @@ def run(job: RunJob, adopt: bool = False) -> None:
 def _finish(facts: RunFacts) -> bool:
     """Hand the facts to the services that record them; whether the submission has finished (a
     run the platform lost is queued again)."""
+    totals = facts.tracking
+    log.info(
+        "submission %s: tracking gateway %s calls (%s refused), %s bytes in, %s bytes out",
+        facts.submission_id,
+        totals.calls,
+        totals.refused,
+        totals.bytes_sent,
+        totals.bytes_received,
+    )
     run_exports_record(facts=facts)
     return run_facts_record(facts=facts).is_finished
 

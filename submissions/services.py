@@ -197,14 +197,6 @@ def run_facts_record(*, facts: RunFacts) -> Submission:
     it stands afterwards (someone may have settled it first; a lost run is queued again)."""
     submission = Submission.objects.select_related("owner").get(pk=facts.submission_id)
     totals = facts.tracking
-    log.info(
-        "submission %s: tracking gateway %s calls (%s refused), %s bytes in, %s bytes out",
-        submission.pk,
-        totals.calls,
-        totals.refused,
-        totals.bytes_sent,
-        totals.bytes_received,
-    )
     exits.settle_tracking(submission.pk, submission.owner_id, totals.bytes_sent)
     # What the researcher will ever see of the run's output: the capped tail, within their exit
     # budget, charged once; the reason quotes only from it.
