@@ -10,6 +10,8 @@ from __future__ import annotations
 from django.template import TemplateDoesNotExist
 from django.template.loader import get_template, render_to_string
 
+from ops import outbox
+
 FRAME = "email/frame.html"
 
 
@@ -41,7 +43,5 @@ def send(subject: str, template: str, context: dict, recipients: list[str], *, b
     """
     if not recipients:
         return False
-    from ops import outbox
-
     text, html = render(template, {**context, "subject": subject})
     return outbox.post(subject, text, html, recipients, background=background)

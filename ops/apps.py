@@ -1,4 +1,7 @@
 from django.apps import AppConfig
+from django.core.signals import request_finished, request_started
+
+from . import logs
 
 
 class OpsConfig(AppConfig):
@@ -8,10 +11,6 @@ class OpsConfig(AppConfig):
     verbose_name = "operations"
 
     def ready(self) -> None:
-        from django.core.signals import request_finished, request_started
-
-        from . import logs
-
         logs.connect_celery_signals()
         request_started.connect(logs.clear_submission, dispatch_uid="m2d-log-context-start")
         request_finished.connect(logs.clear_submission, dispatch_uid="m2d-log-context-end")

@@ -17,6 +17,7 @@ import logging
 import os
 from contextlib import contextmanager
 
+from celery import signals
 from pythonjsonlogger.json import JsonFormatter as _JsonFormatter
 
 _submission: contextvars.ContextVar[int | None] = contextvars.ContextVar("m2d_submission_id", default=None)
@@ -141,7 +142,5 @@ def _on_task_postrun(task_id=None, **_):
 
 
 def connect_celery_signals() -> None:
-    from celery import signals
-
     signals.task_prerun.connect(_on_task_prerun, weak=False, dispatch_uid="m2d-log-context-prerun")
     signals.task_postrun.connect(_on_task_postrun, weak=False, dispatch_uid="m2d-log-context-postrun")

@@ -13,6 +13,8 @@ from django.conf import settings
 from django.core.mail import get_connection
 from django.core.mail.backends.base import BaseEmailBackend
 
+from .models import MailFailure
+
 log = logging.getLogger(__name__)
 
 
@@ -47,8 +49,6 @@ class MeteredEmailBackend(BaseEmailBackend):
 
 
 def _record(email_messages, exc: Exception) -> None:
-    from .models import MailFailure
-
     try:
         MailFailure.objects.bulk_create(
             MailFailure(

@@ -20,6 +20,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Histo
 
 from submissions.models import Submission, SubmissionEvent
 
+from .health import redis_client
 from .models import MailFailure, OutgoingMail
 
 S = Submission.Status
@@ -156,8 +157,6 @@ class PlatformCollector:
         yield waiting
 
     def _broker(self) -> Iterator[Metric]:
-        from .health import redis_client
-
         up = GaugeMetricFamily("m2d_broker_up", "Whether Redis, the task broker, answered this scrape.")
         waiting = GaugeMetricFamily("m2d_broker_messages", "Task messages waiting in a Celery queue.", labels=["queue"])
         try:

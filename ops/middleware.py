@@ -22,6 +22,7 @@ from django.http import HttpResponse, JsonResponse
 
 from . import health
 from .logs import set_submission
+from .metrics import render
 
 
 def healthz(request) -> HttpResponse:
@@ -79,8 +80,6 @@ def metrics(request) -> HttpResponse:
         response = HttpResponse("A valid metrics token is required.\n", status=401)
         response["WWW-Authenticate"] = 'Bearer realm="m2d-metrics"'
         return response
-    from .metrics import render
-
     return HttpResponse(render(), content_type="text/plain; version=0.0.4; charset=utf-8")
 
 

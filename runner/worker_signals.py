@@ -3,14 +3,16 @@ its predecessor left running."""
 
 import os
 
+from billiard.process import current_process
 from celery import signals
+from django.conf import settings
+
+from .dispatch import wake_run_slots
 
 
 @signals.worker_process_init.connect
 def take_slot_of_pool_index(**kwargs):
     # Pool processes keep their index when replaced, so a restarted process gets the same slot.
-    from billiard.process import current_process
-
     index = getattr(current_process(), "index", None)
     if index is not None:
         os.environ["M2D_SLOT_INDEX"] = str(index)
@@ -18,10 +20,6 @@ def take_slot_of_pool_index(**kwargs):
 
 @signals.worker_ready.connect
 def adopt_orphans_on_start(sender=None, **kwargs):
-    from django.conf import settings
-
-    from .dispatch import wake_run_slots
-
     consumed = set(sender.app.amqp.queues.consume_from or {}) if sender is not None else set()
     if settings.M2D_QUEUE_RUN in consumed:
         # One wake per slot: each slot first waits for its own orphaned run, then takes work.
