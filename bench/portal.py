@@ -10,6 +10,8 @@ import threading
 import time
 import urllib.parse
 import uuid
+from concurrent.futures import ThreadPoolExecutor
+from importlib import import_module
 from pathlib import Path
 
 import requests
@@ -35,8 +37,9 @@ from common import (
     spread,
 )
 from django.conf import settings
-from django.contrib.auth import get_user_model
+from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_KEY, get_user_model
 
+from accounts.services import api_token_create, researcher_approve, researcher_create
 from submissions.services import submission_cancel
 
 # --- P4: pages under load ------------------------------------------------------------------------
@@ -44,10 +47,6 @@ from submissions.services import submission_cancel
 
 def session_cookie(user) -> str:
     """A logged-in portal session for `user`, made the way django.contrib.auth.login makes one."""
-    from importlib import import_module
-
-    from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_KEY
-
     store = import_module(settings.SESSION_ENGINE).SessionStore()
     store[SESSION_KEY] = str(user.pk)
     store[BACKEND_SESSION_KEY] = "django.contrib.auth.backends.ModelBackend"
@@ -57,8 +56,6 @@ def session_cookie(user) -> str:
 
 
 def seed_rows(researchers: int, per_researcher: int) -> list[tuple[object, list[int]]]:
-    from accounts.services import researcher_approve, researcher_create
-
     say(f"P4: seeding {researchers * per_researcher} submissions of {researchers} researchers (rows only)")
     owners = []
     for i in range(researchers):
@@ -95,8 +92,6 @@ def wrk(
 
 def p4(figures: dict[str, Figure]) -> None:
     owners = seed_rows(50, 20)
-    from accounts.services import api_token_create
-
     clients_file = WORK / "p4-clients.txt"
     clients_file.write_text(
         "".join(
@@ -166,7 +161,6 @@ def warm_web_workers(cookie: str, group: int) -> None:
     """Each gunicorn worker loads most of the portal's code on its first request (some 40 MB):
     serve every worker the upload page first, so that the figure counts the upload alone. Bursts
     of parallel requests reach all the workers; done when a burst adds no memory."""
-    from concurrent.futures import ThreadPoolExecutor
 
     def get(_: int) -> None:
         requests.get(PORTAL + "/submissions/new/", cookies={"sessionid": cookie}, timeout=30)

@@ -35,6 +35,8 @@ from common import (
 )
 from django.conf import settings
 
+from runner import docker_api
+
 # --- the seed recipe -----------------------------------------------------------------------------
 
 
@@ -237,8 +239,6 @@ def engine_costs(client, costs: dict[str, list[float]]) -> None:
 
 def cached_build_costs(costs: dict[str, list[float]]) -> None:
     """The same archive built again: every layer cached, so this is context upload + cache lookups."""
-    from runner import docker_api
-
     archive = trivial_zip("ctx")
     for i in range(3):
         spec = docker_api.BuildSpec(
