@@ -4,6 +4,20 @@ from django.db import models
 from . import crypto
 
 
+class MailStep(models.TextChoices):
+    """The steps of a submission a researcher may be e-mailed about."""
+
+    RECEIVED = "received", "code received (with the check's warnings)"
+    QUEUED = "queued", "queued for execution (with the place in the queue)"
+    STARTED = "started", "execution started"
+    ENDED = "ended", "execution finished, failed or timed out, or cancelled (with the metrics or the reason)"
+    DECISIONS = "decisions", "an admin's decision on the files you asked to release"
+
+
+def default_email_steps() -> list[str]:
+    return [MailStep.RECEIVED, MailStep.ENDED, MailStep.DECISIONS]
+
+
 class Researcher(models.Model):
     """A person allowed (once approved) to run code next to the data."""
 
@@ -37,10 +51,8 @@ class Researcher(models.Model):
     # sync records the generation it brought MLflow to. They differ while MLflow is behind.
     mlflow_generation = models.PositiveIntegerField(default=0)
     mlflow_synced_generation = models.PositiveIntegerField(default=0)
-    # Off: only the e-mails that end a submission (finished, failed, timed out, cancelled) are sent.
-    email_every_step = models.BooleanField(
-        default=True, help_text="E-mail at every step of a submission (received, queued, started), not only at its end."
-    )
+    # Which of their submissions' steps mail them (MailStep values); the researcher chooses.
+    email_steps = models.JSONField(default=default_email_steps, blank=True)
 
     def __str__(self) -> str:
         return f"{self.display_name} ({self.get_status_display()})"
@@ -49,6 +61,9 @@ class Researcher(models.Model):
     def display_name(self) -> str:
         # Never the user name: sign-up made it up, the researcher did not choose it.
         return self.full_name or self.user.get_full_name() or self.user.email or self.user.get_username()
+
+    def wants_mail(self, step: str) -> bool:
+        return step in self.email_steps
 
     @property
     def is_approved(self) -> bool:

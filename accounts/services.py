@@ -17,7 +17,7 @@ from submissions.services import SubmissionRefused, submission_cancel
 
 from . import crypto, mlflow_access, notifications
 from .mlflow_access import provision_pending, sync_quietly  # noqa: F401  (the periodic retry calls it here)
-from .models import AccountEvent, Researcher, TokenScopes
+from .models import AccountEvent, MailStep, Researcher, TokenScopes
 
 User = get_user_model()
 S = Researcher.Status
@@ -229,12 +229,16 @@ def api_token_revoke(*, by) -> bool:
 
 
 @transaction.atomic
-def email_preferences_set(*, by, researcher: Researcher, every_step: bool) -> Researcher:
-    """Whether `researcher` gets an e-mail at every step of a submission or only at its end."""
+def email_preferences_set(*, by, researcher: Researcher, steps) -> Researcher:
+    """Which steps of their submissions `researcher` is e-mailed about (MailStep values)."""
     if by.pk != researcher.user_id:
         raise AccountError("Only the researcher chooses which e-mails they get.")
-    Researcher.objects.filter(pk=researcher.pk).update(email_every_step=every_step)
-    researcher.email_every_step = every_step
+    unknown = set(steps) - set(MailStep.values)
+    if unknown:
+        raise AccountError(f"No such e-mail: {', '.join(sorted(unknown))}.")
+    chosen = [step for step in MailStep.values if step in set(steps)]
+    Researcher.objects.filter(pk=researcher.pk).update(email_steps=chosen)
+    researcher.email_steps = chosen
     return researcher
 
 

@@ -8,6 +8,7 @@ from rest_framework.authtoken.models import Token
 
 from submissions import exits
 
+from .models import MailStep
 from .services import (
     AccountError,
     api_token_create,
@@ -29,6 +30,7 @@ def _profile(request, *, error: str = "", status: int = 200):
         "new_token": request.session.pop(NEW_TOKEN_SESSION_KEY, None),
         "has_totp": is_mfa_enabled(request.user, [Authenticator.Type.TOTP]),
         "exit_budget": exits.budget_of(request.user) if researcher is not None else None,
+        "mail_steps": MailStep.choices,
     }
     return render(request, "accounts/profile.html", context, status=status)
 
@@ -81,12 +83,12 @@ def email_preferences(request):
     researcher = getattr(request.user, "researcher", None)
     if researcher is None:
         return _profile(request, error="This account gets no submission e-mails.", status=403)
-    every_step = request.POST.get("every_step") == "on"
-    email_preferences_set(by=request.user, researcher=researcher, every_step=every_step)
-    if every_step:
-        messages.success(request, "You will get an e-mail at every step of your submissions.")
+    try:
+        researcher = email_preferences_set(by=request.user, researcher=researcher, steps=request.POST.getlist("steps"))
+    except AccountError as exc:
+        return _profile(request, error=str(exc), status=400)
+    if researcher.email_steps:
+        messages.success(request, "Saved: you get the e-mails ticked below.")
     else:
-        messages.success(
-            request, "You will get an e-mail only when a submission ends: finished, failed, timed out or cancelled."
-        )
+        messages.success(request, "Saved: no e-mails about your submissions; their pages show everything.")
     return redirect("accounts:profile")

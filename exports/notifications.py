@@ -64,7 +64,9 @@ def review_done(export_id: int, reviewer_id: int, outcome: dict[str, list[str]],
     context = {"export": export, "submission": submission, "outcome": outcome, "comment": comment}
     context.update(_urls(submission.pk, export))
     prefix = f"[M2D] Submission {submission.pk}: "
-    if (outcome["released"] or outcome["rejected"]) and submission.owner.email:
+    researcher = getattr(submission.owner, "researcher", None)
+    wanted = researcher is None or researcher.wants_mail("decisions")  # the owner's choice (accounts' MailStep)
+    if (outcome["released"] or outcome["rejected"]) and submission.owner.email and wanted:
         subject = "files released" if outcome["released"] else "files rejected"
         mail.send(prefix + subject, "exports/email/decision", context, [submission.owner.email])
     if outcome["approved"]:

@@ -22,15 +22,15 @@ SUBJECTS = {
     S.TIMED_OUT: "execution timed out",
     S.CANCELLED: "cancelled",
 }
-# The steps on the way; a researcher may turn these off and keep only the mail that ends a submission.
-INTERMEDIATE = {S.RECEIVED, S.QUEUED, S.RUNNING}
+# Which of the researcher's e-mail choices (accounts' MailStep) each status belongs to.
+STEPS = {S.RECEIVED: "received", S.QUEUED: "queued", S.RUNNING: "started"}
 
 
 def _wants(submission: Submission, status: str) -> bool:
     if not submission.owner.email:
         return False
     researcher = getattr(submission.owner, "researcher", None)
-    return status not in INTERMEDIATE or researcher is None or researcher.email_every_step
+    return researcher is None or researcher.wants_mail(STEPS.get(status, "ended"))
 
 
 def _queue_context(submission: Submission) -> dict:

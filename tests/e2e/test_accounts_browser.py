@@ -127,12 +127,12 @@ def test_signup_and_approval_in_a_browser(browser, live_server, mailbox):
     assert len(page.locator("#api-token-value").input_value()) == 40
     shot(page, "11-api-token")
 
-    # --- and keeps only the e-mails that end a submission ------------------------------------
-    page.get_by_label("Also e-mail me at every step").uncheck()
+    # --- and chooses which steps mail them: no "code received" mail -----------------------------
+    page.locator("#email-received").uncheck()
     page.locator("#save-email-preferences").click()
-    page.get_by_text("You will get an e-mail only when a submission ends").wait_for()
-    assert not page.get_by_label("Also e-mail me at every step").is_checked()
-    assert Researcher.objects.get(user__email=email).email_every_step is False
+    page.get_by_text("Saved: you get the e-mails ticked below.").wait_for()
+    assert not page.locator("#email-received").is_checked()
+    assert Researcher.objects.get(user__email=email).email_steps == ["ended", "decisions"]
     shot(page, "12-email-preferences")
 
 

@@ -71,3 +71,23 @@ def test_the_sign_in_page_says_sign_in(browser, live_server):  # noqa: F811
     assert page.get_by_role("heading", name="Sign in", exact=True).is_visible()
     assert page.get_by_role("button", name="Sign in", exact=True).is_visible()
     assert page.get_by_role("link", name="Sign in", exact=True).is_visible()  # the menu's
+
+
+def test_the_account_page_chooses_the_mails(browser, live_server, transactional_db):  # noqa: F811
+    from accounts.models import Researcher
+    from accounts.services import researcher_create
+
+    researcher = researcher_create(
+        username="made-up-3f9a", email="mara.first@example.org", password="pw-mara-first-1", full_name="Mara Jansen"
+    )
+    Researcher.objects.filter(pk=researcher.pk).update(status=Researcher.Status.APPROVED, mlflow_experiment_id="7")
+    page = signed_in(browser, live_server, researcher.user, width=900)
+    page.goto(f"{live_server.url}/accounts/profile/")
+    page.locator("#email-preferences").scroll_into_view_if_needed()
+    shot(page, "account-mails")
+    assert page.locator("#signed-in-as").inner_text() == "Mara Jansen"
+    assert [box.get_attribute("value") for box in page.locator("#email-preferences input:checked").all()] == [
+        "received",
+        "ended",
+        "decisions",
+    ]

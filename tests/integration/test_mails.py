@@ -1,6 +1,6 @@
 """What the researcher reads in each submission e-mail, through a real SMTP server: a plain-text and
 an HTML part with the same facts, the link to the submission, the queue position, the failure stage,
-reason and log tail, the final metrics; and the choice to get only the e-mails that end a submission."""
+reason and log tail, the final metrics; and the researcher's choice of which steps mail them."""
 
 import re
 import uuid
@@ -14,6 +14,7 @@ from accounts.services import researcher_create
 from submissions import notifications
 from submissions.models import Submission
 from tests.helpers import mail_html, mail_text
+from tests.integration.exports.conftest import finished_submission  # noqa: F401 (fixture)
 
 S = Submission.Status
 
@@ -58,6 +59,7 @@ def test_queued_mail_gives_the_place_in_the_queue(mailbox, researcher):
     other = a_researcher("olaf")
     submission_of(other)  # ahead in the queue
     mine = submission_of(researcher)
+    Researcher.objects.filter(pk=researcher.pk).update(email_steps=["queued", "ended"])  # not sent by default
 
     mail = mail_about(mailbox, researcher, mine, S.QUEUED)
 
@@ -108,33 +110,37 @@ def test_failure_mail_names_stage_reason_and_tail(mailbox, researcher, status, s
     assert_links_to(mail, submission)
 
 
-def test_account_page_turns_off_the_intermediate_mails(client, mailbox, researcher):
+def test_account_page_chooses_which_steps_mail_the_researcher(client, mailbox, researcher):
     client.force_login(researcher.user)
     page = client.get(reverse("accounts:profile")).content.decode()
-    assert re.search(r'id="email-every-step" checked', page)
-
-    response = client.post(reverse("accounts:email_preferences"), {})  # the box unticked
-    assert response.status_code == 302
-    page = client.get(response.url).content.decode()
-    assert "only when a submission ends" in page
-    assert not re.search(r'id="email-every-step" checked', page)
+    # By default: code received, the end of each submission, decisions on exports.
+    ticked = set(re.findall(r'id="email-(\w+)" checked', page))
+    assert ticked == {"received", "ended", "decisions"}
 
     submission = submission_of(researcher, status=S.SUCCEEDED, metrics={"accuracy": 1.0})
     for step in (S.RECEIVED, S.QUEUED, S.RUNNING, S.SUCCEEDED):
         notifications.status_changed(submission.pk, step)
-    failed = submission_of(researcher, status=S.FAILED, failure_stage="run", reason="main.py exited with code 2")
-    notifications.status_changed(failed.pk, S.RECEIVED)
-    notifications.status_changed(failed.pk, S.FAILED)
-
     subjects = [m["Subject"] for m in mailbox.wait_for(researcher.user.email, 2)]
     assert subjects == [
+        f"[M2D] Submission {submission.pk}: code received",
         f"[M2D] Submission {submission.pk}: execution finished",
+    ]
+
+    response = client.post(reverse("accounts:email_preferences"), {"steps": ["started", "ended"]})
+    assert response.status_code == 302
+    page = client.get(response.url).content.decode()
+    assert "Saved: you get the e-mails ticked below." in page
+    assert set(re.findall(r'id="email-(\w+)" checked', page)) == {"started", "ended"}
+    failed = submission_of(researcher, status=S.FAILED, failure_stage="run", reason="main.py exited with code 2")
+    for step in (S.RECEIVED, S.QUEUED, S.RUNNING, S.FAILED):
+        notifications.status_changed(failed.pk, step)
+    subjects = [m["Subject"] for m in mailbox.wait_for(researcher.user.email, 4)][2:]
+    assert subjects == [
+        f"[M2D] Submission {failed.pk}: execution started",
         f"[M2D] Submission {failed.pk}: execution failed",
     ]
 
-    client.post(reverse("accounts:email_preferences"), {"every_step": "on"})
-    notifications.status_changed(submission.pk, S.RUNNING)
-    assert mailbox.wait_for(researcher.user.email, 3)[-1]["Subject"].endswith("execution started")
+    assert client.post(reverse("accounts:email_preferences"), {"steps": ["spam"]}).status_code == 400
 
 
 def test_account_mails_have_an_html_part_too(mailbox, researcher):
@@ -161,3 +167,18 @@ def test_sign_in_mails_have_an_html_part_with_the_link(client, mailbox, research
     mail = mailbox.wait_for(researcher.user.email, 1)[-1]
     link = re.search(r"https?://\S+/accounts/password/reset/key/\S+", mail_text(mail)).group(0)
     assert f'href="{link}"' in mail_html(mail)
+
+
+def test_export_decisions_mail_the_owner_unless_they_untick_them(mailbox, researcher, finished_submission):  # noqa: F811
+    from exports.notifications import review_done
+
+    submission = finished_submission(researcher.user, {"results.csv": b"epoch,auc\n1,0.7\n"})
+    outcome = {"released": ["results.csv"], "rejected": [], "approved": []}
+    review_done(submission.export.pk, None, outcome, "fine")
+    assert mailbox.wait_for(researcher.user.email, 1)[-1]["Subject"].endswith("files released")
+
+    Researcher.objects.filter(pk=researcher.pk).update(email_steps=["ended"])
+    review_done(submission.export.pk, None, outcome, "fine")
+    notifications.status_changed(submission.pk, S.SUCCEEDED)  # a mail they still want, to wait for
+    subjects = [m["Subject"] for m in mailbox.wait_for(researcher.user.email, 2)]
+    assert subjects[-1].endswith("execution finished") and len(subjects) == 2
