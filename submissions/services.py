@@ -10,6 +10,7 @@ from typing import BinaryIO
 from django.conf import settings
 from django.core.files import File
 from django.db import transaction
+from django.template.defaultfilters import pluralize
 
 from runner.dispatch import request_build, stop_run, wake_run_slots
 
@@ -58,7 +59,7 @@ def submission_create(*, by, upload: BinaryIO, filename: str = "submission.zip")
     ).count()
     if settings.M2D_MAX_QUEUED_PER_RESEARCHER and waiting >= settings.M2D_MAX_QUEUED_PER_RESEARCHER:
         raise SubmissionRefused(
-            f"You have {waiting} submissions waiting, the most one researcher may have. "
+            f"You have {waiting} submission{pluralize(waiting)} waiting, the most one researcher may have. "
             "Wait for some to start, or cancel the ones you no longer need."
         )
     size = getattr(upload, "size", None)

@@ -49,3 +49,14 @@ def test_one_exported_file_is_one_file(users, finished_submission, settings, tmp
     collected = ExportEvent.objects.get(submission=submission, action=ExportEvent.Action.COLLECTED)
     assert collected.comment == "1 file"
     assert str(submission.export) == f"export of submission {submission.pk} (1 file)"
+
+
+@pytest.mark.django_db
+def test_one_waiting_submission_is_one_submission(researcher, settings):  # noqa: F811
+    from submissions.models import Submission
+    from submissions.services import SubmissionRefused, submission_create
+
+    settings.M2D_MAX_QUEUED_PER_RESEARCHER = 1
+    Submission.objects.create(owner=researcher.user, archive="x.zip", archive_sha256="0" * 64)
+    with pytest.raises(SubmissionRefused, match="You have 1 submission waiting, the most"):
+        submission_create(by=researcher.user, upload=make_zip({"main.py": "print(1)\n"}))
