@@ -69,6 +69,20 @@ class ModelFileSerializer(serializers.Serializer):
     sha256 = serializers.CharField()
 
 
+class ServeWorkerSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    status = serializers.ChoiceField(choices=["starting", "ready"])
+    started_at = serializers.DateTimeField()
+    ready_at = serializers.DateTimeField(allow_null=True)
+
+
+class DeploymentSerializer(serializers.Serializer):
+    min_workers = serializers.IntegerField()
+    max_workers = serializers.IntegerField()
+    last_cold_start_seconds = serializers.FloatField(allow_null=True, help_text="container start to ready, last time")
+    workers = ServeWorkerSerializer(many=True)
+
+
 class VersionSerializer(serializers.Serializer):
     name = serializers.CharField(help_text="the model's name")
     version = serializers.IntegerField()
@@ -86,6 +100,7 @@ class VersionSerializer(serializers.Serializer):
     dataset_fingerprint = serializers.CharField(allow_blank=True)
     provenance_url = serializers.URLField(help_text="the run's provenance record (its owner and staff may read it)")
     url = serializers.URLField()
+    deployment = DeploymentSerializer(allow_null=True, help_text="its serving workers, once it was scaled")
 
 
 class ModelSerializer(ModelListItemSerializer):

@@ -28,6 +28,9 @@ from modelstore import selectors, services
 from modelstore.errors import ModelStoreError
 from modelstore.errors import NotFound as StoreNotFound
 from modelstore.models import ModelVersion, RegisteredModel
+from serving import selectors as serving_selectors
+from serving import services as serving_services
+from serving.errors import ServingError
 from submissions.models import Submission
 
 from . import model_serializers as s
@@ -172,7 +175,23 @@ def version_description(request, version: ModelVersion, aliases: dict[str, int] 
         "dataset_fingerprint": version.dataset_fingerprint,
         "provenance_url": request.build_absolute_uri(reverse("exports:provenance", args=[version.submission_id])),
         "url": request.build_absolute_uri(reverse("api:model-version", args=[version.model.name, version.number])),
+        "deployment": serving_selectors.deployment_description(version),
     }
+
+
+def _count(request, key: str, default: int | None) -> int:
+    raw = request.query_params.get(key, request.data.get(key) if isinstance(request.data, dict) else None)
+    if raw is None:
+        if default is None:
+            raise exceptions.ValidationError({key: ["give a number of workers"]})
+        return default
+    try:
+        value = int(raw)
+    except (TypeError, ValueError):
+        raise exceptions.ValidationError({key: ["a whole number"]}) from None
+    if not 0 <= value <= 3600:
+        raise exceptions.ValidationError({key: ["between 0 and 3600"]})
+    return value
 
 
 def _decode_token(token: str) -> str:
@@ -283,6 +302,42 @@ class VersionView(StoreView):
     def get(self, request, name: str, version: str):
         """One version: its files, card, metrics, state and aliases."""
         return Response(version_description(request, self.version(name, version)))
+
+    @extend_schema(
+        operation_id="models_version_scale",
+        parameters=[
+            VERSION,
+            OpenApiParameter("min_worker", int, description="workers kept ready (0: none)"),
+            OpenApiParameter("max_worker", int, description="at most this many (default: min_worker)"),
+            OpenApiParameter("synchronous", bool, description="answer once min_worker workers are ready"),
+            OpenApiParameter("timeout", int, description="seconds to wait when synchronous (default 120)"),
+        ],
+        request=None,
+        responses={200: s.StatusSerializer, 202: s.StatusSerializer, 504: s.StatusSerializer, **WRITE_ERRORS},
+    )
+    def put(self, request, name: str, version: str):
+        """Scale a version's serving workers (TorchServe's scale call): 202 while they start, 200 when
+        `synchronous` and ready, 504 with the counts when `timeout` passes first."""
+        found = self.version(name, version)
+        if not selectors.may_manage(request.user, found.model):
+            raise exceptions.PermissionDenied("Only the model's owner or staff may scale it.")
+        try:
+            low = _count(request, "min_worker", None)
+            deployment = serving_services.deployment_scale(
+                by=request.user, version=found, min_workers=low, max_workers=_count(request, "max_worker", low)
+            )
+        except ServingError as exc:
+            return Response({"code": exc.code, "type": exc.type, "message": str(exc)}, status=exc.code)
+        where = f"model: {found.model.name}, version: {found.number}"
+        if request.query_params.get("synchronous", "").lower() not in ("true", "1", "yes"):
+            return Response({"status": "Processing worker updates..."}, status=status.HTTP_202_ACCEPTED)
+        ready = serving_selectors.wait_ready_count(deployment, _count(request, "timeout", 120))
+        if ready < deployment.min_workers:
+            return Response(
+                {"status": f"Workers scaling in progress: {ready} of {deployment.min_workers} ready for {where}"},
+                status=status.HTTP_504_GATEWAY_TIMEOUT,
+            )
+        return Response({"status": f"Workers scaled to {ready} for {where}"})
 
     @extend_schema(
         operation_id="models_version_retire", parameters=[VERSION], responses={200: s.StatusSerializer, **WRITE_ERRORS}

@@ -1,4 +1,4 @@
-"""m2d submit | status | logs | exports | cancel | models — see `m2d --help`."""
+"""m2d submit | status | logs | exports | cancel | models | predict — see `m2d --help`."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import time
 from datetime import datetime
 from pathlib import Path
 
-from . import __version__, models
+from . import __version__, models, predict
 from .client import ApiError, Portal
 from .config import ConfigError, load
 
@@ -271,6 +271,7 @@ def parser() -> argparse.ArgumentParser:
     cancel.add_argument("id", type=int)
     cancel.set_defaults(run=cmd_cancel)
     models.add_parser(commands)
+    predict.add_parser(commands)
     return top
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 from .models import Deployment, ServeWorker
 
 LIVE = (ServeWorker.State.STARTING, ServeWorker.State.READY)
@@ -28,3 +30,29 @@ def worker_counts(deployment: Deployment) -> dict[str, int]:
     for state in deployment.workers.values_list("state", flat=True):
         counts[state] += 1
     return counts
+
+
+def deployment_description(version) -> dict | None:
+    """TorchServe's describe fields of a version's deployment: worker counts and each worker."""
+    deployment = deployment_of(version)
+    if deployment is None:
+        return None
+    return {
+        "min_workers": deployment.min_workers,
+        "max_workers": deployment.max_workers,
+        "last_cold_start_seconds": deployment.last_cold_start_seconds,
+        "workers": [
+            {"id": w.pk, "status": w.state, "started_at": w.started_at, "ready_at": w.ready_at}
+            for w in deployment.workers.filter(state__in=LIVE)
+        ],
+    }
+
+
+def wait_ready_count(deployment: Deployment, timeout: float) -> int:
+    """Ready workers of a deployment, waiting up to `timeout` seconds for min_workers of them."""
+    deadline = time.monotonic() + timeout
+    while True:
+        ready = deployment.workers.filter(state=ServeWorker.State.READY).count()
+        if ready >= deployment.min_workers or time.monotonic() >= deadline:
+            return ready
+        time.sleep(0.25)

@@ -51,6 +51,13 @@ CALLS = [
     ("GET", "/api/v1/models/{name}/all", {"name": "clam-schema"}, None),
     ("GET", "/api/v1/models/{name}/{version}", {"name": "clam-schema", "version": 2}, None),
     ("PUT", "/api/v1/models/{name}/{version}/set-default", {"name": "clam-schema", "version": 2}, None),
+    (
+        "PUT",
+        "/api/v1/models/{name}/{version}",
+        {"name": "clam-schema", "version": 2, "?": {"min_worker": 2, "max_worker": 1}},
+        None,
+    ),
+    ("PUT", "/api/v1/models/{name}/{version}", {"name": "clam-schema", "version": 2, "?": {"min_worker": 0}}, None),
     ("PUT", "/api/v1/models/{name}/aliases/{alias}", {"name": "clam-schema", "alias": "best"}, {"version": 1}),
     ("PUT", "/api/v1/models/{name}/aliases/{alias}", {"name": "clam-schema", "alias": "best"}, {"version": 9}),
     ("DELETE", "/api/v1/models/{name}/aliases/{alias}", {"name": "clam-schema", "alias": "best"}, None),
@@ -60,13 +67,15 @@ CALLS = [
 ]
 
 
-def test_model_operations_answer_as_documented(token):
+def test_model_operations_answer_as_documented(token, settings):
+    settings.M2D_QUEUE_OPS = "schema-tests-start-no-workers"
     for method, path, parameters, body in CALLS:
         if body == "register":
             body = {"name": "clam-schema", "source": {"submission": token["submission"], "paths": ["model/"]}}
         elif body == "refused":
             body = {"name": "Bad Name", "source": {"submission": token["submission"], "paths": ["model/"]}}
-        kwargs = {"path_parameters": parameters}
+        parameters = dict(parameters)
+        kwargs = {"path_parameters": parameters, "query": parameters.pop("?", None)}
         if body is not None:
             kwargs.update(body=body, media_type="application/json")
         case = schema[path][method].Case(**kwargs)
@@ -77,4 +86,4 @@ def test_model_operations_answer_as_documented(token):
 def test_every_model_operation_is_documented():
     documented = {(method.upper(), path) for path, item in schema.raw_schema["paths"].items() for method in item}
     assert {(m, p) for m, p, _, _ in CALLS} <= documented
-    assert sum(1 for _, p in documented if p.startswith("/api/v1/model")) == 10
+    assert sum(1 for _, p in documented if p.startswith("/api/v1/model")) == 11

@@ -10,16 +10,21 @@ import io
 import json
 import os
 import shutil
+import subprocess
 import zipfile
 
 import numpy as np
 import pytest
 from PIL import Image
 
+from accounts.services import api_token_create
 from modelstore.services import model_register
 from runner import serving as agent
 from serving.models import Prediction, ServeWorker
 from serving.services import deployment_scale
+from tests.cli.test_cli import run_m2d
+from tests.conftest import _worker_database_url, free_port
+from tests.reliability.test_restarts import start_web
 
 pytestmark = [pytest.mark.docker, pytest.mark.services]
 
@@ -235,3 +240,80 @@ def test_a_socket_swapped_for_a_link_to_the_docker_socket_is_refused(deployed, a
     assert refused.status_code == 502 and "replaced" in refused.json()["message"]
     worker.refresh_from_db()
     assert worker.state == "failed" and "refused" in worker.reason
+
+
+def test_scaling_through_the_management_api(deployed, api, approved):
+    version, deployment, owner = deployed
+    manager = api(owner, scopes=["models:read", "models:manage"])
+    url = "/api/v1/models/toy-scoring/1"
+    assert manager.get(url).json()["deployment"]["workers"][0]["status"] == "ready"
+
+    bad = manager.put(f"{url}?min_worker=2&max_worker=1")
+    assert bad.status_code == 400 and bad.json()["message"] == "max_worker cannot be less than min_worker."
+    stranger = api(approved["other"], scopes=["models:read", "models:manage"]).put(f"{url}?min_worker=3")
+    assert stranger.status_code == 404  # a private model of someone else answers like a missing one
+
+    started = manager.put(f"{url}?min_worker=2&max_worker=2")
+    assert started.status_code == 202 and started.json() == {"status": "Processing worker updates..."}
+    agent.reconcile()  # what the maintenance worker does on the message the call sent
+    done = manager.put(f"{url}?min_worker=2&max_worker=2&synchronous=true&timeout=5")
+    assert done.status_code == 200 and done.json()["status"] == "Workers scaled to 2 for model: toy-scoring, version: 1"
+    assert [w["status"] for w in manager.get(url).json()["deployment"]["workers"]] == ["ready", "ready"]
+
+    waiting = manager.put(f"{url}?min_worker=3&max_worker=3&synchronous=true&timeout=1")  # nobody starts the third
+    assert waiting.status_code == 504 and "2 of 3 ready" in waiting.json()["status"]
+    manager.put(f"{url}?min_worker=1")
+    agent.reconcile()
+    assert len(ready(deployment)) == 1
+
+
+@pytest.fixture
+def portal(deployed, settings):
+    """A web process on the test database, sharing the store and the workers' sockets with this test."""
+    port = free_port()
+    web = start_web(
+        port,
+        {
+            **os.environ,
+            "DATABASE_URL": _worker_database_url(),
+            "M2D_EXPORT_STORAGE": "local",
+            "M2D_EXPORT_ROOT": str(settings.M2D_EXPORT_ROOT),
+            "M2D_MODEL_STORE_ROOT": settings.STORAGES["models"]["OPTIONS"]["location"],
+            "M2D_SERVE_DIR": str(settings.M2D_SERVE_DIR),
+        },
+    )
+    yield f"http://127.0.0.1:{port}"
+    web.terminate()
+    web.wait(timeout=30)
+
+
+def test_m2d_predict_and_the_seed_s_curl_command(portal, deployed, tmp_path):
+    version, deployment, owner = deployed
+    token = api_token_create(by=owner, scopes=["predict"]).key
+    view = tmp_path / "view.png"
+    view.write_bytes(png([[4, 8], [12, 16]]))
+
+    cli = run_m2d(
+        ["predict", "toy-scoring", str(view)], {**os.environ, "M2D_URL": portal, "M2D_TOKEN": token}, tmp_path
+    )
+    assert cli.returncode == 0, cli.stderr
+    assert "toy-scoring/1 answered:" in cli.stdout and "score: 20.0" in cli.stdout
+
+    named = run_m2d(
+        ["predict", "toy-scoring", f"view={view}", "--json"],
+        {**os.environ, "M2D_URL": portal, "M2D_TOKEN": token},
+        tmp_path,
+    )
+    assert named.returncode == 0 and json.loads(named.stdout)["score"] == 20.0
+    wrong = run_m2d(
+        ["predict", "toy-scoring", f"side={view}"], {**os.environ, "M2D_URL": portal, "M2D_TOKEN": token}, tmp_path
+    )
+    assert wrong.returncode == 2 and "missing view; unknown side" in wrong.stderr
+
+    curl = subprocess.run(
+        ["curl", "-s", "--user", f"{owner.username}:{token}", f"{portal}/predictions/toy-scoring", "-T", str(view)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert json.loads(curl.stdout)["score"] == 20.0
