@@ -7,7 +7,15 @@ from django.db import models
 
 
 class Deployment(models.Model):
-    """How many workers a version should have. The reconciler makes the containers follow it."""
+    """How many workers a version should have. The reconciler makes the containers follow it.
+
+    A worker that fails to start is retried after a pause that doubles with each failure in a row
+    (`next_start_at`); after M2D_SERVE_DEGRADED_AFTER of them the deployment is `degraded` (its
+    owner and the admins get one mail) until a worker is ready again."""
+
+    class State(models.TextChoices):
+        OK = "ok"
+        DEGRADED = "degraded"
 
     version = models.OneToOneField("modelstore.ModelVersion", on_delete=models.PROTECT, related_name="deployment")
     min_workers = models.PositiveSmallIntegerField(default=0)
@@ -15,6 +23,9 @@ class Deployment(models.Model):
     updated_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
     updated_at = models.DateTimeField(auto_now=True)
     last_cold_start_seconds = models.FloatField(null=True, blank=True)
+    state = models.CharField(max_length=10, choices=State.choices, default=State.OK)
+    failures_in_a_row = models.PositiveIntegerField(default=0)
+    next_start_at = models.DateTimeField(null=True, blank=True)
 
     def __str__(self) -> str:
         return f"deployment of {self.version}"
