@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The whole platform on one machine.
-#   scripts/stack.sh demo   set up, start, submit the toy sample, register the CLaM sample's model,
-#                           stay in the foreground (Ctrl-C stops)
+#   scripts/stack.sh demo   set up, start, submit the toy sample, register and deploy the CLaM
+#                           sample's model, stay in the foreground (Ctrl-C stops)
 #   scripts/stack.sh up     set up and start in the background
 #   scripts/stack.sh down   stop what up/demo started
 #   scripts/stack.sh setup  only install and build what is missing
@@ -143,14 +143,15 @@ demo_users_and_sample() {
     "$PY" manage.py demo_setup --sample "$zip"
 }
 
-# The CLaM sample trained, released by the demo admin and registered by the demo researcher, so
-# that the model store has a model on the demo's first start.
+# The CLaM sample trained, released by the demo admin, registered by the demo researcher and given
+# a worker, so that the model store has a model that answers on the demo's first start; prints how
+# to ask it (m2d predict, curl) with a case of the synthetic data set.
 demo_model() {
     local zip="$VAR_DIR/clam-dataset.zip"
     (cd sample_code/clam-dataset && rm -f "$zip" && "$PY" -m zipfile -c "$zip" main.py predict.py requirements.txt)
-    log "training the CLaM sample for the model store (a minute or two)"
+    log "training the CLaM sample for the model store and deploying it (a minute or two)"
     "$PY" manage.py demo_model --sample "$zip" \
-        || log "the demo model is not registered; see the CLaM submission's page, then: $PY manage.py demo_model --sample $zip"
+        || log "the demo model is not registered or not deployed; see the CLaM submission's page, then: $PY manage.py demo_model --sample $zip"
 }
 
 case "${1:-}" in

@@ -1,18 +1,29 @@
 """The demo's model: submit the CLaM sample as the demo researcher (once), wait for its run, have
-the demo admin release what it exported, and register its model folder as the researcher, all
-through the real services, so that the store is not empty on the demo's first start. Idempotent."""
+the demo admin release what it exported, register its model folder as the researcher and give it
+a worker, all through the real services, so that the store has a model that answers on the
+demo's first start. Prints how to ask it with a case of the synthetic data set. Idempotent."""
 
+import csv
 import json
+import shutil
+import sys
 import time
 from pathlib import Path
 
+from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
+from rest_framework.authtoken.models import Token
 
+from accounts.scopes import scopes_of
+from accounts.services import api_token_create
 from exports.models import ExportFile
 from exports.services import ExportRefused, export_decide_all, export_request_release
-from modelstore.models import RegisteredModel
+from modelstore.asking import ask_lines
+from modelstore.models import ModelAlias, RegisteredModel
 from modelstore.services import model_register
+from serving import selectors as serving
+from serving.services import deployment_scale
 from submissions.models import Submission
 from submissions.services import submission_create
 
@@ -29,12 +40,19 @@ class Command(BaseCommand):
         parser.add_argument("--researcher", default="researcher")
         parser.add_argument("--admin", default="admin")
         parser.add_argument("--wait", type=float, default=900, help="seconds to wait for the run to finish")
+        parser.add_argument("--workers", type=int, default=1, help="workers to keep ready (0: do not deploy)")
+        parser.add_argument("--ready-wait", type=float, default=600, help="seconds to wait for them to be ready")
 
     def handle(self, *args, sample: Path, researcher: str, admin: str, wait: float, **options):
-        if RegisteredModel.objects.filter(name=NAME).exists():
-            self.stdout.write(json.dumps({"model": NAME, "registered": "already"}))
-            return
         owner = get_user_model().objects.get(username=researcher)
+        registered = RegisteredModel.objects.filter(name=NAME).first()
+        if registered is None:
+            facts = {"model": NAME, **self._register(owner, sample, admin, wait)}
+        else:
+            facts = {"model": NAME, "registered": "already"}
+        self._deploy(owner, facts, options["workers"], options["ready_wait"])
+
+    def _register(self, owner, sample: Path, admin: str, wait: float) -> dict:
         run = owner.submissions.filter(original_name=sample.name).exclude(status__in=GAVE_UP).first()
         if run is None:
             with open(sample, "rb") as upload:
@@ -63,7 +81,46 @@ class Command(BaseCommand):
         version = model_register(
             by=run.owner, submission=run, paths=[MODEL_FOLDER], name=NAME, label="demo", visibility="approved"
         )
-        self.stdout.write(json.dumps({"model": NAME, "version": version.number, "submission": run.pk}))
+        return {"version": version.number, "submission": run.pk}
+
+    def _deploy(self, owner, facts: dict, workers: int, ready_wait: float) -> None:
+        """Scale the default version to `workers` unless it has them, wait for them, say how to ask."""
+        version = ModelAlias.objects.get(model__name=NAME, name=ModelAlias.DEFAULT).version
+        deployment = serving.deployment_of(version)
+        if workers and (deployment is None or deployment.min_workers < workers):
+            deployment = deployment_scale(by=owner, version=version, min_workers=workers)
+        if deployment is None or not deployment.min_workers:
+            self.stdout.write(json.dumps(facts))
+            return
+        ready = serving.wait_ready_count(deployment, ready_wait)
+        deployment.refresh_from_db()
+        facts.update(workers_ready=ready, cold_start_seconds=deployment.last_cold_start_seconds)
+        self.stdout.write(json.dumps(facts))
+        if ready < deployment.min_workers:
+            failed = deployment.workers.filter(state="failed").order_by("-pk").first()
+            why = f" The last worker failed: {failed.reason[:500]}" if failed else ""
+            self.stderr.write(
+                f"{NAME} has {ready} of {deployment.min_workers} workers ready after {ready_wait:.0f} s.{why}"
+            )
+        lines = ask_lines(
+            name=NAME,
+            portal=settings.PORTAL_URL,
+            username=owner.username,
+            token=self._token(owner),
+            files=a_case(),
+            m2d=shutil.which("m2d") or str(Path(sys.executable).parent / "m2d"),
+        )
+        self.stdout.write(
+            f"\nAsk {NAME} (as {owner.username}, with a test case of the synthetic CLaM sample):\n"
+            + "".join(f"  {lines[key]}\n" for key in ("env", "m2d", "curl"))
+        )
+
+    def _token(self, owner) -> str:
+        """The researcher's API token if it may predict; a new one (all scopes) otherwise."""
+        token = Token.objects.filter(user=owner).first()
+        if token is None or "predict" not in scopes_of(token):
+            token = api_token_create(by=owner)
+        return token.key
 
     def _finished(self, pk: int, wait: float) -> Submission:
         deadline = time.monotonic() + wait
@@ -74,3 +131,13 @@ class Command(BaseCommand):
             if time.monotonic() > deadline:
                 raise CommandError(f"submission {pk} is still {run.status} after {wait:.0f} s; run this again later")
             time.sleep(2)
+
+
+def a_case() -> dict[str, str]:
+    """The four PNG views of the first case of the data set's test split, by view."""
+    dataset = Path(settings.M2D_DATASET_DIR)
+    with open(dataset / "clam-details-image.csv", newline="") as table:
+        rows = [row for row in csv.DictReader(table, delimiter=";") if row["Split"] == "test"]
+    case = rows[0]["CaseName"]
+    views = {row["Views"]: str(dataset / row["ImagePath"]) for row in rows if row["CaseName"] == case}
+    return {view: views[view] for view in ("LCC", "LMLO", "RCC", "RMLO")}

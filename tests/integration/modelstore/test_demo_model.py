@@ -16,7 +16,14 @@ from tests.integration.modelstore.conftest import FOLDER
 def test_the_demo_releases_and_registers_the_clam_model_once(store, approved, finished_submission):
     owner, admin = approved["owner"], approved["admin1"]
     run = finished_submission(owner, dict(FOLDER), original_name="clam-dataset.zip")
-    arguments = {"sample": Path("clam-dataset.zip"), "researcher": owner.username, "admin": admin.username, "wait": 1}
+    # Deploying it is tested on the demo's own stack (tests/cli/test_make_demo.py).
+    arguments = {
+        "sample": Path("clam-dataset.zip"),
+        "researcher": owner.username,
+        "admin": admin.username,
+        "wait": 1,
+        "workers": 0,
+    }
 
     out = io.StringIO()
     call_command("demo_model", stdout=out, **arguments)
