@@ -17,10 +17,13 @@ from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_POST
 
 from accounts.second_factor import staff_second_factor
+from serving import selectors as serving_selectors
+from serving import services as serving_services
+from serving.errors import ServingError
 from submissions.charts import line_charts
 from submissions.selectors import submission_for
 
-from . import browse, selectors, services
+from . import asking, browse, selectors, services
 from .errors import InvalidRequest, ModelStoreError
 from .models import ModelAlias, ModelEvent, RegisteredModel
 
@@ -100,6 +103,7 @@ def model_page(request, name: str):
         version.alias_names = sorted(a.name for a in version.aliases.all())
         version.total_size = sum(f.size for f in version.files.all())
         version.downloadable = browse.may_download(request.user, version)
+        version.serving = _serving(version)
     submission = None
     if manage and request.user.pk == model.owner_id and request.GET.get("submission", "").isdigit():
         submission = browse.released_submissions(request.user).filter(pk=int(request.GET["submission"])).first()
@@ -119,8 +123,48 @@ def model_page(request, name: str):
         "chosen": submission,
         "choices": browse.registrable_choices(request.user, submission) if submission else [],
         "events": model.events.select_related("by", "version").order_by("-at", "-id")[:20] if manage else [],
+        "ask": _ask(request, model, shown),
     }
     return render(request, "modelstore/model.html", context)
+
+
+def _serving(version) -> dict | None:
+    """What the page shows of a version's deployment; None when it never had one."""
+    deployment = serving_selectors.deployment_of(version)
+    if deployment is None:
+        return None
+    counts = serving_selectors.worker_counts(deployment)
+    failed = deployment.workers.filter(state="failed").order_by("-pk").first()
+    return {
+        "min": deployment.min_workers,
+        "max": deployment.max_workers,
+        "deployed": deployment.max_workers > 0,
+        "ready": counts["ready"],
+        "starting": counts["starting"],
+        "failed": counts["failed"],
+        "last_failure": failed.reason if failed else "",
+        "cold_start": deployment.last_cold_start_seconds,
+        "degraded": getattr(deployment, "state", "") == "degraded",
+    }
+
+
+def _ask(request, model, shown) -> dict | None:
+    """The command lines that ask the shown version, with one placeholder file per card input."""
+    if shown is None or not shown.is_live:
+        return None
+    card = shown.card or {}
+    name = model.name if shown.number == selectors.aliases_of(model).get(ModelAlias.DEFAULT) else None
+    target = name or f"{model.name}/{shown.number}"
+    lines = asking.ask_lines(
+        name=target,
+        portal=request.build_absolute_uri("/").rstrip("/"),
+        username=request.user.get_username(),
+        token="TOKEN",
+        files=asking.placeholder_files(card),
+    )
+    if name is None:  # m2d takes the version as an option, not in the name
+        lines["m2d"] = lines["m2d"].replace(f"predict {target} ", f"predict {model.name} --version {shown.number} ")
+    return lines
 
 
 def _back(request, fallback: str):
@@ -190,6 +234,35 @@ def set_default(request, name: str, number: int):
         services.model_set_default(by=request.user, model=model, version=number)
 
     return _act(request, name, act, f"Version {number} is now the default of {name}.")
+
+
+@login_required
+@require_POST
+def scale(request, name: str, number: int):
+    model = selectors.model_for(request.user, name)
+    version = selectors.version_for(request.user, model, number)
+    if not selectors.may_manage(request.user, model):
+        messages.error(request, "Only the model's owner or staff may scale it.")
+        return _back(request, reverse("modelstore:model", args=[model.name]))
+    low, high = request.POST.get("min_workers", ""), request.POST.get("max_workers", "")
+    try:
+        if not low.isdigit() or (high and not high.isdigit()):
+            raise ServingError("Give the workers as whole numbers: 0 or more.")
+        deployment = serving_services.deployment_scale(
+            by=request.user, version=version, min_workers=int(low), max_workers=int(high) if high else None
+        )
+    except ServingError as exc:
+        messages.error(request, str(exc))
+    else:
+        if deployment.max_workers:
+            messages.success(
+                request,
+                f"{name} version {number} scaled to {deployment.min_workers}–{deployment.max_workers} workers; "
+                "they start in the background (reload to see them ready).",
+            )
+        else:
+            messages.success(request, f"{name} version {number} is no longer deployed; its workers stop.")
+    return _back(request, f"{reverse('modelstore:model', args=[model.name])}?version={number}#serving")
 
 
 @login_required
