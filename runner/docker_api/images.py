@@ -101,9 +101,12 @@ def build_image(spec: BuildSpec, should_stop=None) -> str:
                 stopped.append("cancelled")
             elif step and _written_by(step[-1]) > spec.max_bytes:
                 stopped.append("size")
-                _kill_quietly(step[-1])
             else:
                 continue
+            # The step may be blocked on its way out (a package index that does not answer): closing
+            # the connection alone leaves it there, so it is killed, and the engine ends the build.
+            if step:
+                _kill_quietly(step[-1])
             api.close()
             return
 
