@@ -87,3 +87,6 @@ class DeploymentEvent(models.Model):
 
     class Meta:
         ordering = ["at", "id"]
+
+
+from .batch_models import BatchCase, BatchJob  # noqa: E402, F401 - batch jobs, in a file of their own
