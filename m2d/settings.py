@@ -176,6 +176,9 @@ DATA_UPLOAD_MAX_MEMORY_SIZE = 5 * 1024 * 1024
 FILE_UPLOAD_MAX_MEMORY_SIZE = 2 * 1024 * 1024
 
 # --- REST API (/api/v1/) ---------------------------------------------------------------------
+# Quotas per user (DRF rates: N/s, N/min, N/hour, N/day), counted in the cache (CACHE_URL).
+M2D_PREDICT_RATE = env("M2D_PREDICT_RATE", default="60/min")
+M2D_BATCH_RATE = env("M2D_BATCH_RATE", default="20/day")
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
         "rest_framework.authentication.TokenAuthentication",
@@ -185,6 +188,7 @@ REST_FRAMEWORK = {
     "DEFAULT_PAGINATION_CLASS": "api.pagination.SubmissionPagination",
     "PAGE_SIZE": env.int("M2D_API_PAGE_SIZE", default=50),
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_THROTTLE_RATES": {"predict": M2D_PREDICT_RATE, "batch": M2D_BATCH_RATE},
     "DEFAULT_RENDERER_CLASSES": [
         "rest_framework.renderers.JSONRenderer",
         "rest_framework.renderers.BrowsableAPIRenderer",
@@ -230,7 +234,13 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 M2D_QUEUE_BUILD = env("M2D_QUEUE_BUILD", default="build")
 M2D_QUEUE_RUN = env("M2D_QUEUE_RUN", default="run")
 M2D_QUEUE_OPS = env("M2D_QUEUE_OPS", default="default")
-CELERY_TASK_QUEUES = (Queue(M2D_QUEUE_BUILD), Queue(M2D_QUEUE_RUN), Queue(M2D_QUEUE_OPS))
+M2D_QUEUE_SERVE_BATCH = env("M2D_QUEUE_SERVE_BATCH", default="serve-batch")
+CELERY_TASK_QUEUES = (
+    Queue(M2D_QUEUE_BUILD),
+    Queue(M2D_QUEUE_RUN),
+    Queue(M2D_QUEUE_OPS),
+    Queue(M2D_QUEUE_SERVE_BATCH),
+)
 CELERY_TASK_DEFAULT_QUEUE = M2D_QUEUE_OPS
 CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": env.int("M2D_BROKER_VISIBILITY_TIMEOUT", default=3600)}
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
@@ -301,6 +311,14 @@ M2D_SERVE_MAX_BODY = env.int("M2D_SERVE_MAX_BODY", default=64 * 1024**2)
 M2D_SERVE_MAX_PIXELS = env.int("M2D_SERVE_MAX_PIXELS", default=50_000_000)
 M2D_SERVE_MAX_ANSWER_BYTES = env.int("M2D_SERVE_MAX_ANSWER_BYTES", default=1024**2)
 M2D_SERVE_MAX_WORKERS = env.int("M2D_SERVE_MAX_WORKERS", default=4)
+# Batch jobs: a zip of cases, each sent through the same gateway, one at a time, by the
+# serve-batch worker. The zip is kept only until its job ends.
+M2D_BATCH_MAX_CASES = env.int("M2D_BATCH_MAX_CASES", default=1000)
+M2D_BATCH_MAX_ZIP_BYTES = env.int("M2D_BATCH_MAX_ZIP_BYTES", default=100 * 1024**2)
+M2D_BATCH_MAX_UNPACKED_BYTES = env.int("M2D_BATCH_MAX_UNPACKED_BYTES", default=1024**3)
+M2D_BATCH_MAX_OUTPUT_BYTES = env.int("M2D_BATCH_MAX_OUTPUT_BYTES", default=16 * 1024)
+# How long a batch waits for a ready worker before it stops (its cases so far are kept).
+M2D_BATCH_WORKER_WAIT_SECONDS = env.float("M2D_BATCH_WORKER_WAIT_SECONDS", default=120.0)
 # Hard cap on what a run may write to /mnt/export (a loop-mounted file system of this size).
 M2D_EXPORT_MAX_BYTES = env.int("M2D_EXPORT_MAX_BYTES", default=5 * 1024**3)
 M2D_EXPORT_VOLUME_DIR = Path(env("M2D_EXPORT_VOLUME_DIR", default=str(VAR_DIR / "export-volumes")))

@@ -19,9 +19,10 @@ from accounts.scopes import HasTokenScope
 from . import gateway, inputs, selectors
 from .auth import BasicTokenAuthentication
 from .errors import BodyTooLarge, InvalidInput, ServingError
+from .throttles import InferenceQuota
 
 
-class _Inference(APIView):
+class _Inference(InferenceQuota, APIView):
     authentication_classes = [TokenAuthentication, BasicTokenAuthentication]
     permission_classes = [IsAuthenticated, HasTokenScope]
     required_scopes = ("predict",)
