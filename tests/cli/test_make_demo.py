@@ -1,6 +1,6 @@
 """`make demo` on its first start: the CLaM sample is trained, registered and deployed, and the
 lines the demo prints answer a case of the synthetic data set: `m2d predict` and curl through
-/predictions, and the Open Inference Protocol's infer. Ctrl-C then stops everything it started."""
+/predictions, and the Open Inference Protocol's infer. Stopping it then stops everything it started."""
 
 from __future__ import annotations
 
@@ -9,8 +9,10 @@ import json
 import os
 import re
 import shlex
+import shutil
 import signal
 import subprocess
+import tempfile
 import time
 from pathlib import Path
 
@@ -27,10 +29,13 @@ VIEWS = ("LCC", "LMLO", "RCC", "RMLO")
 
 
 @pytest.fixture(scope="module")
-def demo(tmp_path_factory):
+def demo():
     name = f"demo{os.getpid()}"
     web, redis, mlflow, index = free_port(), free_port(), free_port(), free_port()
-    var = tmp_path_factory.mktemp("make-demo")
+    # Not under pytest's own folder (mode 0700): nginx's workers, not root, keep the uploads they
+    # buffer in the stack's folder, as they do under var/ in a real demo.
+    var = Path(tempfile.mkdtemp(prefix=f"m2d-{name}-"))
+    var.chmod(0o755)
     env = {key: value for key, value in os.environ.items() if key not in NOT_INHERITED}
     env.update(
         M2D_STACK=name,
@@ -48,7 +53,13 @@ def demo(tmp_path_factory):
     out = var / "demo.out"
     with open(out, "w") as sink:
         process = subprocess.Popen(
-            ["make", "demo"], cwd=REPO, env=env, stdout=sink, stderr=subprocess.STDOUT, start_new_session=True
+            # what `make demo` runs; without make in between, waiting for it waits for its clean-up
+            [str(REPO / "scripts/stack.sh"), "demo"],
+            cwd=REPO,
+            env=env,
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
     try:
         deadline = time.monotonic() + 1500
@@ -58,7 +69,8 @@ def demo(tmp_path_factory):
             time.sleep(2)
         yield env, f"http://127.0.0.1:{web}", out.read_text()
     finally:
-        os.killpg(process.pid, signal.SIGINT)  # Ctrl-C
+        # Ctrl-C's trap also stops on TERM; a test run in the background ignores SIGINT.
+        os.killpg(process.pid, signal.SIGTERM)
         try:
             process.wait(timeout=300)
         finally:
@@ -68,7 +80,8 @@ def demo(tmp_path_factory):
                 shell=True,
                 capture_output=True,
             )
-            subprocess.run(["rm", "-rf", env["M2D_SERVE_DIR"]])
+            shutil.rmtree(env["M2D_SERVE_DIR"], ignore_errors=True)
+            shutil.rmtree(var, ignore_errors=True)
         left = subprocess.run(
             ["docker", "ps", "-aq", "--filter", f"label=org.m2d.instance={env['M2D_INSTANCE']}"],
             capture_output=True,
