@@ -2,7 +2,7 @@ from django.urls import path, register_converter
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
 from rest_framework.routers import DefaultRouter
 
-from . import model_views, views
+from . import batch_views, model_views, views
 
 register_converter(model_views.VersionConverter, "model_version")
 app_name = "api"
@@ -23,6 +23,26 @@ urlpatterns = [
         "models/<str:name>/<model_version:version>/set-default",
         model_views.SetDefaultView.as_view(),
         name="model-default",
+    ),
+    path(
+        "models/<str:name>/<model_version:version>/batch-jobs",
+        batch_views.BatchJobsView.as_view(),
+        name="model-batch-jobs",
+    ),
+    path(
+        "models/<str:name>/<model_version:version>/batch-jobs/<str:job>",
+        batch_views.BatchJobView.as_view(),
+        name="model-batch-job",
+    ),
+    path(
+        "models/<str:name>/<model_version:version>/batch-jobs/<str:job>/results",
+        batch_views.BatchResultsView.as_view(),
+        name="model-batch-results",
+    ),
+    path(
+        "models/<str:name>/<model_version:version>/predictions",
+        batch_views.PredictionsView.as_view(),
+        name="model-predictions",
     ),
     path("models/<str:name>/aliases/<str:alias>", model_views.AliasView.as_view(), name="model-alias"),
     *router.urls,

@@ -74,6 +74,9 @@ up() {
         --without-gossip --without-mingle -l INFO
     start_bg ops-worker "$PY" -m celery -A m2d worker -Q default -c 1 -n "ops-$M2D_STACK@%h" \
         --without-gossip --without-mingle -l INFO
+    # Batch jobs: one case at a time, so a batch never takes every serving worker from /predictions.
+    start_bg serve-batch-worker "$PY" -m celery -A m2d worker -Q "${M2D_QUEUE_SERVE_BATCH:-serve-batch}" -c 1 \
+        -n "serve-batch-$M2D_STACK@%h" --without-gossip --without-mingle -l INFO
     start_bg beat "$PY" -m celery -A m2d beat -l INFO -s "$VAR_DIR/run/$M2D_STACK-beat-schedule"
     for _ in $(seq 1 100); do
         curl -fsS -o /dev/null "$M2D_PORTAL_URL/accounts/login/" 2>/dev/null && break

@@ -91,7 +91,7 @@ def _test_database_path() -> str:
 
 
 class WorkerPool:
-    """Real Celery worker processes (build, run, ops), as in production, on the test database.
+    """Real Celery worker processes (build, run, ops, serve-batch), as in production, on the test database.
 
     A pool with a `prefix` listens on its own queues, so a test can run workers with other
     limits beside the shared ones; point the test process at them with `use(settings)`."""
@@ -104,7 +104,12 @@ class WorkerPool:
         roles: tuple[str, ...] = ("build", "run", "ops"),
     ):
         self.overrides = overrides or {}
-        every = {"build": f"{prefix}build", "run": f"{prefix}run", "ops": f"{prefix}default"}
+        every = {
+            "build": f"{prefix}build",
+            "run": f"{prefix}run",
+            "ops": f"{prefix}default",
+            "batch": f"{prefix}serve-batch",
+        }
         self.all_queues = every
         self.queues = {role: queue for role, queue in every.items() if role in roles}
         self.tag = f"{prefix}{self.overrides.get('M2D_HOST_NAME', '')}" or "shared"
@@ -116,6 +121,7 @@ class WorkerPool:
             "M2D_QUEUE_BUILD": every["build"],
             "M2D_QUEUE_RUN": every["run"],
             "M2D_QUEUE_OPS": every["ops"],
+            "M2D_QUEUE_SERVE_BATCH": every["batch"],
             **{key: str(value) for key, value in self.overrides.items()},
         }
         self.log_dir = Path(settings.VAR_DIR) / "log"
@@ -208,6 +214,7 @@ class WorkerPool:
         django_settings.M2D_QUEUE_BUILD = self.all_queues["build"]
         django_settings.M2D_QUEUE_RUN = self.all_queues["run"]
         django_settings.M2D_QUEUE_OPS = self.all_queues["ops"]
+        django_settings.M2D_QUEUE_SERVE_BATCH = self.all_queues["batch"]
         for key, value in self.overrides.items():
             setattr(django_settings, key, value)
 
@@ -234,7 +241,7 @@ def django_db_setup(django_db_setup):
 @pytest.fixture(scope="session")
 def celery_workers(django_db_setup, django_db_blocker, smtp_server):
     """The shared pool of real workers on the default queues."""
-    pool = WorkerPool(smtp_server.port).start()
+    pool = WorkerPool(smtp_server.port, roles=("build", "run", "ops", "batch")).start()
     yield pool
     pool.stop()
 
