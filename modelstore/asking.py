@@ -23,18 +23,26 @@ def placeholder_files(card: dict) -> dict[str, str]:
 
 
 def ask_lines(
-    *, name: str, portal: str, username: str, token: str, files: dict[str, str], m2d: str = "m2d"
+    *,
+    name: str,
+    portal: str,
+    username: str,
+    token: str,
+    files: dict[str, str],
+    version: int | None = None,
+    m2d: str = "m2d",
 ) -> dict[str, str]:
-    """`files` maps each input name to a path. A one-input model takes its file as the body."""
-    command = m2d
+    """`files` maps each input name to a path. A one-input model takes its file as the body.
+    Without `version`, the lines ask the model's default version."""
     portal = portal.rstrip("/")
-    url = f"{portal}/predictions/{name}"
+    url = f"{portal}/predictions/{name}" + (f"/{version}" if version else "")
+    command = f"{m2d} predict {name}" + (f" --version {version}" if version else "")
     if len(files) == 1:
         (path,) = files.values()
-        m2d = f"{command} predict {name} {shlex.quote(path)}"
+        m2d = f"{command} {shlex.quote(path)}"
         curl = f"curl --user {username}:{token} {url} -T {shlex.quote(path)}"
     else:
-        m2d = f"{command} predict {name} " + " ".join(f"{k}={shlex.quote(v)}" for k, v in files.items())
+        m2d = f"{command} " + " ".join(f"{k}={shlex.quote(v)}" for k, v in files.items())
         curl = f"curl --user {username}:{token} {url} " + " ".join(
             f"-F {k}=@{shlex.quote(v)}" for k, v in files.items()
         )
@@ -42,5 +50,4 @@ def ask_lines(
         "env": f"export M2D_URL={portal} M2D_TOKEN={token}",
         "m2d": m2d,
         "curl": curl,
-        "v2": f"curl --user {username}:{token} {portal}/v2/models/{name}",
     }

@@ -20,6 +20,7 @@ from accounts.second_factor import staff_second_factor
 from serving import selectors as serving_selectors
 from serving import services as serving_services
 from serving.errors import ServingError
+from serving.models import Deployment, ServeWorker
 from submissions.charts import line_charts
 from submissions.selectors import submission_for
 
@@ -134,7 +135,7 @@ def _serving(version) -> dict | None:
     if deployment is None:
         return None
     counts = serving_selectors.worker_counts(deployment)
-    failed = deployment.workers.filter(state="failed").order_by("-pk").first()
+    failed = deployment.workers.filter(state=ServeWorker.State.FAILED).order_by("-pk").first()
     return {
         "min": deployment.min_workers,
         "max": deployment.max_workers,
@@ -144,7 +145,7 @@ def _serving(version) -> dict | None:
         "failed": counts["failed"],
         "last_failure": failed.reason if failed else "",
         "cold_start": deployment.last_cold_start_seconds,
-        "degraded": getattr(deployment, "state", "") == "degraded",
+        "degraded": deployment.state == Deployment.State.DEGRADED,
     }
 
 
@@ -152,19 +153,15 @@ def _ask(request, model, shown) -> dict | None:
     """The command lines that ask the shown version, with one placeholder file per card input."""
     if shown is None or not shown.is_live:
         return None
-    card = shown.card or {}
-    name = model.name if shown.number == selectors.aliases_of(model).get(ModelAlias.DEFAULT) else None
-    target = name or f"{model.name}/{shown.number}"
-    lines = asking.ask_lines(
-        name=target,
-        portal=request.build_absolute_uri("/").rstrip("/"),
+    is_default = shown.number == selectors.aliases_of(model).get(ModelAlias.DEFAULT)
+    return asking.ask_lines(
+        name=model.name,
+        version=None if is_default else shown.number,
+        portal=request.build_absolute_uri("/"),
         username=request.user.get_username(),
         token="TOKEN",
-        files=asking.placeholder_files(card),
+        files=asking.placeholder_files(shown.card or {}),
     )
-    if name is None:  # m2d takes the version as an option, not in the name
-        lines["m2d"] = lines["m2d"].replace(f"predict {target} ", f"predict {model.name} --version {shown.number} ")
-    return lines
 
 
 def _back(request, fallback: str):
