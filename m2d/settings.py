@@ -311,6 +311,20 @@ M2D_SERVE_MAX_BODY = env.int("M2D_SERVE_MAX_BODY", default=64 * 1024**2)
 M2D_SERVE_MAX_PIXELS = env.int("M2D_SERVE_MAX_PIXELS", default=50_000_000)
 M2D_SERVE_MAX_ANSWER_BYTES = env.int("M2D_SERVE_MAX_ANSWER_BYTES", default=1024**2)
 M2D_SERVE_MAX_WORKERS = env.int("M2D_SERVE_MAX_WORKERS", default=4)
+# A worker that fails to start is tried again after a pause that doubles with each failure in a
+# row, from RESTART_BACKOFF up to RESTART_BACKOFF_MAX seconds; after DEGRADED_AFTER of them the
+# deployment is degraded and its owner and the admins get one mail.
+M2D_SERVE_RESTART_BACKOFF = env.float("M2D_SERVE_RESTART_BACKOFF", default=10.0)
+M2D_SERVE_RESTART_BACKOFF_MAX = env.float("M2D_SERVE_RESTART_BACKOFF_MAX", default=600.0)
+M2D_SERVE_DEGRADED_AFTER = env.int("M2D_SERVE_DEGRADED_AFTER", default=3)
+# Predictions one worker runs at once; a request waits up to QUEUE_SECONDS for one to end, and is
+# answered 503 with Retry-After when every worker of the version is still busy.
+M2D_SERVE_IN_FLIGHT = env.int("M2D_SERVE_IN_FLIGHT", default=1)
+M2D_SERVE_QUEUE_SECONDS = env.float("M2D_SERVE_QUEUE_SECONDS", default=2.0)
+# Between min_worker and max_worker: one more worker when requests were refused as busy within
+# the last BUSY_WINDOW seconds; one fewer when the version answered nothing for IDLE_SECONDS.
+M2D_SERVE_BUSY_WINDOW = env.float("M2D_SERVE_BUSY_WINDOW", default=60.0)
+M2D_SERVE_IDLE_SECONDS = env.float("M2D_SERVE_IDLE_SECONDS", default=600.0)
 # Batch jobs: a zip of cases, each sent through the same gateway, one at a time, by the
 # serve-batch worker. The zip is kept only until its job ends.
 M2D_BATCH_MAX_CASES = env.int("M2D_BATCH_MAX_CASES", default=1000)

@@ -13,11 +13,12 @@ from collections import Counter, defaultdict
 from collections.abc import Iterable, Iterator
 
 from django.conf import settings
-from django.db.models import Count, Max, Sum
+from django.db.models import Count, Max, Q, Sum
 from django.utils import timezone
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 
+from serving.models import Deployment, Prediction, ServeWorker
 from submissions.models import Submission, SubmissionEvent
 
 from .health import redis_client
@@ -29,6 +30,7 @@ INF = float("inf")
 BUILD_BUCKETS = (10, 30, 60, 120, 300, 600, 1200, 1800, 3600, 7200, INF)
 WAIT_BUCKETS = (1, 5, 15, 60, 300, 900, 1800, 3600, 7200, 21600, 86400, INF)
 RUN_BUCKETS = (10, 60, 300, 900, 1800, 3600, 7200, 14400, 28800, 86400, INF)
+PREDICT_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, INF)
 
 
 def state_durations(events: Iterable[tuple[int, str, object]]) -> dict[str, list[float]]:
@@ -57,6 +59,7 @@ class PlatformCollector:
         yield from self._tracking()
         yield from self._mail()
         yield from self._broker()
+        yield from self._serving()
 
     def _submissions(self) -> Iterator[Metric]:
         by_status = dict(Submission.objects.values_list("status").annotate(n=Count("id")).order_by())
@@ -170,6 +173,68 @@ class PlatformCollector:
         up.add_metric([], 1)
         yield up
         yield waiting
+
+    def _serving(self) -> Iterator[Metric]:
+        """Predictions from their audit rows (refusals included), workers from theirs."""
+        requests = CounterMetricFamily(
+            "m2d_serving_requests",
+            "Prediction requests, by model, version and HTTP status.",
+            labels=["model", "version", "code"],
+        )
+        rows = Prediction.objects.values_list("model_name", "version__number", "status").annotate(n=Count("id"))
+        for model, version, code, n in rows.order_by():
+            requests.add_metric([model, str(version or ""), str(code)], n)
+        yield requests
+
+        latency = HistogramMetricFamily(
+            "m2d_serving_request_seconds",
+            "Time to answer a prediction, refusals included.",
+            labels=["model", "version"],
+        )
+        buckets = {f"le{i}": Count("id", filter=Q(total_seconds__lte=b)) for i, b in enumerate(PREDICT_BUCKETS[:-1])}
+        timed = Prediction.objects.exclude(total_seconds=None).values_list("model_name", "version__number")
+        for row in timed.annotate(n=Count("id"), total=Sum("total_seconds"), **buckets).order_by():
+            model, version, n, total, *counts = row
+            cumulative = [(str(float(b)), c) for b, c in zip(PREDICT_BUCKETS[:-1], counts, strict=True)]
+            latency.add_metric([model, str(version or "")], cumulative + [("+Inf", n)], total or 0.0)
+        yield latency
+
+        workers = GaugeMetricFamily(
+            "m2d_serving_workers",
+            "Serving workers now, by model, version and state.",
+            labels=["model", "version", "state"],
+        )
+        restarts = CounterMetricFamily(
+            "m2d_serving_worker_failures",
+            "Serving workers that failed (each one replaced).",
+            labels=["model", "version"],
+        )
+        cold = GaugeMetricFamily(
+            "m2d_serving_cold_start_seconds", "The last worker's time from start to ready.", labels=["model", "version"]
+        )
+        degraded = GaugeMetricFamily(
+            "m2d_serving_degraded", "1 when a deployment's workers keep failing to start.", labels=["model", "version"]
+        )
+        counts = Counter(
+            {
+                (d, state): n
+                for d, state, n in ServeWorker.objects.values_list("deployment_id", "state")
+                .annotate(n=Count("id"))
+                .order_by()
+            }
+        )
+        for deployment in Deployment.objects.select_related("version__model").order_by("pk"):
+            labels = [deployment.version.model.name, str(deployment.version.number)]
+            for state in (ServeWorker.State.STARTING, ServeWorker.State.READY):
+                workers.add_metric([*labels, state], counts[(deployment.pk, state)])
+            restarts.add_metric(labels, counts[(deployment.pk, ServeWorker.State.FAILED)])
+            if deployment.last_cold_start_seconds is not None:
+                cold.add_metric(labels, deployment.last_cold_start_seconds)
+            degraded.add_metric(labels, int(deployment.state == Deployment.State.DEGRADED))
+        yield workers
+        yield restarts
+        yield cold
+        yield degraded
 
 
 def render() -> bytes:

@@ -2,18 +2,29 @@
 
 Each worker is the submission's own image (rebuilt from its stored zip when this host does not
 hold it), running the platform's server beside the model's code, sealed: no network at all, no
-data set, no export folder, no Docker socket. Reconciling is idempotent and safe to repeat: it
-starts what is missing, removes what is too many or dead, and removes containers nobody records.
+data set, no export folder, no Docker socket. Its socket folder is a tiny tmpfs of its own
+(SOCKET_FS): whatever the model writes there, files or FIFOs, fills a few kilobytes and inodes of
+that folder, never the host's disk, and the gateway connects to nothing but the worker's own socket.
+
+Reconciling is idempotent and safe to repeat (one reconciler at a time on a host, by a lock file):
+it starts what is missing, after a growing pause when starts keep failing; removes what is too
+many, dead, or restarted behind the platform's back; moves between min_worker and max_worker on
+demand; and removes containers and socket folders nobody records.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import logging
 import os
 import shutil
+import subprocess
 import time
+from datetime import timedelta
 
 from django.conf import settings
+from django.utils import timezone
 
 from serving import selectors, services
 from serving.files import ModelFilesDamaged, model_folder, socket_folder, socket_path
@@ -25,6 +36,11 @@ from . import builds, docker_api
 log = logging.getLogger(__name__)
 SERVER_DIR = settings.BASE_DIR / "docker_scripts" / "serve"
 MAX_SOCKET_PATH = 107  # a unix socket's path, NUL included, fits in 108 bytes
+# The socket folder: room for the socket and a little more, owned by the worker, nothing to run.
+SOCKET_FS = "size=64k,nr_inodes=16,nosuid,nodev,noexec"
+# A `starting` worker older than its startup timeout and this margin was left by a reconciler
+# that died while it waited.
+ABANDONED_MARGIN = 60
 
 
 def worker_name(worker_id: int) -> str:
@@ -32,23 +48,84 @@ def worker_name(worker_id: int) -> str:
 
 
 def reconcile() -> None:
-    for deployment in selectors.deployments_to_reconcile():
-        _follow(deployment)
-    _remove_unrecorded()
+    with _only_one() as alone:
+        if not alone:
+            return  # another reconciler is at it; it makes the same decisions
+        for deployment in selectors.deployments_to_reconcile():
+            _follow(deployment)
+        _remove_unrecorded()
+
+
+@contextlib.contextmanager
+def _only_one():
+    settings.M2D_SERVE_DIR.mkdir(parents=True, exist_ok=True)
+    with open(settings.M2D_SERVE_DIR / "reconcile.lock", "w") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            yield False
+            return
+        try:
+            yield True
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 def _follow(deployment) -> None:
     live = selectors.live_workers(deployment)
-    for worker in live:
-        status, exit_code, oom = docker_api.serve_worker_state(worker_name(worker.pk))
-        if worker.state == ServeWorker.State.READY and status != "running":
-            why = "it ran out of memory" if oom else f"its container is {status} (exit {exit_code})"
-            _stop(worker, failed=True, reason=f"the worker stopped: {why}")
+    for worker in list(live):
+        why = _gone(worker)
+        if why:
+            _stop(worker, failed=True, reason=why)
             live.remove(worker)
-    for worker in live[deployment.max_workers :]:
+    wanted = _wanted(deployment, len(live))
+    for worker in live[wanted:]:
         _stop(worker, failed=False, reason="scaled down")
-    for _ in range(deployment.min_workers - len(live)):
-        start_worker(deployment)
+    if len(live) < wanted and _may_start(deployment):
+        for _ in range(wanted - len(live)):
+            if start_worker(deployment).state != ServeWorker.State.READY:
+                break  # the next try waits for its pause
+
+
+def _gone(worker: ServeWorker) -> str:
+    """Why a live worker cannot be asked any more ('' when it can)."""
+    state = docker_api.serve_worker_state(worker_name(worker.pk))
+    if worker.state == ServeWorker.State.STARTING:
+        limit = settings.M2D_SERVE_STARTUP_TIMEOUT + ABANDONED_MARGIN
+        if worker.started_at < timezone.now() - timedelta(seconds=limit):
+            return "its start was left unfinished by a reconciler that stopped"
+        return ""
+    if state.status != "running":
+        return f"the worker stopped: {_cause(state)}"
+    if state.started_at and worker.ready_at and state.started_at > worker.ready_at:
+        return "its container was restarted outside the platform; a fresh worker replaces it"
+    return ""
+
+
+def _cause(state) -> str:
+    if state.oom_killed:
+        return f"it ran out of memory (the limit is {settings.M2D_SERVE_MEMORY}, M2D_SERVE_MEMORY)"
+    if state.status == "missing":
+        return "its container is gone"
+    return f"its container is {state.status} (exit {state.exit_code})"
+
+
+def _wanted(deployment, live: int) -> int:
+    """Workers to have: min_worker, one more when requests were refused as busy lately, one fewer
+    when the version has answered nothing for a while, never over max_worker."""
+    low, high = deployment.min_workers, max(deployment.max_workers, deployment.min_workers)
+    now, wanted = timezone.now(), live
+    if live < high and selectors.refused_busy_since(
+        deployment, now - timedelta(seconds=settings.M2D_SERVE_BUSY_WINDOW)
+    ):
+        wanted = live + 1
+    elif live > low and selectors.idle_since(deployment, now - timedelta(seconds=settings.M2D_SERVE_IDLE_SECONDS)):
+        wanted = live - 1
+    return min(max(wanted, low), high)
+
+
+def _may_start(deployment) -> bool:
+    return deployment.next_start_at is None or deployment.next_start_at <= timezone.now()
 
 
 def start_worker(deployment) -> ServeWorker:
@@ -62,11 +139,8 @@ def start_worker(deployment) -> ServeWorker:
                 f"the socket path under M2D_SERVE_DIR is over {MAX_SOCKET_PATH} bytes; choose a shorter one"
             )
         model_dir = model_folder(deployment.version)
-        image = builds.image_on_this_host(deployment.version.submission)
-        shutil.rmtree(folder, ignore_errors=True)
-        folder.mkdir(parents=True)
-        os.chown(folder, settings.M2D_SERVE_UID, os.getgid())
-        folder.chmod(0o770)
+        image = builds.image_on_this_host(deployment.version.submission_id, deployment.version.submission.image_id)
+        _mount_socket_folder(folder)
         docker_api.start_serve_worker(
             docker_api.ServeSpec(
                 name=name,
@@ -80,6 +154,8 @@ def start_worker(deployment) -> ServeWorker:
                 pids=settings.M2D_SERVE_PIDS,
                 shm_size=settings.M2D_SERVE_SHM,
                 tmp_size=settings.M2D_SERVE_TMP,
+                in_flight=settings.M2D_SERVE_IN_FLIGHT,
+                queue_seconds=settings.M2D_SERVE_QUEUE_SECONDS,
                 labels={
                     docker_api.LABEL_INSTANCE: settings.M2D_INSTANCE,
                     "org.m2d.deployment": str(deployment.pk),
@@ -98,10 +174,13 @@ def start_worker(deployment) -> ServeWorker:
         if isinstance(exc, WorkerUnreachable):
             tail = docker_api.serve_worker_log(name, 1500).strip()
             reason += f"\n{tail}" if tail else ""
-        _stop(worker, failed=True, reason=reason)
+        _remove(worker)
+        services.worker_start_failed(worker=worker, reason=reason)
         log.warning("serving worker %s failed to start: %s", worker.pk, reason)
+        worker.state = ServeWorker.State.FAILED
         return worker
     services.worker_ready(worker=worker, container=name, seconds=time.monotonic() - started)
+    worker.state = ServeWorker.State.READY
     return worker
 
 
@@ -111,17 +190,64 @@ def recycle(worker: ServeWorker, reason: str) -> None:
 
 
 def _stop(worker: ServeWorker, *, failed: bool, reason: str) -> None:
+    _remove(worker)
+    services.worker_end(worker=worker, failed=failed, reason=reason)
+
+
+def _remove(worker: ServeWorker) -> None:
     try:
         docker_api.remove_serve_worker(worker_name(worker.pk))
     except docker_api.PlatformFault as exc:
         log.warning("could not remove serving worker %s: %s", worker.pk, exc)
-    shutil.rmtree(socket_folder(worker.pk), ignore_errors=True)
-    services.worker_end(worker=worker, failed=failed, reason=reason)
+    _unmount_socket_folder(socket_folder(worker.pk))
+
+
+def _mount_socket_folder(folder) -> None:
+    _unmount_socket_folder(folder)
+    folder.mkdir(parents=True)
+    options = f"{SOCKET_FS},mode=0770,uid={settings.M2D_SERVE_UID},gid={os.getgid()}"
+    _mount_command("mount", "-t", "tmpfs", "-o", options, "m2d-serve", str(folder))
+
+
+def _unmount_socket_folder(folder) -> None:
+    if _is_mounted(folder):
+        try:
+            _mount_command("umount", str(folder))
+        except docker_api.PlatformFault:
+            _mount_command("umount", "-l", str(folder))
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+def _is_mounted(folder) -> bool:
+    target = os.path.realpath(folder)
+    with open("/proc/self/mounts") as mounts:
+        return any(line.split()[1] == target for line in mounts)
+
+
+def _mount_command(*command: str) -> None:
+    result = subprocess.run(command, capture_output=True, text=True, timeout=30)
+    if result.returncode:
+        raise docker_api.PlatformFault(f"{command[0]} of a socket folder failed: {result.stderr.strip()}")
 
 
 def _remove_unrecorded() -> None:
-    """Containers of workers the database does not count as live (left by a killed process)."""
-    live = {worker_name(w.pk) for d in selectors.deployments_to_reconcile() for w in selectors.live_workers(d)}
+    """Containers and socket folders of workers the database does not count as live (replaced,
+    or left by a killed process); a failed worker's record gets what the engine says ended it."""
+    live = {w.pk for d in selectors.deployments_to_reconcile() for w in selectors.live_workers(d)}
     for name in docker_api.serve_workers_labelled({docker_api.LABEL_INSTANCE: settings.M2D_INSTANCE}):
-        if name not in live:
-            docker_api.remove_serve_worker(name)
+        worker_id = _worker_id(name)
+        if worker_id in live:
+            continue
+        state = docker_api.serve_worker_state(name)
+        if worker_id is not None and state.status != "running":
+            services.worker_post_mortem(worker_id=worker_id, cause=_cause(state))
+        docker_api.remove_serve_worker(name)
+    folders = settings.M2D_SERVE_DIR / "w"
+    for folder in folders.iterdir() if folders.is_dir() else ():
+        if not folder.name.isdigit() or int(folder.name) not in live:
+            _unmount_socket_folder(folder)
+
+
+def _worker_id(name: str) -> int | None:
+    tail = name.removeprefix(worker_name(0)[:-1])
+    return int(tail) if tail.isdigit() else None

@@ -32,3 +32,10 @@ class ModelTimedOut(ServingError):
 
 class ModelFailed(ServingError):
     code, type = 502, "model_failed"
+
+
+class WorkersBusy(ServingError):
+    """Every ready worker of the version has its predictions in flight (M2D_SERVE_IN_FLIGHT)."""
+
+    code, type = 503, "workers_busy"
+    prefix = "Every worker of"  # how the audit rows of busy refusals begin; the reconciler counts them

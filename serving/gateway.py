@@ -17,9 +17,9 @@ from modelstore import selectors as store
 from runner.dispatch import reconcile_serving
 
 from . import inputs, selectors, services
-from .errors import ModelFailed, ModelTimedOut, NoWorker, ServingError
+from .errors import ModelFailed, ModelTimedOut, NoWorker, ServingError, WorkersBusy
 from .files import socket_path
-from .workerclient import WorkerTimedOut, WorkerUnreachable, ask
+from .workerclient import WorkerBrokeOff, WorkerTimedOut, WorkerUnreachable, ask
 
 
 @dataclass(frozen=True)
@@ -44,13 +44,23 @@ def predict(*, user, name: str, version_ref: str | None, given: dict, endpoint: 
         version = resolve(user, name, version_ref)
         record["version"] = version
         record["inputs"] = inputs.check(version.card, given)
-        worker = _pick(version)
-        record["worker"] = worker
+        workers = _ready(version)
         body = {
             "inputs": {k: {"content_type": t, "data": base64.b64encode(d).decode()} for k, (t, d) in given.items()},
             "parameters": {},
         }
-        status, answer = _ask(worker, body)
+        for worker in workers:
+            record["worker"] = worker
+            status, answer = _ask(worker, body)
+            if not (status == 503 and answer.get("busy")):
+                break
+        else:
+            raise WorkersBusy(
+                f"{WorkersBusy.prefix} {version.model.name} version {version.number} is busy "
+                f"({len(workers)} worker{'s' if len(workers) > 1 else ''}, "
+                f"{settings.M2D_SERVE_IN_FLIGHT} prediction{'s' if settings.M2D_SERVE_IN_FLIGHT > 1 else ''} "
+                "at a time each); try again in a few seconds."
+            )
         if status != 200:
             error = str(answer.get("error", "the model failed"))[:2000]
             if status in (400, 413):
@@ -77,14 +87,21 @@ def predict(*, user, name: str, version_ref: str | None, given: dict, endpoint: 
         raise
 
 
-def _pick(version):
+def _ready(version) -> list:
+    """The version's ready workers in a random order: the first busy one passes the request on."""
     workers = selectors.ready_workers(version)
     if not workers:
         deployment = selectors.deployment_of(version)
         if deployment is None or deployment.max_workers == 0:
             raise NoWorker(f"{version.model.name} version {version.number} is not deployed; ask its owner to scale it.")
+        if deployment.state == deployment.State.DEGRADED:
+            raise NoWorker(
+                f"{version.model.name} version {version.number} is degraded: its workers fail to start. "
+                "Its owner and the admins know; try again later."
+            )
         raise NoWorker(f"{version.model.name} version {version.number} has no ready worker yet; try again shortly.")
-    return random.choice(workers)
+    random.shuffle(workers)
+    return workers
 
 
 def _ask(worker, body: dict) -> tuple[int, dict]:
@@ -101,6 +118,11 @@ def _ask(worker, body: dict) -> tuple[int, dict]:
     except WorkerTimedOut as exc:
         _retire(worker, str(exc))
         raise ModelTimedOut(f"The model did not answer within {settings.M2D_SERVE_RESPONSE_TIMEOUT:g} s.") from None
+    except WorkerBrokeOff as exc:
+        _retire(worker, str(exc))
+        raise ModelFailed(
+            "The model's worker stopped while it answered (it ran out of memory or exited); it is being replaced."
+        ) from None
     except WorkerUnreachable as exc:
         _retire(worker, str(exc))
         raise ModelFailed(f"The model's worker could not be asked ({exc}); it is being replaced.") from None

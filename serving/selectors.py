@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import time
 
-from .models import Deployment, ServeWorker
+from .errors import WorkersBusy
+from .models import Deployment, Prediction, ServeWorker
 
 LIVE = (ServeWorker.State.STARTING, ServeWorker.State.READY)
 
@@ -25,6 +26,25 @@ def deployments_to_reconcile():
     return Deployment.objects.select_related("version__submission", "version__model").order_by("pk")
 
 
+def refused_busy_since(deployment: Deployment, since) -> bool:
+    """Whether requests to the version were refused because every worker was busy, since then and
+    since its newest worker was ready (the refusals that started it count once)."""
+    newest = deployment.workers.exclude(ready_at=None).order_by("-ready_at").values_list("ready_at", flat=True).first()
+    since = max(since, newest) if newest else since
+    return Prediction.objects.filter(
+        version_id=deployment.version_id, status=503, at__gte=since, error__startswith=WorkersBusy.prefix
+    ).exists()
+
+
+def idle_since(deployment: Deployment, since) -> bool:
+    """Whether the version has had no request, no new worker and no new scale since then."""
+    return not (
+        deployment.updated_at >= since
+        or Prediction.objects.filter(version_id=deployment.version_id, at__gte=since).exists()
+        or deployment.workers.filter(ready_at__gte=since).exists()
+    )
+
+
 def worker_counts(deployment: Deployment) -> dict[str, int]:
     counts = {state: 0 for state in ServeWorker.State.values}
     for state in deployment.workers.values_list("state", flat=True):
@@ -41,6 +61,7 @@ def deployment_description(version) -> dict | None:
         "min_workers": deployment.min_workers,
         "max_workers": deployment.max_workers,
         "last_cold_start_seconds": deployment.last_cold_start_seconds,
+        "state": deployment.state,
         "workers": [
             {"id": w.pk, "status": w.state, "started_at": w.started_at, "ready_at": w.ready_at}
             for w in deployment.workers.filter(state__in=LIVE)

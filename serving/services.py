@@ -3,6 +3,8 @@ the audit row of every prediction."""
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
@@ -10,6 +12,7 @@ from django.utils import timezone
 from modelstore.models import ModelVersion
 from runner.dispatch import reconcile_serving
 
+from . import notifications
 from .errors import InvalidScale, NotServable
 from .models import Deployment, DeploymentEvent, Prediction, ServeWorker
 
@@ -44,10 +47,58 @@ def worker_begin(*, deployment: Deployment) -> ServeWorker:
 
 
 def worker_ready(*, worker: ServeWorker, container: str, seconds: float) -> None:
-    ServeWorker.objects.filter(pk=worker.pk, state=ServeWorker.State.STARTING).update(
-        state=ServeWorker.State.READY, container=container, ready_at=timezone.now()
-    )
-    Deployment.objects.filter(pk=worker.deployment_id).update(last_cold_start_seconds=seconds)
+    """A worker answers: the failures in a row are over, and a degraded deployment recovers."""
+    with transaction.atomic():
+        ServeWorker.objects.filter(pk=worker.pk, state=ServeWorker.State.STARTING).update(
+            state=ServeWorker.State.READY, container=container, ready_at=timezone.now()
+        )
+        deployment = Deployment.objects.select_for_update().get(pk=worker.deployment_id)
+        if deployment.state == Deployment.State.DEGRADED:
+            DeploymentEvent.objects.create(
+                deployment=deployment,
+                comment=f"recovered: worker {worker.pk} is ready after {deployment.failures_in_a_row} failed starts",
+            )
+        Deployment.objects.filter(pk=deployment.pk).update(
+            last_cold_start_seconds=seconds, failures_in_a_row=0, next_start_at=None, state=Deployment.State.OK
+        )
+
+
+def worker_start_failed(*, worker: ServeWorker, reason: str) -> Deployment:
+    """A worker that never became ready. The next start waits a pause that doubles with each
+    failure in a row (no restart storm); after M2D_SERVE_DEGRADED_AFTER of them the deployment is
+    degraded, and its owner and the admins get one mail until it recovers."""
+    worker_end(worker=worker, failed=True, reason=reason)
+    with transaction.atomic():
+        deployment = Deployment.objects.select_for_update().get(pk=worker.deployment_id)
+        deployment.failures_in_a_row += 1
+        pause = min(
+            settings.M2D_SERVE_RESTART_BACKOFF * 2 ** (deployment.failures_in_a_row - 1),
+            settings.M2D_SERVE_RESTART_BACKOFF_MAX,
+        )
+        deployment.next_start_at = timezone.now() + timedelta(seconds=pause)
+        DeploymentEvent.objects.create(
+            deployment=deployment,
+            comment=f"{deployment.failures_in_a_row} failed start(s) in a row; the next try in {pause:g} s",
+        )
+        newly_degraded = (
+            deployment.state == Deployment.State.OK
+            and deployment.failures_in_a_row >= settings.M2D_SERVE_DEGRADED_AFTER
+        )
+        if newly_degraded:
+            deployment.state = Deployment.State.DEGRADED
+            DeploymentEvent.objects.create(
+                deployment=deployment, comment=f"degraded after {deployment.failures_in_a_row} failed starts in a row"
+            )
+            transaction.on_commit(lambda: notifications.deployment_degraded(deployment.pk, reason))
+        deployment.save(update_fields=["failures_in_a_row", "next_start_at", "state"])
+    return deployment
+
+
+def worker_post_mortem(*, worker_id: int, cause: str) -> None:
+    """What the engine says ended a failed worker's container (out of memory, its exit code)."""
+    worker = ServeWorker.objects.filter(pk=worker_id, state=ServeWorker.State.FAILED).first()
+    if worker is not None and cause not in worker.reason:
+        ServeWorker.objects.filter(pk=worker_id).update(reason=f"{worker.reason} ({cause})"[:2000])
 
 
 def worker_end(*, worker: ServeWorker, failed: bool, reason: str) -> None:

@@ -30,7 +30,7 @@ class _Inference(InferenceQuota, APIView):
     schema = None  # the Open Inference Protocol is its own contract; the management API is in /api/v1/schema/
 
     def raw_body(self, request) -> bytes:
-        declared = int(request.META.get("CONTENT_LENGTH") or 0)
+        declared = _declared_length(request)
         cap = settings.M2D_SERVE_MAX_BODY
         if declared > cap:
             raise BodyTooLarge(f"The request is {declared} bytes; the limit is {cap} (M2D_SERVE_MAX_BODY).")
@@ -38,6 +38,14 @@ class _Inference(InferenceQuota, APIView):
         if len(data) > cap:
             raise BodyTooLarge(f"The request is over the limit of {cap} bytes (M2D_SERVE_MAX_BODY).")
         return data
+
+
+def _declared_length(request) -> int:
+    """The body's declared size, checked before a byte of it is read."""
+    try:
+        return int(request.META.get("CONTENT_LENGTH") or 0)
+    except ValueError:
+        raise InvalidInput("The Content-Length header is not a number.") from None
 
 
 def _torchserve_error(exc: Exception, status: int) -> Response:
@@ -72,7 +80,7 @@ class Predictions(_Inference):
     def _given(self, request, name, version) -> dict:
         content_type = request.META.get("CONTENT_TYPE", "")
         if content_type.startswith("multipart/form-data"):
-            declared = int(request.META.get("CONTENT_LENGTH") or 0)
+            declared = _declared_length(request)
             if declared > settings.M2D_SERVE_MAX_BODY:
                 raise BodyTooLarge(f"The request is {declared} bytes; the limit is {settings.M2D_SERVE_MAX_BODY}.")
             files = request._request.FILES

@@ -22,6 +22,11 @@ class WorkerUnreachable(Exception):
     """The worker cannot be asked (no socket yet, not a socket, not its own, not answering)."""
 
 
+class WorkerBrokeOff(WorkerUnreachable):
+    """The worker took the request and closed the connection without an answer: its process died
+    (out of memory, os._exit, a crash in native code)."""
+
+
 class WorkerTimedOut(Exception):
     pass
 
@@ -72,7 +77,7 @@ def ask(path: Path, owner_uid: int, method: str, url: str, body: dict | None, ti
     except TimeoutError:
         raise WorkerTimedOut(f"the model did not answer within {timeout:g} s") from None
     except (OSError, http.client.HTTPException) as exc:
-        raise WorkerUnreachable(f"the worker broke off the answer ({exc})") from None
+        raise WorkerBrokeOff(f"the worker broke off the answer ({exc})") from None
     finally:
         with contextlib.suppress(OSError):
             connection.close()

@@ -1,10 +1,11 @@
 """M2D's model server: runs inside a sealed serving container, beside the model's own code.
 
 It loads the class the model card names (`"entrypoint": "predict.py:Model"`) from the model's
-folder, then answers on a unix socket, one request at a time:
+folder, then answers on a unix socket, M2D_SERVE_IN_FLIGHT predictions at a time:
   GET  /ready    200 once the model is loaded
   POST /predict  {"inputs": {name: {"content_type": ..., "data": <base64>}}, "parameters": {...}}
-                 -> 200 {"outputs": {name: value}} or 4xx/5xx {"error": "..."}
+                 -> 200 {"outputs": {name: value}} or 4xx/5xx {"error": "..."}; 503 {"busy": true}
+                 when the predictions in flight did not end within M2D_SERVE_QUEUE_SECONDS
 PNG inputs become arrays (Pillow, whose decompression-bomb limit stays on) and `.npy` inputs are
 read without pickle; outputs must be the names the card declares, finite numbers or lists of them.
 The platform's gateway checked the inputs already; this checks them again, since only this side
@@ -25,11 +26,14 @@ import math
 import os
 import socketserver
 import sys
+import threading
 import time
 import traceback
 from http.server import BaseHTTPRequestHandler
 
 MAX_BODY = int(os.environ.get("M2D_SERVE_MAX_BODY", str(64 * 1024**2)))
+IN_FLIGHT = max(1, int(os.environ.get("M2D_SERVE_IN_FLIGHT", "1")))
+QUEUE_SECONDS = float(os.environ.get("M2D_SERVE_QUEUE_SECONDS", "2"))
 
 
 class Refused(Exception):
@@ -97,6 +101,20 @@ def plain(name: str, value):
     raise Refused(502, f"output {name} is a {type(value).__name__}, not numbers or text")
 
 
+def checked(card: dict, outputs) -> dict:
+    """The outputs as JSON, when they are exactly those the card declares."""
+    if not isinstance(outputs, dict):
+        raise Refused(502, f"predict returned a {type(outputs).__name__}, not a dict of outputs")
+    expected = {o["name"] for o in card.get("outputs", [])}
+    if expected:
+        extra, missing = sorted(set(outputs) - expected), sorted(expected - set(outputs))
+        if extra:
+            raise Refused(502, f"predict returned {', '.join(map(str, extra))}, which the card does not declare")
+        if missing:
+            raise Refused(502, f"predict did not return {', '.join(missing)}, which the card declares")
+    return {k: plain(k, v) for k, v in outputs.items()}
+
+
 class Handler(BaseHTTPRequestHandler):
     server_version = "m2d-serve"
     protocol_version = "HTTP/1.1"
@@ -136,15 +154,16 @@ class Handler(BaseHTTPRequestHandler):
             if declared and set(given) != declared:
                 raise Refused(400, f"the model takes the inputs {sorted(declared)}, not {sorted(given)}")
             inputs = {name: decode(name, value) for name, value in given.items()}
-            started = time.monotonic()
-            outputs = self.server.model.predict(inputs, request.get("parameters") or {})
-            took = time.monotonic() - started
-            if not isinstance(outputs, dict):
-                raise Refused(502, f"predict returned a {type(outputs).__name__}, not a dict of outputs")
-            expected = {o["name"] for o in card.get("outputs", [])}
-            if expected and set(outputs) != expected:
-                raise Refused(502, f"predict returned {sorted(outputs)}; the card declares {sorted(expected)}")
-            self.answer(200, {"outputs": {k: plain(k, v) for k, v in outputs.items()}, "model_seconds": took})
+            if not self.server.slots.acquire(timeout=QUEUE_SECONDS):
+                self.answer(503, {"error": "every prediction slot of this worker is busy", "busy": True})
+                return
+            try:
+                started = time.monotonic()
+                outputs = self.server.model.predict(inputs, request.get("parameters") or {})
+                took = time.monotonic() - started
+            finally:
+                self.server.slots.release()
+            self.answer(200, {"outputs": checked(card, outputs), "model_seconds": took})
         except Refused as exc:
             self.answer(exc.status, {"error": str(exc)})
         except json.JSONDecodeError:
@@ -154,8 +173,9 @@ class Handler(BaseHTTPRequestHandler):
             self.answer(500, {"error": "the model's predict raised an error"})
 
 
-class Server(socketserver.UnixStreamServer):
+class Server(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
     allow_reuse_address = False
+    daemon_threads = True  # a prediction still running never holds the server's exit
 
 
 def main() -> None:
@@ -170,6 +190,7 @@ def main() -> None:
     server = Server(args.socket, Handler)
     os.chmod(args.socket, 0o660)
     server.card, server.model = card, model
+    server.slots = threading.BoundedSemaphore(IN_FLIGHT)
     print("m2d-serve: ready", flush=True)
     server.serve_forever()
 

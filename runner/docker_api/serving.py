@@ -8,7 +8,9 @@ platform's server read-only, and a small folder of its own where it makes its so
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
+from typing import NamedTuple
 
 from docker.errors import APIError, NotFound
 from docker.types import DeviceRequest
@@ -32,6 +34,8 @@ class ServeSpec:
     tmp_size: str
     labels: dict[str, str] = field(default_factory=dict)
     gpu_id: str | None = None
+    in_flight: int = 1  # predictions the server runs at once; more wait, then are refused as busy
+    queue_seconds: float = 2.0
 
 
 def serve_kwargs(spec: ServeSpec) -> dict:
@@ -51,6 +55,8 @@ def serve_kwargs(spec: ServeSpec) -> dict:
             "HOME": "/tmp",
             "PYTHONDONTWRITEBYTECODE": "1",
             "M2D_SERVE_DEVICE": "cuda" if spec.gpu_id is not None else "cpu",
+            "M2D_SERVE_IN_FLIGHT": str(spec.in_flight),
+            "M2D_SERVE_QUEUE_SECONDS": f"{spec.queue_seconds:g}",
         },
         user=spec.user,
         cap_drop=["ALL"],
@@ -81,20 +87,37 @@ def start_serve_worker(spec: ServeSpec) -> str:
     return container.id
 
 
+class WorkerContainer(NamedTuple):
+    status: str  # "missing" when there is no such container
+    exit_code: int | None
+    oom_killed: bool
+    started_at: datetime | None  # its last start: later than the worker's ready time after a restart
+
+
 @engine_errors
-def serve_worker_state(name: str) -> tuple[str, int | None, bool]:
-    """(status, exit code, killed for memory) of a worker's container; ("missing", None, False) when gone."""
+def serve_worker_state(name: str) -> WorkerContainer:
     container = find_container(name)
     if container is None:
-        return "missing", None, False
+        return WorkerContainer("missing", None, False, None)
     state = container.attrs["State"]
-    return container.status, state.get("ExitCode"), bool(state.get("OOMKilled"))
+    return WorkerContainer(
+        container.status, state.get("ExitCode"), bool(state.get("OOMKilled")), _when(state.get("StartedAt"))
+    )
+
+
+def _when(stamp: str | None) -> datetime | None:
+    """The engine's RFC 3339 time (nanoseconds, Z) as an aware datetime; None before any start."""
+    if not stamp or stamp.startswith("0001-"):
+        return None
+    day, _, rest = stamp.rstrip("Z").partition("T")
+    clock, _, fraction = rest.partition(".")
+    return datetime.fromisoformat(f"{day}T{clock}.{(fraction + '000000')[:6]}+00:00")
 
 
 @engine_errors
 def serve_worker_log(name: str, limit: int = 4000) -> str:
     container = find_container(name)
-    return container.logs()[-limit:].decode(errors="replace") if container is not None else ""
+    return container.logs(tail=200)[-limit:].decode(errors="replace") if container is not None else ""
 
 
 @engine_errors

@@ -9,122 +9,22 @@ import base64
 import io
 import json
 import os
-import shutil
 import subprocess
-import zipfile
 
 import numpy as np
 import pytest
-from PIL import Image
 
 from accounts.services import api_token_create
-from modelstore.services import model_register
 from runner import serving as agent
-from serving.models import Prediction, ServeWorker
-from serving.services import deployment_scale
+from serving.models import Prediction
 from tests.cli.test_cli import run_m2d
-from tests.conftest import _worker_database_url, free_port
-from tests.reliability.test_restarts import start_web
+
+from . import conftest as shared
+from .conftest import npy, png, ready
+
+FILES, deployed = shared.FILES, shared.deployed  # other test modules import them from here
 
 pytestmark = [pytest.mark.docker, pytest.mark.services]
-
-PREDICT = """
-import json, os, socket, time
-import numpy as np
-
-
-def sandbox():
-    facts = {"uid": os.getuid(), "interfaces": sorted(os.listdir("/sys/class/net"))}
-    facts["dataset"] = os.path.exists("/mnt/dataset")
-    facts["export"] = os.path.exists("/mnt/export")
-    facts["docker_socket"] = os.path.exists("/var/run/docker.sock")
-    try:
-        open("/opt/m2d/model/new", "w")
-        facts["model_dir_writable"] = True
-    except OSError:
-        facts["model_dir_writable"] = False
-    try:
-        socket.getaddrinfo("example.org", 443)
-        facts["dns"] = "answers"
-    except OSError as exc:
-        facts["dns"] = str(exc)
-    with open("/proc/net/route") as routes:
-        facts["routes"] = routes.read().splitlines()[1:]
-    return facts
-
-
-class Model:
-    def load(self, model_dir, device):
-        self.weight = float(open(os.path.join(model_dir, "weight.txt")).read())
-
-    def predict(self, inputs, parameters):
-        image = np.asarray(inputs["view"])
-        mode = int(image.flat[0])
-        if mode == 1:
-            time.sleep(10**6)
-        if mode == 2:
-            os.unlink("/run/m2d/worker.sock")
-            os.symlink("/var/run/docker.sock", "/run/m2d/worker.sock")
-        facts = json.dumps(sandbox()) if mode == 3 else ""
-        return {"score": float(image.mean()) * self.weight, "sandbox": facts}
-"""
-CARD = {
-    "summary": "A toy scorer: the mean of the view, times a weight.",
-    "entrypoint": "predict.py:Model",
-    "inputs": [
-        {"name": "view", "formats": ["image/png", "application/x-npy"], "datatype": "UINT8", "max_dims": [64, 64]}
-    ],
-    "outputs": [
-        {"name": "score", "datatype": "FP64", "shape": [1]},
-        {"name": "sandbox", "datatype": "BYTES", "shape": [1]},
-    ],
-    "licence": "CC-BY-4.0",
-}
-FILES = {
-    "model/weight.txt": b"2.0\n",
-    "model/predict.py": PREDICT.encode(),
-    "model/m2d-model.json": json.dumps(CARD).encode(),
-}
-
-
-def npy(array) -> bytes:
-    out = io.BytesIO()
-    np.save(out, array)
-    return out.getvalue()
-
-
-def png(array) -> bytes:
-    out = io.BytesIO()
-    Image.fromarray(np.asarray(array, dtype=np.uint8)).save(out, format="PNG")
-    return out.getvalue()
-
-
-@pytest.fixture
-def deployed(released, settings, tmp_path):
-    """A registered version of a released toy model, with one ready worker on this engine."""
-    settings.M2D_QUEUE_OPS = "serving-tests-reconcile-by-hand"  # the test reconciles itself
-    serve_dir = f"/tmp/m2d-serve-{os.getpid()}"  # a socket's path must stay under 108 bytes
-    settings.M2D_SERVE_DIR = type(tmp_path)(serve_dir)
-    settings.M2D_SERVE_RESPONSE_TIMEOUT = 3
-    submission = released(FILES, held=())
-    archive = f"submissions/serving-{submission.pk}.zip"
-    (settings.MEDIA_ROOT / "submissions").mkdir(parents=True, exist_ok=True)
-    with zipfile.ZipFile(settings.MEDIA_ROOT / archive, "w") as zf:
-        zf.writestr("main.py", "print('trained')\n")
-        zf.writestr("requirements.txt", "")
-    submission.archive, submission.image_id = archive, ""
-    submission.save(update_fields=["archive", "image_id"])
-    version = model_register(by=submission.owner, submission=submission, paths=["model/"], name="toy-scoring")
-    deployment = deployment_scale(by=submission.owner, version=version, min_workers=1)
-    agent.reconcile()
-    yield version, deployment, submission.owner
-    deployment_scale(by=submission.owner, version=version, min_workers=0, max_workers=0)
-    agent.reconcile()
-    shutil.rmtree(serve_dir, ignore_errors=True)
-
-
-def ready(deployment) -> list[ServeWorker]:
-    return list(deployment.workers.filter(state=ServeWorker.State.READY))
 
 
 def test_a_deployed_model_answers_through_predictions_and_v2(deployed, api, client):
@@ -265,26 +165,6 @@ def test_scaling_through_the_management_api(deployed, api, approved):
     manager.put(f"{url}?min_worker=1")
     agent.reconcile()
     assert len(ready(deployment)) == 1
-
-
-@pytest.fixture
-def portal(deployed, settings):
-    """A web process on the test database, sharing the store and the workers' sockets with this test."""
-    port = free_port()
-    web = start_web(
-        port,
-        {
-            **os.environ,
-            "DATABASE_URL": _worker_database_url(),
-            "M2D_EXPORT_STORAGE": "local",
-            "M2D_EXPORT_ROOT": str(settings.M2D_EXPORT_ROOT),
-            "M2D_MODEL_STORE_ROOT": settings.STORAGES["models"]["OPTIONS"]["location"],
-            "M2D_SERVE_DIR": str(settings.M2D_SERVE_DIR),
-        },
-    )
-    yield f"http://127.0.0.1:{port}"
-    web.terminate()
-    web.wait(timeout=30)
 
 
 def test_m2d_predict_and_the_seed_s_curl_command(portal, deployed, tmp_path):
