@@ -333,6 +333,9 @@ M2D_BATCH_MAX_UNPACKED_BYTES = env.int("M2D_BATCH_MAX_UNPACKED_BYTES", default=1
 M2D_BATCH_MAX_OUTPUT_BYTES = env.int("M2D_BATCH_MAX_OUTPUT_BYTES", default=16 * 1024)
 # How long a batch waits for a ready worker before it stops (its cases so far are kept).
 M2D_BATCH_WORKER_WAIT_SECONDS = env.float("M2D_BATCH_WORKER_WAIT_SECONDS", default=120.0)
+# A job still queued this long after it was made, with nothing in the batch queue, lost its
+# message (the broker was down): the maintenance worker sends it again.
+M2D_BATCH_RESEND_SECONDS = env.float("M2D_BATCH_RESEND_SECONDS", default=120.0)
 # Hard cap on what a run may write to /mnt/export (a loop-mounted file system of this size).
 M2D_EXPORT_MAX_BYTES = env.int("M2D_EXPORT_MAX_BYTES", default=5 * 1024**3)
 M2D_EXPORT_VOLUME_DIR = Path(env("M2D_EXPORT_VOLUME_DIR", default=str(VAR_DIR / "export-volumes")))
@@ -454,6 +457,11 @@ CELERY_BEAT_SCHEDULE["send-due-mail"] = {
 CELERY_BEAT_SCHEDULE["sweep-model-blobs"] = {
     "task": "modelstore.tasks.sweep_orphan_blobs",
     "schedule": 24 * 3600,
+    "options": {"queue": M2D_QUEUE_OPS},
+}
+CELERY_BEAT_SCHEDULE["wake-batch-jobs"] = {
+    "task": "serving.tasks.wake_batch_jobs",
+    "schedule": M2D_RECONCILE_SECONDS,
     "options": {"queue": M2D_QUEUE_OPS},
 }
 CELERY_BEAT_SCHEDULE["reconcile-serving"] = {

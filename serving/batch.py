@@ -15,6 +15,7 @@ import logging
 import time
 import uuid
 from dataclasses import dataclass
+from datetime import timedelta
 
 from django.conf import settings
 from django.db import transaction
@@ -225,6 +226,29 @@ def _wake(job_id: int) -> None:
         log.warning("could not send batch job %s to queue %s (%s)", job_id, settings.M2D_QUEUE_SERVE_BATCH, exc)
 
 
+def batch_jobs_wake(*, older_than: float) -> int:
+    """Send again the jobs queued for over `older_than` seconds while the batch queue is empty:
+    their message was lost (the broker was down when they were made). A message sent twice finds
+    its job no longer queued the second time and does nothing."""
+    if _queue_length(settings.M2D_QUEUE_SERVE_BATCH) != 0:
+        return 0
+    since = timezone.now() - timedelta(seconds=older_than)
+    stuck = list(
+        BatchJob.objects.filter(status=BatchJob.Status.QUEUED, created_at__lt=since).values_list("pk", flat=True)
+    )
+    for job_id in stuck:
+        _wake(job_id)
+    return len(stuck)
+
+
+def _queue_length(queue: str) -> int | None:
+    try:
+        with app.connection_for_write() as conn:
+            return conn.default_channel.client.llen(queue)
+    except Exception:  # the broker cannot say; try again next time
+        return None
+
+
 def _move(job: BatchJob, to: str, **fields) -> bool:
     """The one place a job changes status: a conditional update from the status it was read in."""
     if to not in MOVES[job.status]:
@@ -241,7 +265,7 @@ def batch_job_run(job_id: int) -> None:
     """Ask every case not yet answered (a job taken over after a crash goes on where it was)."""
     job = BatchJob.objects.select_related("version__model", "user").filter(pk=job_id).first()
     if job is None or job.status in (BatchJob.Status.SUCCEEDED, BatchJob.Status.FAILED):
-        return
+        return  # a message sent twice
     if not _move(job, BatchJob.Status.RUNNING, started_at=job.started_at or timezone.now()):
         return
     try:

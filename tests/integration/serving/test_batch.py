@@ -22,6 +22,7 @@ from rest_framework.test import APIClient
 
 from modelstore.services import model_register
 from runner import serving as agent
+from serving import batch
 from serving.models import BatchJob, Prediction, ServeWorker
 from serving.services import deployment_scale, prediction_record
 from tests.conftest import WorkerPool
@@ -194,6 +195,14 @@ def test_a_zip_of_cases_is_answered_case_by_case_by_a_real_worker(batch_worker, 
     staff.force_login(approved["admin1"])
     assert staff.get(job["url"]).json()["done"] == 2
 
+    # a job whose message the broker lost is sent again by the maintenance task
+    batch_queue, settings.M2D_QUEUE_SERVE_BATCH = settings.M2D_QUEUE_SERVE_BATCH, f"lost-{os.getpid()}"
+    lost = send(caller, {"a.png": png([[2, 4]])}).json()
+    settings.M2D_QUEUE_SERVE_BATCH = batch_queue
+    assert batch.batch_jobs_wake(older_than=60) == 0  # too young to be called lost
+    assert batch.batch_jobs_wake(older_than=0) == 1
+    assert wait_ended(caller, lost["url"])["done"] == 1
+
     # a model that hangs loses its worker; with none ready again, the job stops and keeps what it has
     stuck = send(caller, {"x.npy": npy(np.ones((2, 2), np.uint8)), "y.png": png([[5]])})
     assert stuck.status_code == 202
@@ -294,3 +303,21 @@ def test_the_audit_list_is_the_owner_s_and_staff_s_newest_first(released, api, a
     staff = APIClient()
     staff.force_login(approved["admin1"])
     assert len(staff.get(url).json()["predictions"]) == 3
+
+
+@pytest.mark.parametrize("start", list(batch.MOVES))
+def test_a_job_moves_only_along_its_table(start, released, settings):
+    settings.M2D_QUEUE_OPS = "batch-tests-start-no-workers"
+    submission = released(FILES, held=())
+    version = model_register(by=submission.owner, submission=submission, paths=["model/"], name="toy-scoring")
+    for to in batch.MOVES:
+        job = BatchJob.objects.create(user=submission.owner, version=version, total=0, status=start)
+        if to in batch.MOVES[start]:
+            assert batch._move(job, to) and BatchJob.objects.get(pk=job.pk).status == to
+        else:
+            with pytest.raises(batch.IllegalMove):
+                batch._move(job, to)
+    stale = BatchJob.objects.create(user=submission.owner, version=version, total=0, status=start)
+    BatchJob.objects.filter(pk=stale.pk).update(status=BatchJob.Status.FAILED if start != "failed" else "queued")
+    if batch.MOVES[start]:  # another process moved it first: this move does nothing
+        assert not batch._move(stale, next(iter(batch.MOVES[start])))
