@@ -141,7 +141,7 @@ def test_a_filled_socket_folder_holds_a_few_kilobytes_and_the_worker_keeps_answe
 
 
 def test_a_load_slower_than_the_startup_timeout_fails_backs_off_degrades_once_and_recovers(
-    released, settings, mailbox, users, tmp_path
+    released, settings, mailbox, users, tmp_path, api
 ):
     settings.M2D_QUEUE_OPS = "serving-tests-reconcile-by-hand"
     serve_dir = f"/tmp/m2d-serve-{os.getpid()}"
@@ -174,6 +174,11 @@ def test_a_load_slower_than_the_startup_timeout_fails_backs_off_degrades_once_an
         mails = degraded_mails(mailbox, submission.owner.email, 1)
         assert users["admin1"].email in mails[0]["To"] and users["admin2"].email in mails[0]["To"]
         assert "its last 2 workers failed to start" in mails[0].get_payload()[0].get_payload(decode=True).decode()
+        refused = api(submission.owner, scopes=["predict"]).post(
+            "/predictions/toy-slow", data=png([[1]]), content_type="image/png"
+        )
+        assert refused.status_code == 503 and refused["Retry-After"] == "5"
+        assert "toy-slow version 1 is degraded: its workers fail to start" in refused.json()["message"]
 
         _wait_until(deployment.next_start_at)
         agent.reconcile()  # a third failure: still degraded, and no second mail
