@@ -28,7 +28,7 @@ from submissions import intake
 
 from . import gateway, inputs, selectors
 from .batch_models import BatchCase, BatchJob
-from .errors import NoWorker, ServingError
+from .errors import NoWorker, ServingError, WorkersBusy
 
 log = logging.getLogger(__name__)
 TASK = "serving.tasks.run_batch_job"
@@ -286,43 +286,52 @@ class _Stop(Exception):
 
 
 def _ask(job: BatchJob, case: BatchCase, given: dict) -> None:
+    """One case, asked like /predictions would be. While the version has no worker free (none
+    ready, or all busy with other callers) the case waits, up to M2D_BATCH_WORKER_WAIT_SECONDS."""
     version = job.version
-    _wait_for_worker(job)
-    fields: dict = {}
-    try:
-        answer = gateway.predict(
-            user=job.user, name=version.model.name, version_ref=str(version.number), given=given, endpoint="batch"
-        )
-    except Http404:
-        raise _Stop(f"{version.model.name} version {version.number} is no longer one you may use.") from None
-    except NoWorker as exc:
-        fields = {"status": exc.code, "error": str(exc)}
-    except ServingError as exc:
-        fields = {"status": exc.code, "error": str(exc)}
-    else:
-        size = len(json.dumps(answer.outputs))
-        if size > settings.M2D_BATCH_MAX_OUTPUT_BYTES:
-            fields = {
-                "status": 502,
-                "error": f"The outputs are {size:,} bytes, over the batch limit of "
-                f"{settings.M2D_BATCH_MAX_OUTPUT_BYTES:,} (M2D_BATCH_MAX_OUTPUT_BYTES); "
-                "ask this case through /predictions.",
-                "prediction": answer.prediction,
-            }
-        else:
-            fields = {"status": 200, "outputs": answer.outputs, "prediction": answer.prediction}
-    BatchCase.objects.filter(pk=case.pk, status__isnull=True).update(**fields)
-
-
-def _wait_for_worker(job: BatchJob) -> None:
-    """A worker replaced mid-job (the model timed out) is back within a reconcile; a version
-    scaled to zero is not: the job stops after M2D_BATCH_WORKER_WAIT_SECONDS."""
     deadline = time.monotonic() + settings.M2D_BATCH_WORKER_WAIT_SECONDS
-    while not selectors.ready_workers(job.version):
+    pause = 1.0
+    while True:
+        _wait_for_worker(job, deadline)
+        try:
+            answer = gateway.predict(
+                user=job.user, name=version.model.name, version_ref=str(version.number), given=given, endpoint="batch"
+            )
+        except Http404:
+            raise _Stop(f"{version.model.name} version {version.number} is no longer one you may use.") from None
+        except (NoWorker, WorkersBusy):
+            time.sleep(min(pause, max(0.0, deadline - time.monotonic())))
+            pause = min(pause * 2, 10.0)
+            continue
+        except ServingError as exc:
+            fields = {"status": exc.code, "error": str(exc)}
+        else:
+            fields = _answered(answer)
+        BatchCase.objects.filter(pk=case.pk, status__isnull=True).update(**fields)
+        return
+
+
+def _answered(answer) -> dict:
+    size = len(json.dumps(answer.outputs))
+    if size > settings.M2D_BATCH_MAX_OUTPUT_BYTES:
+        return {
+            "status": 502,
+            "error": f"The outputs are {size:,} bytes, over the batch limit of "
+            f"{settings.M2D_BATCH_MAX_OUTPUT_BYTES:,} (M2D_BATCH_MAX_OUTPUT_BYTES); "
+            "ask this case through /predictions.",
+            "prediction": answer.prediction,
+        }
+    return {"status": 200, "outputs": answer.outputs, "prediction": answer.prediction}
+
+
+def _wait_for_worker(job: BatchJob, deadline: float) -> None:
+    """A worker replaced mid-job (the model timed out) is back within a reconcile; a version
+    scaled to zero is not: the job stops at the deadline."""
+    while not selectors.ready_workers(job.version) or time.monotonic() >= deadline:
         if time.monotonic() >= deadline:
             wait = settings.M2D_BATCH_WORKER_WAIT_SECONDS
             raise _Stop(
-                f"{job.version.model.name} version {job.version.number} had no ready worker for {wait:g} s; "
+                f"{job.version.model.name} version {job.version.number} had no ready worker free for {wait:g} s; "
                 "the cases not asked are marked not run. Send them again once it is scaled."
             )
         time.sleep(min(1.0, max(0.0, deadline - time.monotonic())))
