@@ -9,6 +9,7 @@ from datetime import timedelta
 from django.conf import settings
 from django.utils import timezone
 
+from serving.models import Deployment
 from submissions.models import Submission
 from submissions.transitions import TransitionConflict, transition
 
@@ -75,6 +76,10 @@ def _remove_orphans() -> None:
         return
     live = set(Submission.objects.filter(status__in=[S.BUILDING, S.QUEUED, S.RUNNING]).values_list("pk", flat=True))
     for container in containers:
+        # A serving worker inherits its submission's labels from the image, and outlives the run;
+        # serving's own reconcile keeps those to what the deployments ask.
+        if container.labels.get(docker_api.LABEL_ROLE) == "serve":
+            continue
         submission_id = container.labels.get(docker_api.LABEL_SUBMISSION, "")
         if submission_id.isdigit() and int(submission_id) not in live:
             log.info("reconciler: removing orphan container %s", container.name)
@@ -93,6 +98,8 @@ def _remove_orphans() -> None:
     # A received submission may be an interrupted build restarted a moment ago: the image its
     # first build left is the cache the new build stands on (removing it fails that build).
     keep = live | set(Submission.objects.filter(status=S.RECEIVED).values_list("pk", flat=True))
+    # A deployed model version's workers start from its submission's image.
+    keep |= set(Deployment.objects.filter(max_workers__gt=0).values_list("version__submission_id", flat=True))
     for image in images:
         submission_id = image.labels.get(docker_api.LABEL_SUBMISSION, "")
         if submission_id.isdigit() and int(submission_id) not in keep:

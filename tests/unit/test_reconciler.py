@@ -6,8 +6,10 @@ import tarfile
 import pytest
 from django.contrib.auth import get_user_model
 
+from modelstore.models import ModelVersion, RegisteredModel
 from runner import docker_api
 from runner.reconciler import reconcile
+from serving.models import Deployment
 from submissions.models import Submission
 
 pytestmark = pytest.mark.docker
@@ -44,13 +46,25 @@ def test_orphans_of_finished_submissions_are_removed(db, settings):
         settings.M2D_FORWARDER_IMAGE,
         labels={docker_api.LABEL_INSTANCE: settings.M2D_INSTANCE, docker_api.LABEL_SUBMISSION: str(finished.pk)},
     )
+    # A finished submission whose model version is deployed: its image and its serving worker stay.
+    served = Submission.objects.create(owner=owner, status="succeeded", archive="s.zip", archive_sha256="3" * 64)
+    model = RegisteredModel.objects.create(name="served", owner=owner, dataset="toy", task="scoring")
+    version = ModelVersion.objects.create(model=model, number=1, submission=served, created_by=owner)
+    Deployment.objects.create(version=version, min_workers=1, max_workers=1)
+    served_image = labelled_image(settings, served.pk)
+    worker = docker_api.client().containers.create(
+        served_image, labels={docker_api.LABEL_INSTANCE: settings.M2D_INSTANCE, docker_api.LABEL_ROLE: "serve"}
+    )
     try:
         reconcile()
         assert not docker_api.image_exists(finished_image)
         assert docker_api.image_exists(queued_image)  # still needed
         assert docker_api.image_exists(received_image)
         assert not docker_api.run_exists(container.name)
+        assert docker_api.image_exists(served_image) and docker_api.run_exists(worker.name)
     finally:
+        worker.remove(force=True)
         docker_api.remove_image(queued_image)
         docker_api.remove_image(received_image)
         docker_api.remove_image(finished_image)
+        docker_api.remove_image(served_image)
