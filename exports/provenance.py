@@ -28,10 +28,12 @@ RUN_PROBLEMS = ("GPUs:", "data set fingerprint:", NOT_DESCRIBED)
 FORMAT = "m2d-provenance/1"
 
 
-def provenance_store_image(*, submission, facts: dict, problems: list[str]) -> Provenance:
+def provenance_store_image(*, submission_id: int, facts: dict, problems: list[str]) -> Provenance:
     """Record what the build's image is and holds (runner.provenance reads it from the image)."""
-    record, _ = Provenance.objects.update_or_create(submission=submission, defaults={**facts, "problems": problems})
-    _warn(submission, problems)
+    record, _ = Provenance.objects.update_or_create(
+        submission_id=submission_id, defaults={**facts, "problems": problems}
+    )
+    _warn(submission_id, problems)
     return record
 
 
@@ -51,13 +53,13 @@ def provenance_store_run(*, submission, gpus: list, problems: list[str]) -> Prov
         submission=submission,
         defaults={"gpus": gpus, "dataset_fingerprint": dataset_fingerprint, "problems": kept + problems},
     )
-    _warn(submission, problems)
+    _warn(submission.pk, problems)
     return record
 
 
-def _warn(submission, problems: list[str]) -> None:
+def _warn(submission_id: int, problems: list[str]) -> None:
     if problems:
-        log.warning("provenance of submission %s is incomplete: %s", submission.pk, "; ".join(problems))
+        log.warning("provenance of submission %s is incomplete: %s", submission_id, "; ".join(problems))
 
 
 def final_metrics(submission) -> tuple[dict, str]:

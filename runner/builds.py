@@ -1,69 +1,61 @@
-"""From a received submission to a queued one: its image, built from the stored zip."""
+"""From a received submission to a queued one: its image, built from the stored zip. A build is
+handed a frozen BuildJob and reports frozen BuildFacts, which submissions.services records."""
 
 from __future__ import annotations
 
 import dataclasses
 import logging
 import time
-from pathlib import Path
 
 from django.conf import settings
-from django.db import connection, transaction
-from django.utils import timezone
+from django.db import connection
 
+from submissions.facts import BuildFacts
 from submissions.models import Submission
-from submissions.transitions import TransitionConflict, transition
+from submissions.selectors import submission_cancelled
+from submissions.services import build_begin, build_facts_record
 
 from . import docker_api, index_door, provenance, scheduling
-from .dispatch import wake_run_slots
-from .naming import image_tag, labels, log_dir
-from .outcomes import build_reason, fail, settle
+from .jobs import BuildJob, RunJob, build_job_for
+from .outcomes import build_reason
 
 log = logging.getLogger(__name__)
-S = Submission.Status
 Stage = Submission.Stage
 
 
 def build(submission_id: int) -> None:
-    submission = Submission.objects.select_related("owner").get(pk=submission_id)
-    if submission.status != S.RECEIVED:
-        return  # already handled: a duplicate message
+    if not build_begin(submission_id=submission_id):
+        return  # already handled (a duplicate message), or cancelled first
+    job = build_job_for(submission_id)
+    facts = _build(job)
+    if not build_facts_record(facts=facts) and facts.image_id:
+        docker_api.remove_image(job.spec.tag)  # cancelled or settled while it built
+
+
+def _build(job: BuildJob) -> BuildFacts:
+    spec, tail_lines = job.spec, job.log_tail_lines
     try:
-        transition(submission, S.BUILDING, heartbeat_at=timezone.now())
-    except TransitionConflict:
-        return
-    spec = build_spec(submission)
-    try:
-        image_id = _build_leaving_nothing(spec, submission.pk)
+        image_id = _build_leaving_nothing(spec, job.submission_id)
     except docker_api.BuildCancelled:
-        log.info("build of submission %s stopped: cancelled", submission.pk)
-        return
+        log.info("build of submission %s stopped: cancelled", job.submission_id)
+        return BuildFacts(job.submission_id, cancelled=True)
     except docker_api.BuildFailed as exc:
-        fail(submission, Stage.BUILD, build_reason(str(exc), exc.log), build_log_tail=exc.log)
-        return
-    except TimeoutError as exc:
-        settle(
-            submission,
-            S.TIMED_OUT,
-            failure_stage=Stage.BUILD,
-            reason=str(exc),
-            build_log_tail=docker_api.tail(spec.log_path, settings.M2D_LOG_TAIL_LINES),
+        return BuildFacts(
+            job.submission_id, failure_stage=Stage.BUILD, reason=build_reason(str(exc), exc.log), log_tail=exc.log
         )
-        return
+    except TimeoutError as exc:
+        return BuildFacts(
+            job.submission_id, timed_out=True, reason=str(exc), log_tail=docker_api.tail(spec.log_path, tail_lines)
+        )
     except docker_api.PlatformFault as exc:
-        fail(submission, Stage.INFRASTRUCTURE, f"The platform could not build the image: {exc}")
-        return
+        return BuildFacts(
+            job.submission_id,
+            failure_stage=Stage.INFRASTRUCTURE,
+            reason=f"The platform could not build the image: {exc}",
+        )
     # Read now, before any run: nothing of a data set or a run can be in an image fresh from its build.
-    provenance.capture_image(submission=submission, image=image_id)
-    if settle(
-        submission,
-        S.QUEUED,
-        image_id=image_id,
-        build_log_tail=docker_api.tail(spec.log_path, settings.M2D_LOG_TAIL_LINES),
-    ):
-        transaction.on_commit(wake_run_slots)
-    else:
-        docker_api.remove_image(spec.tag)
+    provenance.capture_image(submission_id=job.submission_id, labels=spec.labels, image=image_id)
+    return BuildFacts(job.submission_id, image_id=image_id, log_tail=docker_api.tail(spec.log_path, tail_lines))
 
 
 def _build_leaving_nothing(spec: docker_api.BuildSpec, submission_id: int) -> str:
@@ -89,36 +81,18 @@ def build_through_door(spec: docker_api.BuildSpec, should_stop=None) -> str:
         return docker_api.build_image(spec, should_stop=should_stop)
 
 
-def build_spec(submission: Submission, log_name: str = "build.log") -> docker_api.BuildSpec:
-    dockerfile = "execute_code" if settings.M2D_USE_GPU else "execute_code-without-gpu"
-    return docker_api.BuildSpec(
-        submission_id=submission.pk,
-        archive=Path(submission.archive.path),
-        dockerfile=settings.M2D_DOCKER_SCRIPTS_DIR / dockerfile,
-        runtime_image=settings.M2D_RUNTIME_IMAGE,
-        tag=image_tag(submission.pk),
-        labels={k: v for k, v in labels(submission).items() if k != docker_api.LABEL_SLOT},  # one step, last
-        log_path=log_dir(submission.pk) / log_name,
-        timeout=settings.M2D_BUILD_TIMEOUT,
-        log_max_bytes=settings.M2D_LOG_MAX_BYTES,
-        memory=settings.M2D_BUILD_MEMORY,
-        cpus=settings.M2D_BUILD_CPUS,
-        max_bytes=settings.M2D_BUILD_MAX_BYTES,
-        build_args={
-            "M2D_BUILD_PIDS": str(settings.M2D_BUILD_PIDS),
-            "M2D_BUILD_FILE_BYTES": str(settings.M2D_BUILD_MAX_BYTES),
-        },
-    )
+def image_on_this_host(submission_id: int, image_id: str = "") -> str:
+    """The submission's image on this host's engine. A run or serving host may not hold it (it was
+    built on another host, or pruned): it is built here from the stored zip; the requirements layer
+    cache of this host serves it. The provenance record keeps what the first build's image held."""
+    if docker_api.image_exists(image_id):
+        return image_id
+    log.info("submission %s: image not on this host, building it here", submission_id)
+    return build_through_door(build_job_for(submission_id, "build-on-run-host.log").spec)
 
 
-def image_on_this_host(submission: Submission) -> str:
-    """The run host's engine may not hold the image (it was built on another host, or pruned):
-    build it here from the stored zip; the requirements layer cache of this host serves it. The
-    provenance record keeps what the first build's image held."""
-    if docker_api.image_exists(submission.image_id):
-        return submission.image_id
-    log.info("submission %s: image not on this host, building it here", submission.pk)
-    return build_through_door(build_spec(submission, "build-on-run-host.log"))
+def image_for_run(job: RunJob) -> str:
+    return image_on_this_host(job.submission_id, job.image)
 
 
 def _build_watch(submission_id: int):
@@ -131,7 +105,7 @@ def _build_watch(submission_id: int):
             if time.monotonic() - last_beat[0] >= settings.M2D_HEARTBEAT_SECONDS:
                 last_beat[0] = time.monotonic()
                 scheduling.beat(submission_id)
-            return Submission.objects.filter(pk=submission_id, status=S.CANCELLED).exists()
+            return submission_cancelled(submission_id)
         finally:
             connection.close()
 

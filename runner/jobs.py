@@ -1,5 +1,6 @@
-"""What a run slot is handed: a frozen job, read once from the database and the settings when the
-slot takes a submission, so that the run itself (runner.pipeline) reads no model."""
+"""What a build worker and a run slot are handed: a frozen job, read once from the database and the
+settings when they take a submission, so that the build (runner.builds) and the run
+(runner.pipeline) read no model."""
 
 from __future__ import annotations
 
@@ -12,9 +13,9 @@ from accounts.selectors import MlflowCredentials, mlflow_credentials
 from submissions.facts import TrackingTotals
 from submissions.models import Submission
 
-from . import builds, docker_api
+from . import docker_api
 from .export_volume import ExportLimits, ExportVolume
-from .naming import log_dir
+from .naming import image_tag, log_dir, run_labels
 
 
 @dataclass(frozen=True)
@@ -119,9 +120,35 @@ def run_job_for(submission_id: int) -> RunJob:
     )
 
 
-def image_on_this_host(job: RunJob) -> str:
-    """The job's image on this host's engine. When the engine does not hold it, it is built here
-    from the stored zip, and runner.builds builds from the submission itself."""
-    if docker_api.image_exists(job.image):
-        return job.image
-    return builds.image_on_this_host(Submission.objects.select_related("owner").get(pk=job.submission_id))
+@dataclass(frozen=True)
+class BuildJob:
+    submission_id: int
+    image_id: str  # what an earlier build of the submission made, if any
+    spec: docker_api.BuildSpec
+    log_tail_lines: int
+
+
+def build_job_for(submission_id: int, log_name: str = "build.log") -> BuildJob:
+    submission = Submission.objects.select_related("owner").get(pk=submission_id)
+    dockerfile = "execute_code" if settings.M2D_USE_GPU else "execute_code-without-gpu"
+    spec = docker_api.BuildSpec(
+        submission_id=submission.pk,
+        archive=Path(submission.archive.path),
+        dockerfile=settings.M2D_DOCKER_SCRIPTS_DIR / dockerfile,
+        runtime_image=settings.M2D_RUNTIME_IMAGE,
+        tag=image_tag(submission.pk),
+        labels={  # the slot is a run's, set when one takes the image
+            k: v for k, v in run_labels(submission.pk, submission.owner.username).items() if k != docker_api.LABEL_SLOT
+        },
+        log_path=log_dir(submission.pk) / log_name,
+        timeout=settings.M2D_BUILD_TIMEOUT,
+        log_max_bytes=settings.M2D_LOG_MAX_BYTES,
+        memory=settings.M2D_BUILD_MEMORY,
+        cpus=settings.M2D_BUILD_CPUS,
+        max_bytes=settings.M2D_BUILD_MAX_BYTES,
+        build_args={
+            "M2D_BUILD_PIDS": str(settings.M2D_BUILD_PIDS),
+            "M2D_BUILD_FILE_BYTES": str(settings.M2D_BUILD_MAX_BYTES),
+        },
+    )
+    return BuildJob(submission.pk, submission.image_id, spec, settings.M2D_LOG_TAIL_LINES)

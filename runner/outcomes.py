@@ -6,21 +6,9 @@ import re
 
 from django.conf import settings
 
-from submissions.models import Submission
 from submissions.reasons import size
-from submissions.services import submission_fail, submission_settle
 
 from .export_volume import human_size
-
-
-def settle(submission: Submission, to: str, **fields) -> bool:
-    # runner.builds moves a submission by position; the service takes keywords.
-    return submission_settle(submission=submission, to=to, **fields)
-
-
-def fail(submission: Submission, stage: str, reason: str, **fields) -> bool:
-    return submission_fail(submission=submission, stage=stage, reason=reason, **fields)
-
 
 INSTALL_STEP = "install-requirements"
 MISSING_PACKAGE = re.compile(

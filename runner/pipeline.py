@@ -28,9 +28,10 @@ from submissions.selectors import submission_cancelled
 from submissions.services import run_facts_record, run_lost_record, run_tracking_reserve, run_tracking_usage_record
 
 from . import docker_api, provenance, scheduling
+from .builds import image_for_run
 from .export_volume import ExportLimitExceeded, ExportVolumeError
 from .gateway import GatewayPolicy, GatewayStats, TrackingGateway
-from .jobs import RunJob, image_on_this_host, run_job_for
+from .jobs import RunJob, run_job_for
 from .naming import container_name, image_tag, run_labels
 from .phases import Phases
 
@@ -76,7 +77,7 @@ def run(job: RunJob, adopt: bool = False) -> None:
         return
     phases.done("export volume")
     try:
-        image = image_on_this_host(job)
+        image = image_for_run(job)
     except (docker_api.PlatformFault, docker_api.BuildFailed, TimeoutError) as exc:
         volume.destroy()
         run_lost_record(

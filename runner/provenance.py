@@ -15,14 +15,13 @@ from django.conf import settings
 from exports.provenance import provenance_store_image
 
 from . import docker_api
-from .naming import labels
 
 SUBMISSION_FREEZE = "/opt/m2d/submission-freeze.txt"
 RUNTIME_FREEZE = "/opt/m2d/runtime-freeze.txt"
 FREEZES = (SUBMISSION_FREEZE, RUNTIME_FREEZE)
 
 
-def capture_image(*, submission, image: str):
+def capture_image(*, submission_id: int, labels: dict[str, str], image: str):
     """Record what a freshly built image is and holds."""
     problems: list[str] = []
     described = _attempt(problems, "image", lambda: docker_api.describe_image(image)) or {}
@@ -39,7 +38,7 @@ def capture_image(*, submission, image: str):
     files = _attempt(
         problems,
         "pip freeze",
-        lambda: docker_api.read_image_files(image, list(FREEZES), labels(submission)),
+        lambda: docker_api.read_image_files(image, list(FREEZES), labels),
     )
     freezes = {path: _freeze_text(path, files[path], problems) if files else "" for path in FREEZES}
     facts = {
@@ -49,7 +48,7 @@ def capture_image(*, submission, image: str):
         "submission_freeze": freezes[SUBMISSION_FREEZE],
         "runtime_freeze": freezes[RUNTIME_FREEZE],
     }
-    return provenance_store_image(submission=submission, facts=facts, problems=problems)
+    return provenance_store_image(submission_id=submission_id, facts=facts, problems=problems)
 
 
 def run_gpus(container: str) -> tuple[tuple[str, ...], tuple[str, ...]]:

@@ -139,7 +139,7 @@ def start_worker(deployment) -> ServeWorker:
                 f"the socket path under M2D_SERVE_DIR is over {MAX_SOCKET_PATH} bytes; choose a shorter one"
             )
         model_dir = model_folder(deployment.version)
-        image = builds.image_on_this_host(deployment.version.submission)
+        image = builds.image_on_this_host(deployment.version.submission_id, deployment.version.submission.image_id)
         _mount_socket_folder(folder)
         docker_api.start_serve_worker(
             docker_api.ServeSpec(

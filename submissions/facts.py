@@ -1,5 +1,6 @@
 """What the runner reports of a run that has ended: facts only, frozen. The services decide what
-they mean and record them (submissions.services.run_facts_record, exports.services.run_exports_record)."""
+they mean and record them (submissions.services.run_facts_record, build_facts_record,
+exports.services.run_exports_record)."""
 
 from __future__ import annotations
 
@@ -31,3 +32,16 @@ class RunFacts:
     export_problem: str = ""  # what the run left broke the export limits, and nothing of it was kept
     gpus: tuple[str, ...] = ()  # the GPUs the engine handed the run
     provenance_problems: tuple[str, ...] = ()  # what the runner could not read for the provenance record
+
+
+@dataclass(frozen=True)
+class BuildFacts:
+    """How a build ended. At most one of image_id, cancelled, timed_out and failure_stage is set."""
+
+    submission_id: int
+    image_id: str = ""  # the image it made
+    cancelled: bool = False
+    timed_out: bool = False
+    failure_stage: str = ""  # "build" (the researcher's requirements or code) or "infrastructure"
+    reason: str = ""  # in the researcher's words
+    log_tail: str = ""  # the last lines of the build's log, before the log policy caps them

@@ -1,4 +1,5 @@
-"""Every change to a submission: intake, cancel, and recording what the runner reports of its runs."""
+"""Every change to a submission: intake, cancel, and recording what the runner reports of its
+builds and runs."""
 
 from __future__ import annotations
 
@@ -11,11 +12,12 @@ from django.conf import settings
 from django.core.files import File
 from django.db import transaction
 from django.template.defaultfilters import pluralize
+from django.utils import timezone
 
 from runner.dispatch import request_build, stop_run, wake_run_slots
 
 from . import exits, intake, logpolicy, metrics, notifications
-from .facts import RunFacts, TrackingTotals
+from .facts import BuildFacts, RunFacts, TrackingTotals
 from .models import Submission, SubmissionEvent
 from .progress import format_duration as duration
 from .reasons import run_reason, size
@@ -190,6 +192,38 @@ def run_tracking_usage_record(*, submission_id: int, totals: TrackingTotals) -> 
     Submission.objects.filter(pk=submission_id).update(
         tracking_calls=totals.calls, tracking_bytes=totals.bytes_sent, tracking_bytes_received=totals.bytes_received
     )
+
+
+def build_begin(*, submission_id: int) -> bool:
+    """Take a received submission into its build; False when it is not (or no longer) waiting for one
+    (a duplicate message, a cancel that came first)."""
+    submission = Submission.objects.get(pk=submission_id)
+    if submission.status != S.RECEIVED:
+        return False
+    try:
+        transition(submission, S.BUILDING, heartbeat_at=timezone.now())
+    except TransitionConflict:
+        return False
+    return True
+
+
+def build_facts_record(*, facts: BuildFacts) -> bool:
+    """Record how a build ended; True when the submission is queued with its image (False: it was
+    cancelled or settled meanwhile, and the image is not wanted)."""
+    submission = Submission.objects.get(pk=facts.submission_id)
+    tail = {"build_log_tail": facts.log_tail} if facts.log_tail else {}
+    if facts.cancelled or submission.status != S.BUILDING:
+        return False  # cancelled, or settled by the reconciler while it built
+    if facts.timed_out:
+        submission_settle(submission=submission, to=S.TIMED_OUT, failure_stage=Stage.BUILD, reason=facts.reason, **tail)
+        return False
+    if facts.failure_stage:
+        submission_fail(submission=submission, stage=facts.failure_stage, reason=facts.reason, **tail)
+        return False
+    queued = submission_settle(submission=submission, to=S.QUEUED, image_id=facts.image_id, **tail)
+    if queued:
+        transaction.on_commit(wake_run_slots)
+    return queued
 
 
 def run_facts_record(*, facts: RunFacts) -> Submission:
