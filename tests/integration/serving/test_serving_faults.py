@@ -295,6 +295,7 @@ def test_a_decompression_bomb_and_a_missing_view_get_400(deployed, api):
 def test_all_workers_busy_get_503_with_retry_after_then_one_more_worker_then_back(deployed, api, settings):
     version, deployment, owner = deployed
     settings.M2D_SERVE_IDLE_SECONDS = 2
+    settings.M2D_SERVE_RESPONSE_TIMEOUT = 30  # the long request takes 3 s
     deployment_scale(by=owner, version=version, min_workers=1, max_workers=2)
     caller = api(owner, scopes=["predict"])
     slow = {}
