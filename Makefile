@@ -6,7 +6,7 @@ help:
 	@echo "make demo   set up and start everything, submit the toy sample, register the CLaM sample's model, stay in the foreground (Ctrl-C stops)"
 	@echo "make up     the same stack in the background;  make down  stops it"
 	@echo "make test   the whole test suite (starts and stops the services it needs)"
-	@echo "make bench  the performance figures P1-P7 on a stack of its own (BENCH_QUICK=1: a short run)"
+	@echo "make bench  the performance figures P1-P8 on a stack of its own (BENCH_QUICK=1: a short run)"
 	@echo "make lint   ruff and the import contracts"
 
 demo:

@@ -1,4 +1,4 @@
-"""The performance figures P1-P7 and P1b, measured against a running stack (bench/run.sh starts one).
+"""The performance figures P1-P8 and P1b, measured against a running stack (bench/run.sh starts one).
 
 Submissions go through the same service the portal uses (`submission_create`); times come from
 the submissions' events and from the first line each `main.py` prints (its own `time.time()`),
@@ -16,6 +16,7 @@ import docker
 from common import QUICK, REPO, WORK, Figure, median, say, spread
 from django.contrib.auth import get_user_model
 from p1b import p1b
+from p8 import p8
 from portal import p4, p5
 from runs import cached_build_costs, container_start_seconds, engine_costs, p1_p2, p3_p6, p7
 
@@ -99,6 +100,7 @@ def main() -> None:
         ("P7", lambda: p7(user, figures)),
         ("P5", lambda: p5(user, figures)),
         ("P4", lambda: p4(figures)),
+        ("P8", lambda: p8(user, figures)),
         ("costs", lambda: (engine_costs(client, costs), cached_build_costs(costs))),
     ]
     only = os.environ.get("BENCH_ONLY", "")

@@ -67,8 +67,11 @@ class Figure:
     seed: list[float] = field(default_factory=list)
     met: bool | None = None
     note: str = ""
+    text: str = ""  # a figure that is not min / median / max (percentiles, rates side by side)
 
     def measured(self) -> str:
+        if self.text:
+            return self.text
         return spread(self.values, self.unit) if self.values else "not measured"
 
     def seed_text(self) -> str:

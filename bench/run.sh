@@ -1,17 +1,19 @@
 #!/usr/bin/env bash
 # `make bench`: bring up a stack of its own (M2D_STACK=bench, free ports, its own var/ folder),
-# run the figures P1-P7 and P1b against it, print one table, and stop the stack again.
+# run the figures P1-P8 and P1b against it, print one table, and stop the stack again.
 #   BENCH_QUICK=1            fewer repeats, 10 instead of 100 submissions, a 100 MB upload
 #   BENCH_P6_N, BENCH_P4_SECONDS, BENCH_P4_ROUNDS, BENCH_P5_MB, BENCH_REPEATS, BENCH_SEED_REPEATS   sizes
+#   BENCH_STACK=bench2       another stack name, folder and ports, beside a bench already running
 #   BENCH_SKIP_SEED=1        leave out the seed-recipe builds (they download from the package index)
-#   BENCH_ONLY=P4,P5         only these steps (P1/P2, P1b, P3/P6, P4, P5, P7, costs)
+#   BENCH_ONLY=P4,P5         only these steps (P1/P2, P1b, P3/P6, P4, P5, P7, P8, costs)
 source "$(dirname "$0")/../scripts/lib.sh"
 cd "$REPO_ROOT"
 command -v wrk >/dev/null || apt_ensure wrk  # P4's load generator
 
-export M2D_STACK=bench
-export M2D_VAR_DIR="$VAR_DIR/bench"
-export M2D_INSTANCE=m2dbench
+# BENCH_STACK names the stack (default bench): two benches side by side need two names.
+export M2D_STACK="${BENCH_STACK:-bench}"
+export M2D_VAR_DIR="$VAR_DIR/$M2D_STACK"
+export M2D_INSTANCE="m2d$M2D_STACK"
 export M2D_REDIS_PORT="${M2D_REDIS_PORT:-$(free_port)}"
 export M2D_MLFLOW_PORT="${M2D_MLFLOW_PORT:-$(free_port)}"
 export M2D_WEB_ADDR="127.0.0.1:$(free_port)"
@@ -25,6 +27,8 @@ export M2D_MAX_UPLOAD_BYTES=$((600 * 1024 * 1024))
 # P6 queues 100 submissions of one researcher at once.
 export M2D_MAX_QUEUED_PER_RESEARCHER=0
 export M2D_CPU_SLOTS=1
+# P8 measures the serving path, not the per-user quota of predictions.
+export M2D_PREDICT_RATE=1000000/min
 
 stop_stack() {
     scripts/stack.sh down >/dev/null 2>&1 || true
