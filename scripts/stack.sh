@@ -136,8 +136,13 @@ down_processes() {
 down() {
     down_processes
     "$REPO_ROOT/scripts/services.sh" stop
-    # Runs of this stack that outlived their worker.
+    # Runs and serving workers of this stack that outlived their worker.
     docker ps -aq --filter "label=org.m2d.instance=${M2D_INSTANCE:-m2d}" | xargs -r docker rm -f >/dev/null
+    # The serving workers' socket folders are small tmpfs mounts of their own.
+    local serve_dir="${M2D_SERVE_DIR:-$VAR_DIR/serve}"
+    awk -v dir="${serve_dir%/}/" 'index($2, dir) == 1 { print $2 }' /proc/mounts | while read -r mount; do
+        as_root umount -l "$mount" 2>/dev/null || true
+    done
 }
 
 demo_users_and_sample() {

@@ -49,6 +49,7 @@ def demo():
         MLFLOW_URL=f"http://127.0.0.1:{mlflow}",
         # a unix socket's path must stay under 108 bytes; the test's var folder is deep
         M2D_SERVE_DIR=f"/tmp/m2d-{name}",
+        M2D_RECONCILE_SECONDS="3",  # so that the test sees the periodic reconcilers leave the worker be
     )
     out = var / "demo.out"
     with open(out, "w") as sink:
@@ -73,6 +74,7 @@ def demo():
         os.killpg(process.pid, signal.SIGTERM)
         try:
             process.wait(timeout=300)
+            mounted = [line for line in Path("/proc/mounts").read_text().splitlines() if env["M2D_SERVE_DIR"] in line]
         finally:
             subprocess.run([str(REPO / "scripts/services.sh"), "wipe"], cwd=REPO, env=env, capture_output=True)
             subprocess.run(
@@ -88,6 +90,7 @@ def demo():
             text=True,
         )
         assert left.stdout.strip() == ""  # no serving worker outlives the demo
+        assert mounted == []  # nor its socket folder
 
 
 def printed(text: str, start: str) -> str:
@@ -143,3 +146,12 @@ def test_the_demo_model_answers_a_case_as_the_demo_says(demo):
     outputs = {o["name"]: o["data"] for o in v2.json()["outputs"]}
     assert outputs["malignancy_probability"] == [pytest.approx(answer["malignancy_probability"])]
     assert outputs["label"] == [answer["label"]]
+
+    # A few reconciler periods later the same worker still answers: the runs' reconciler does not
+    # take it for an orphan of the finished CLaM submission.
+    time.sleep(10)
+    again = requests.post(f"{portal}/v2/models/clam-malignancy/infer", json=body, auth=auth, timeout=300)
+    assert again.status_code == 200, again.text
+    ops_log = (Path(env["M2D_VAR_DIR"]) / "log" / f"{env['M2D_STACK']}-ops-worker.log").read_text()
+    assert "Task runner.tasks.reconcile[" in ops_log  # it ran meanwhile
+    assert not [line for line in ops_log.splitlines() if "removing orphan container" in line and "-serve-" in line]
