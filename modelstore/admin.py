@@ -2,18 +2,9 @@
 
 from django.contrib import admin
 
+from exports.admin import ReadOnly
+
 from .models import ModelEvent, ModelFile, ModelVersion, RegisteredModel
-
-
-class ReadOnly(admin.ModelAdmin):
-    def has_add_permission(self, request, obj=None):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
 
 class FileInline(admin.TabularInline):

@@ -82,6 +82,24 @@ def relay_kwargs(*, image: str, name: str, user: str, socket_dir, mount: str, la
     )
 
 
+def sealed_kwargs(*, user: str, tmp: str, memory: str, cpus: float, pids: int, shm_size: str) -> dict:
+    """What every container of researchers' code gets (a run, a serving worker): its own user, no
+    capabilities, no new privileges, a read-only root with a capped /tmp, memory = memory + swap,
+    CPU, process and shared-memory caps."""
+    return dict(
+        user=user,
+        cap_drop=["ALL"],
+        security_opt=["no-new-privileges"],
+        read_only=True,
+        tmpfs={"/tmp": tmp},
+        mem_limit=memory,
+        memswap_limit=memory,
+        nano_cpus=int(cpus * 1e9),
+        pids_limit=pids,
+        shm_size=shm_size,
+    )
+
+
 def forwarder_kwargs(spec: RunSpec) -> dict:
     return relay_kwargs(
         image=spec.forwarder_image,
@@ -106,16 +124,14 @@ def run_kwargs(spec: RunSpec, forwarder_id: str) -> dict:
         },
         working_dir="/opt/submission",
         environment=spec.environment,
-        user=spec.run_user,
-        cap_drop=["ALL"],
-        security_opt=["no-new-privileges"],
-        read_only=True,
-        tmpfs={"/tmp": f"rw,nosuid,nodev,exec,size={spec.tmp_size},mode=1777"},
-        mem_limit=spec.memory,
-        memswap_limit=spec.memory,
-        nano_cpus=int(spec.cpus * 1e9),
-        pids_limit=spec.pids,
-        shm_size=spec.shm_size,
+        **sealed_kwargs(
+            user=spec.run_user,
+            tmp=f"rw,nosuid,nodev,exec,size={spec.tmp_size},mode=1777",
+            memory=spec.memory,
+            cpus=spec.cpus,
+            pids=spec.pids,
+            shm_size=spec.shm_size,
+        ),
         labels={**spec.labels, LABEL_ROLE: "run"},
         log_config=container_log_config(),
         detach=True,

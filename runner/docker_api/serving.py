@@ -16,7 +16,7 @@ from docker.errors import APIError, NotFound
 from docker.types import DeviceRequest
 
 from .engine import LABEL_ROLE, client, engine_errors, find_container
-from .runs import container_log_config
+from .runs import container_log_config, sealed_kwargs
 
 
 @dataclass(frozen=True)
@@ -58,16 +58,14 @@ def serve_kwargs(spec: ServeSpec) -> dict:
             "M2D_SERVE_IN_FLIGHT": str(spec.in_flight),
             "M2D_SERVE_QUEUE_SECONDS": f"{spec.queue_seconds:g}",
         },
-        user=spec.user,
-        cap_drop=["ALL"],
-        security_opt=["no-new-privileges"],
-        read_only=True,
-        tmpfs={"/tmp": f"rw,nosuid,nodev,size={spec.tmp_size},mode=1777"},
-        mem_limit=spec.memory,
-        memswap_limit=spec.memory,
-        nano_cpus=int(spec.cpus * 1e9),
-        pids_limit=spec.pids,
-        shm_size=spec.shm_size,
+        **sealed_kwargs(
+            user=spec.user,
+            tmp=f"rw,nosuid,nodev,size={spec.tmp_size},mode=1777",
+            memory=spec.memory,
+            cpus=spec.cpus,
+            pids=spec.pids,
+            shm_size=spec.shm_size,
+        ),
         init=True,
         labels={**spec.labels, LABEL_ROLE: "serve"},
         log_config=container_log_config(),
