@@ -8,12 +8,8 @@ import shlex
 IMAGE_SUFFIX = {"image/png": ".png", "application/x-npy": ".npy"}
 
 
-def input_names(card: dict) -> list[str]:
-    return [spec["name"] for spec in card.get("inputs") or [] if spec.get("name")]
-
-
 def placeholder_files(card: dict) -> dict[str, str]:
-    """A file name per input, in the first format the card accepts (LCC.png, features.npy)."""
+    """A file name per input, in the first format the card accepts (lcc.png, features.npy)."""
     files = {}
     for spec in card.get("inputs") or []:
         formats = spec.get("formats") or ([spec["format"]] if spec.get("format") else [])

@@ -23,6 +23,7 @@ from modelstore.asking import ask_lines
 from modelstore.models import ModelAlias, RegisteredModel
 from modelstore.services import model_register
 from serving import selectors as serving
+from serving.models import ServeWorker
 from serving.services import deployment_scale
 from submissions.models import Submission
 from submissions.services import submission_create
@@ -97,7 +98,7 @@ class Command(BaseCommand):
         facts.update(workers_ready=ready, cold_start_seconds=deployment.last_cold_start_seconds)
         self.stdout.write(json.dumps(facts))
         if ready < deployment.min_workers:
-            failed = deployment.workers.filter(state="failed").order_by("-pk").first()
+            failed = deployment.workers.filter(state=ServeWorker.State.FAILED).order_by("-pk").first()
             why = f" The last worker failed: {failed.reason[:500]}" if failed else ""
             self.stderr.write(
                 f"{NAME} has {ready} of {deployment.min_workers} workers ready after {ready_wait:.0f} s.{why}"
@@ -108,7 +109,7 @@ class Command(BaseCommand):
             username=owner.username,
             token=self._token(owner),
             files=a_case(),
-            m2d=shutil.which("m2d") or str(Path(sys.executable).parent / "m2d"),
+            m2d=_m2d_command(),
         )
         self.stdout.write(
             f"\nAsk {NAME} (as {owner.username}, with a test case of the synthetic CLaM sample):\n"
@@ -131,6 +132,12 @@ class Command(BaseCommand):
             if time.monotonic() > deadline:
                 raise CommandError(f"submission {pk} is still {run.status} after {wait:.0f} s; run this again later")
             time.sleep(2)
+
+
+def _m2d_command() -> str:
+    """The platform's own `m2d` (installed with it in this environment), else the one on PATH."""
+    beside = Path(sys.executable).parent / "m2d"
+    return str(beside) if beside.exists() else shutil.which("m2d") or "m2d"
 
 
 def a_case() -> dict[str, str]:
