@@ -179,13 +179,19 @@ def serve_settings():
 
 
 @pytest.fixture
-def deployed(released, settings, tmp_path, serve_settings):
+def model_files():
+    """The released files of the toy model; a test module overrides this fixture to serve another."""
+    return FILES
+
+
+@pytest.fixture
+def deployed(released, settings, tmp_path, serve_settings, model_files):
     """A registered version of a released toy model, with one ready worker on this engine."""
     settings.M2D_QUEUE_OPS = "serving-tests-reconcile-by-hand"  # the test reconciles itself
     serve_dir = f"/tmp/m2d-serve-{os.getpid()}"  # a socket's path must stay under 108 bytes
     settings.M2D_SERVE_DIR = type(tmp_path)(serve_dir)
     settings.M2D_SERVE_RESPONSE_TIMEOUT = 3
-    submission = released(FILES, held=())
+    submission = released(model_files, held=())
     with_archive(submission, settings)
     version = model_register(by=submission.owner, submission=submission, paths=["model/"], name="toy-scoring")
     deployment = deployment_scale(by=submission.owner, version=version, min_workers=1)

@@ -9,7 +9,6 @@ import csv
 import io
 import json
 import os
-import shutil
 import stat
 import time
 import zipfile
@@ -17,15 +16,16 @@ import zipfile
 import numpy as np
 import pytest
 from django.core.cache import cache
-from PIL import Image
 from rest_framework.test import APIClient
 
 from modelstore.services import model_register
 from runner import serving as agent
 from serving import batch
-from serving.models import BatchJob, Prediction, ServeWorker
+from serving.models import BatchJob, Prediction
 from serving.services import deployment_scale, prediction_record
 from tests.conftest import WorkerPool
+
+from .conftest import npy, png, ready
 
 PREDICT = """
 import time
@@ -70,10 +70,6 @@ def cases_zip(files: dict[str, bytes], links: tuple[str, ...] = ()) -> io.BytesI
     return out
 
 
-def ready(deployment) -> list[ServeWorker]:
-    return list(deployment.workers.filter(state=ServeWorker.State.READY))
-
-
 def fresh_quota(user) -> None:
     cache.delete_many([f"throttle_{scope}_{user.pk}" for scope in ("predict", "batch")])
 
@@ -94,40 +90,9 @@ def wait_ended(caller, url: str, timeout: float = 90) -> dict:
     raise AssertionError(f"the batch job did not end: {body}")
 
 
-def npy(array) -> bytes:
-    out = io.BytesIO()
-    np.save(out, array)
-    return out.getvalue()
-
-
-def png(array) -> bytes:
-    out = io.BytesIO()
-    Image.fromarray(np.asarray(array, dtype=np.uint8)).save(out, format="PNG")
-    return out.getvalue()
-
-
 @pytest.fixture
-def deployed(released, settings, tmp_path):
-    """A registered toy model with one ready worker on this engine; the test reconciles by hand."""
-    settings.M2D_QUEUE_OPS = "batch-tests-reconcile-by-hand"
-    serve_dir = f"/tmp/m2d-batch-{os.getpid()}"  # a socket's path must stay under 108 bytes
-    settings.M2D_SERVE_DIR = type(tmp_path)(serve_dir)
-    settings.M2D_SERVE_RESPONSE_TIMEOUT = 3
-    submission = released(FILES, held=())
-    archive = f"submissions/batch-{submission.pk}.zip"
-    (settings.MEDIA_ROOT / "submissions").mkdir(parents=True, exist_ok=True)
-    with zipfile.ZipFile(settings.MEDIA_ROOT / archive, "w") as zf:
-        zf.writestr("main.py", "print('trained')\n")
-        zf.writestr("requirements.txt", "")
-    submission.archive, submission.image_id = archive, ""
-    submission.save(update_fields=["archive", "image_id"])
-    version = model_register(by=submission.owner, submission=submission, paths=["model/"], name="toy-scoring")
-    deployment = deployment_scale(by=submission.owner, version=version, min_workers=1)
-    agent.reconcile()
-    yield version, deployment, submission.owner
-    deployment_scale(by=submission.owner, version=version, min_workers=0, max_workers=0)
-    agent.reconcile()
-    shutil.rmtree(serve_dir, ignore_errors=True)
+def model_files():
+    return FILES
 
 
 @pytest.fixture
