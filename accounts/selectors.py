@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from django.conf import settings
+from django.contrib.auth import get_user_model
 
 from .models import Researcher
 
@@ -40,3 +41,8 @@ def mlflow_experiment_url(researcher: Researcher | None) -> str:
 def mlflow_password_now(researcher_id: int) -> str:
     """The researcher's MLflow password as it is now (they may have rotated it)."""
     return Researcher.objects.get(pk=researcher_id).mlflow_password
+
+
+def admins_to_tell() -> bool:
+    """Whether any active staff account has an address that sign-ups are mailed to."""
+    return get_user_model().objects.filter(is_staff=True, is_active=True).exclude(email="").exists()

@@ -9,6 +9,7 @@ from rest_framework.authtoken.models import Token
 from submissions import exits
 
 from .models import MailStep
+from .selectors import admins_to_tell
 from .services import (
     AccountError,
     api_token_create,
@@ -31,6 +32,7 @@ def _profile(request, *, error: str = "", status: int = 200):
         "has_totp": is_mfa_enabled(request.user, [Authenticator.Type.TOTP]),
         "exit_budget": exits.budget_of(request.user) if researcher is not None else None,
         "mail_steps": MailStep.choices,
+        "admins_told": admins_to_tell(),
     }
     return render(request, "accounts/profile.html", context, status=status)
 

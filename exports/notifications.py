@@ -12,10 +12,10 @@ from .models import Export, ExportEvent
 
 A = ExportEvent.Action
 
+# Downloads are on the audit trail, not mailed: only the owner may download, and knows it did.
 OWNER_SUBJECTS = {
     A.REQUESTED: "release requested",
     A.CANCELLED: "release request cancelled",
-    A.DOWNLOADED: "files downloaded",
     A.EXPIRY_WARNED: "exported files expire soon",
     A.EXPIRED: "exported files deleted",
     A.MODEL_REGISTERED: "model registered",

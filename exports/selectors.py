@@ -123,6 +123,8 @@ def export_panel(user, submission) -> dict:
         and (any(e.state == ExportFile.State.HELD for e in all_entries) or bool(requestable_logs)),
         "can_cancel": is_owner and status == Export.Status.REQUESTED,
         "requestable_logs": requestable_logs,
+        "files_held": any(e.state == ExportFile.State.HELD and e.source == ExportFile.Source.RUN for e in all_entries),
+        "logs_shown": [e for e in entries if e.source == ExportFile.Source.LOG],
         "events": _trail(user, submission, entries),
         "unreleased": unreleased_summary(all_entries),
         "names_shown": sees_unreleased_names(user, submission),
