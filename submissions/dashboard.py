@@ -42,7 +42,7 @@ def admin_dashboard() -> dict:
     now = timezone.now()
     queue = QueueView()
     queued_ids = list(queue.positions)[:SHOWN]
-    queued = {s.pk: s for s in Submission.objects.filter(pk__in=queued_ids).select_related("owner")}
+    queued = {s.pk: s for s in Submission.objects.filter(pk__in=queued_ids).select_related("owner__researcher")}
     queued_since = _since(S.QUEUED, queued_ids)
     waiting = [
         {
@@ -54,7 +54,7 @@ def admin_dashboard() -> dict:
         for pk in queued_ids
         if pk in queued
     ]
-    running = list(Submission.objects.filter(status=S.RUNNING).select_related("owner").order_by("slot"))
+    running = list(Submission.objects.filter(status=S.RUNNING).select_related("owner__researcher").order_by("slot"))
     started = _since(S.RUNNING, [s.pk for s in running])
     runs = [
         {
@@ -71,7 +71,7 @@ def admin_dashboard() -> dict:
         "waiting": waiting,
         "runs": runs,
         "failures_by_stage": sorted(by_stage.items(), key=lambda item: -item[1]),
-        "recent_failures": list(recent.select_related("owner").order_by("-updated_at")[:10]),
+        "recent_failures": list(recent.select_related("owner__researcher").order_by("-updated_at")[:10]),
         "pending_researchers": Researcher.objects.filter(status=Researcher.Status.PENDING).count(),
         "exports_awaiting": list(exports_awaiting_review()[:SHOWN]),
     }
