@@ -23,9 +23,9 @@ OWNER_SUBJECTS = {
 ADMIN_SUBJECTS = {A.REQUESTED: "export waiting for review", A.CANCELLED: "release request withdrawn"}
 
 
-def _admins(excluding=()) -> list[str]:
+def _admins(excluding=()) -> list:
     users = get_user_model().objects.filter(is_staff=True, is_active=True).exclude(email="")
-    return sorted({u.email for u in users.exclude(pk__in=[pk for pk in excluding if pk])})
+    return list(users.exclude(pk__in=[pk for pk in excluding if pk]).select_related("researcher").order_by("email"))
 
 
 def _urls(export_or_submission_id: int, export: Export | None) -> dict:
@@ -50,7 +50,7 @@ def event_happened(event_id: int) -> None:
             [submission.owner.email],
         )
     if event.action in ADMIN_SUBJECTS:
-        mail.send(
+        mail.send_each(
             prefix + ADMIN_SUBJECTS[event.action],
             "exports/email/admins",
             context,
@@ -70,7 +70,7 @@ def review_done(export_id: int, reviewer_id: int, outcome: dict[str, list[str]],
         subject = "files released" if outcome["released"] else "files rejected"
         mail.send(prefix + subject, "exports/email/decision", context, [submission.owner.email])
     if outcome["approved"]:
-        mail.send(
+        mail.send_each(
             prefix + "a second admin must approve the release",
             "exports/email/second_approval",
             context,

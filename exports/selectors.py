@@ -134,7 +134,7 @@ def export_panel(user, submission) -> dict:
 def _trail(user, submission, visible) -> list:
     """The airlock's audit trail, without the names of files the viewer may not see."""
     shown = {e.pk for e in visible}
-    events = list(submission.export_events.select_related("by").all())
+    events = list(submission.export_events.select_related("by__researcher").all())
     if not sees_unreleased_names(user, submission):
         for event in events:
             if event.file_id not in shown and event.action != ExportEvent.Action.LOG_ATTACHED:

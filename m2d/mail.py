@@ -15,6 +15,13 @@ from ops import outbox
 FRAME = "email/frame.html"
 
 
+def send_each(subject: str, template: str, context: dict, users) -> None:
+    """Send the mail to each of `users` on its own, so each is greeted by name (`recipient`)."""
+    for user in users:
+        if user.email:
+            send(subject, template, {**context, "recipient": user}, [user.email])
+
+
 def render(template: str, context: dict) -> tuple[str, str]:
     """The text and the HTML body of the mail NAME (without extension)."""
     text = render_to_string(f"{template}.txt", context)

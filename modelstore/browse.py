@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from accounts.people import person
 from exports.models import ExportFile
 from submissions.models import Submission
 
@@ -13,13 +14,17 @@ from . import blobs, selectors
 from .models import ModelAlias, ModelFile, ModelVersion
 
 
-def facets(user) -> dict[str, list[str]]:
-    """The data sets, tasks and owners of the models `user` may see, for the search form."""
+def facets(user) -> dict[str, list]:
+    """The data sets, tasks and owners (user name to search by, and the name people read) of the
+    models `user` may see, for the search form."""
     models = selectors.visible_models(user)
     return {
         "datasets": sorted(set(models.values_list("dataset", flat=True))),
         "tasks": sorted(set(models.values_list("task", flat=True))),
-        "owners": sorted(set(models.values_list("owner__username", flat=True))),
+        "owners": sorted(
+            {(m.owner.get_username(), person(m.owner)) for m in models.select_related("owner__researcher")},
+            key=lambda o: o[1].lower(),
+        ),
     }
 
 

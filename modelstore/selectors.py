@@ -22,7 +22,7 @@ def _is_approved(user) -> bool:
 
 
 def _visible(user):
-    models = RegisteredModel.objects.select_related("owner")
+    models = RegisteredModel.objects.select_related("owner__researcher")
     if not (user and user.is_authenticated and user.is_active):
         return models.none()
     if user.is_staff:
@@ -108,4 +108,4 @@ def registrable_files(user, submission):
 
 
 def all_models_for_staff():
-    return _with_default(RegisteredModel.objects.select_related("owner")).order_by("name")
+    return _with_default(RegisteredModel.objects.select_related("owner__researcher")).order_by("name")

@@ -93,7 +93,7 @@ def _card_sections(card: dict) -> dict:
 @login_required
 def model_page(request, name: str):
     model = selectors.model_for(request.user, name)
-    versions = list(selectors.versions_of(model).select_related("created_by"))
+    versions = list(selectors.versions_of(model).select_related("created_by__researcher"))
     aliases = selectors.aliases_of(model)
     wanted = request.GET.get("version", "")
     shown = next((v for v in versions if str(v.number) == wanted), None) or next(
@@ -123,7 +123,9 @@ def model_page(request, name: str):
         "submissions": browse.released_submissions(request.user) if request.user.pk == model.owner_id else [],
         "chosen": submission,
         "choices": browse.registrable_choices(request.user, submission) if submission else [],
-        "events": model.events.select_related("by", "version").order_by("-at", "-id")[:20] if manage else [],
+        "events": model.events.select_related("by__researcher", "version").order_by("-at", "-id")[:20]
+        if manage
+        else [],
         "ask": _ask(request, model, shown),
     }
     return render(request, "modelstore/model.html", context)
@@ -158,7 +160,7 @@ def _ask(request, model, shown) -> dict | None:
         name=model.name,
         version=None if is_default else shown.number,
         portal=request.build_absolute_uri("/"),
-        username=request.user.get_username(),
+        username=request.user.email or request.user.get_username(),
         token="TOKEN",
         files=asking.placeholder_files(shown.card or {}),
     )
@@ -326,12 +328,12 @@ def staff_list(request):
         raise Http404  # researchers are not told that admin pages exist
     models = list(
         selectors.all_models_for_staff().prefetch_related(
-            "versions__files", "versions__aliases", "versions__created_by"
+            "versions__files", "versions__aliases", "versions__created_by__researcher"
         )
     )
     for model in models:
         for version in model.versions.all():
             version.alias_names = sorted(a.name for a in version.aliases.all())
             version.total_size = sum(f.size for f in version.files.all())
-    events = ModelEvent.objects.select_related("model", "version", "by").order_by("-at", "-id")[:50]
+    events = ModelEvent.objects.select_related("model", "version", "by__researcher").order_by("-at", "-id")[:50]
     return render(request, "modelstore/staff.html", {"models": models, "events": events})

@@ -1,5 +1,6 @@
 """HTTP basic with the API token as the password (the seed's `curl --user NAME:TOKEN`), beside
-`Authorization: Token …`. The portal password is never accepted here."""
+`Authorization: Token …`; NAME is the account's e-mail address (or its user name). The portal password
+is never accepted here."""
 
 from __future__ import annotations
 
@@ -18,10 +19,10 @@ class BasicTokenAuthentication(BaseAuthentication):
         try:
             name, _, key = base64.b64decode(parts[1], validate=True).decode().partition(":")
         except (IndexError, binascii.Error, UnicodeDecodeError):
-            raise exceptions.AuthenticationFailed("Give your user name and API token as NAME:TOKEN.") from None
+            raise exceptions.AuthenticationFailed("Give your e-mail address and API token as EMAIL:TOKEN.") from None
         user, token = TokenAuthentication().authenticate_credentials(key)
-        if user.get_username() != name:
-            raise exceptions.AuthenticationFailed("That API token is not the token of that user name.")
+        if name != user.get_username() and not (user.email and name.lower() == user.email.lower()):
+            raise exceptions.AuthenticationFailed("That API token belongs to another account.")
         return user, token
 
     def authenticate_header(self, request) -> str:

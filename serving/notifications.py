@@ -15,8 +15,9 @@ def deployment_degraded(deployment_id: int, reason: str) -> None:
     deployment = Deployment.objects.select_related("version__model__owner").get(pk=deployment_id)
     version = deployment.version
     admins = get_user_model().objects.filter(is_staff=True, is_active=True).exclude(email="")
-    recipients = sorted({u.email for u in admins} | ({version.model.owner.email} - {""}))
-    mail.send(
+    owner = version.model.owner
+    recipients = [owner, *admins.exclude(pk=owner.pk).order_by("email")]
+    mail.send_each(
         f"[M2D] {version.model.name} version {version.number} is degraded",
         "serving/email/degraded",
         {

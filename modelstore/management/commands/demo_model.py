@@ -106,7 +106,7 @@ class Command(BaseCommand):
         lines = ask_lines(
             name=NAME,
             portal=settings.PORTAL_URL,
-            username=owner.username,
+            username=owner.email or owner.username,
             token=self._token(owner),
             files=a_case(),
             m2d=_m2d_command(),

@@ -11,6 +11,7 @@ import requests
 from django.conf import settings
 from django.urls import reverse
 
+from accounts.people import person
 from exports.models import Export, ExportEvent, ExportFile
 from tests.helpers import mail_text, sign_in_with_second_factor
 
@@ -73,6 +74,8 @@ def test_request_review_release_download(settings, export_storage, users, finish
     admin_mail = mailbox.wait_for(admin.email, 1)
     assert admin_mail[0]["Subject"] == f"[M2D] Submission {submission.pk}: export waiting for review"
     assert "Weights for the paper." in mail_text(admin_mail[0])
+    assert mail_text(admin_mail[0]).startswith(f"Hello {person(admin)},")  # each admin their own mail
+    assert admin_mail[0]["To"] == admin.email
     assert reverse("exports:review", args=[export.pk]) in mail_text(admin_mail[0])
 
     # Nothing is downloadable yet: no links, and a link cannot even be made.

@@ -24,7 +24,7 @@ def test_the_owner_scales_a_version_and_sees_its_workers(registered, approved, s
     assert page.count("not deployed") == 3  # each version's row, and the panel of the shown one
     assert "How to ask it" in page
     assert "m2d predict clam-malignancy LCC=lcc.png LMLO=lmlo.png RCC=rcc.png RMLO=rmlo.png" in page
-    assert f"curl --user {owner.username}:TOKEN http://testserver/predictions/clam-malignancy -F LCC=@lcc.png" in page
+    assert f"curl --user {owner.email}:TOKEN http://testserver/predictions/clam-malignancy -F LCC=@lcc.png" in page
 
     scaled = signed_in(owner).post(
         reverse("modelstore:scale", args=["clam-malignancy", 1]), {"min_workers": "1", "max_workers": "2"}, follow=True

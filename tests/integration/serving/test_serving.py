@@ -61,6 +61,13 @@ def test_a_deployed_model_answers_through_predictions_and_v2(deployed, api, clie
         "/predictions/toy-scoring", data=png([[5]]), content_type="image/png", HTTP_AUTHORIZATION=f"Basic {basic}"
     )
     assert seed.status_code == 200, seed.content
+    by_mail = base64.b64encode(f"{owner.email}:{token}".encode()).decode()  # the name people know
+    assert (
+        client.put(
+            "/predictions/toy-scoring", data=png([[5]]), content_type="image/png", HTTP_AUTHORIZATION=f"Basic {by_mail}"
+        ).status_code
+        == 200
+    )
     portal_password = base64.b64encode(f"{owner.username}:not-a-token".encode()).decode()
     assert (
         client.put(
@@ -73,7 +80,7 @@ def test_a_deployed_model_answers_through_predictions_and_v2(deployed, api, clie
     )
 
     audit = list(Prediction.objects.filter(model_name="toy-scoring").order_by("at"))
-    assert [p.status for p in audit] == [200, 200, 200]
+    assert [p.status for p in audit] == [200, 200, 200, 200]
     assert audit[0].inputs[0]["content_type"] == "image/png" and len(audit[0].inputs[0]["sha256"]) == 64
 
 

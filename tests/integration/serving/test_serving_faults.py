@@ -21,6 +21,7 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.db import connection
 from django.utils import timezone
 
+from accounts.people import person
 from modelstore.services import model_register
 from ops.metrics import render
 from runner import serving as agent
@@ -172,7 +173,9 @@ def test_a_load_slower_than_the_startup_timeout_fails_backs_off_degrades_once_an
         assert deployment.state == "degraded"
         assert 1 < (deployment.next_start_at - timezone.now()).total_seconds() <= 2  # the pause doubled
         mails = degraded_mails(mailbox, submission.owner.email, 1)
-        assert users["admin1"].email in mails[0]["To"] and users["admin2"].email in mails[0]["To"]
+        for admin in (users["admin1"], users["admin2"]):  # each their own mail, greeted by name
+            [to_admin] = degraded_mails(mailbox, admin.email, 1)
+            assert f"Hello {person(admin)}," in to_admin.get_payload()[0].get_payload(decode=True).decode()
         assert "its last 2 workers failed to start" in mails[0].get_payload()[0].get_payload(decode=True).decode()
         refused = api(submission.owner, scopes=["predict"]).post(
             "/predictions/toy-slow", data=png([[1]]), content_type="image/png"
