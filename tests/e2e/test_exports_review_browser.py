@@ -117,6 +117,8 @@ def test_review_and_release_in_a_browser(browser, live_server, users, finished_s
     # Rejected files are counted, never named to the researcher.
     assert page.locator("code", has_text="leak/1.png").count() == 0
     assert "2 files rejected by the reviewer" in page.locator("#rejected-summary").inner_text()
+    panel = page.locator("#exports").inner_text()
+    assert "Ask for release" not in panel  # decided: at most the full logs are left to ask for
     shot(page, "04-owner-released")
     with page.expect_download() as download:
         model_row.get_by_role("link", name="Download").click()
@@ -141,3 +143,12 @@ def test_review_and_release_in_a_browser(browser, live_server, users, finished_s
     assert "clam-resnet-toy" in page.locator("#models").inner_text()
     shot(page, "07-models")
     assert ModelVersion.objects.filter(model__owner=owner, model__name="clam-resnet-toy", number=1).exists()
+
+    # The model's files download from its page in the store.
+    page.get_by_role("link", name="clam-resnet-toy").first.click()
+    with page.expect_download() as download:
+        page.get_by_role("link", name="Download (zip)").first.click()
+    with zipfile.ZipFile(io.BytesIO(Path(download.value.path()).read_bytes())) as archive:
+        names = archive.namelist()
+        assert any(name.endswith("model.pt") for name in names), names
+    shot(page, "08-model-page")
