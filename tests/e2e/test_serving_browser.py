@@ -92,7 +92,7 @@ def test_the_owner_scales_a_model_to_one_worker_and_asks_it(browser, live_server
     assert "1 ready" in state and re.search(r"cold start \d+\.\d s", state), state
     assert "1 ready" in page.locator('td[data-serving="1"]').inner_text()
     curl = page.locator("#ask-curl").inner_text().strip()
-    assert curl == f"curl --user {owner.username}:TOKEN {live_server.url}/predictions/toy-scoring -T view.png"
+    assert curl == f"curl --user {owner.email}:TOKEN {live_server.url}/predictions/toy-scoring -T view.png"
     assert "m2d predict toy-scoring view.png" in page.locator("#ask-m2d").inner_text()
     page.locator("#how-to-ask").scroll_into_view_if_needed()
     shot(page, "03-ready")
