@@ -116,8 +116,8 @@ def test_the_demo_model_answers_a_case_as_the_demo_says(demo):
     assert "clam-malignancy/1 answered:" in asked.stdout
     assert re.search(r"label: \"(benign|malignant)\"", asked.stdout), asked.stdout
 
-    # the curl line exactly as printed: HTTP basic with the demo researcher's token
-    curl_line = printed(text, "curl --user researcher:")
+    # the curl line exactly as printed: HTTP basic with the demo researcher's e-mail and token
+    curl_line = printed(text, "curl --user researcher@m2d.localhost:")
     curled = subprocess.run(
         curl_line + " -sS --fail-with-body", shell=True, capture_output=True, text=True, timeout=300
     )
