@@ -17,7 +17,7 @@ from modelstore import selectors as store
 from runner.dispatch import reconcile_serving
 
 from . import inputs, selectors, services
-from .errors import ModelFailed, ModelTimedOut, NoWorker, ServingError, WorkersBusy
+from .errors import InvalidInput, ModelFailed, ModelTimedOut, NoWorker, ServingError, WorkersBusy
 from .files import socket_path
 from .workerclient import WorkerBrokeOff, WorkerTimedOut, WorkerUnreachable, ask
 
@@ -36,13 +36,30 @@ def resolve(user, name: str, version_ref: str | None):
     return store.version_for(user, model, version_ref or "default")
 
 
+ONLY_INPUT = None  # the key of a body sent without a name: the model's one input
+
+
+def _named(card: dict, given: dict) -> dict:
+    """`given` with a body sent without a name given the name of the model's one input."""
+    if ONLY_INPUT not in given:
+        return given
+    names = [spec["name"] for spec in card.get("inputs", [])]
+    if len(names) != 1:
+        raise InvalidInput(
+            f"This model takes {len(names)} inputs; send them as multipart parts named {', '.join(names)}."
+        )
+    return {names[0]: given[ONLY_INPUT]}
+
+
 def predict(*, user, name: str, version_ref: str | None, given: dict, endpoint: str) -> Answer:
-    """Ask the model; raises Http404 or a ServingError, each recorded like an answer."""
+    """Ask the model; raises Http404 or a ServingError, each recorded like an answer. A body sent
+    without a name (key ONLY_INPUT) is the model's one input."""
     started = time.monotonic()
     record = {"user": user, "model_name": name[:100], "endpoint": endpoint}
     try:
         version = resolve(user, name, version_ref)
         record["version"] = version
+        given = _named(version.card, given)
         record["inputs"] = inputs.check(version.card, given)
         workers = _ready(version)
         body = {
@@ -64,7 +81,7 @@ def predict(*, user, name: str, version_ref: str | None, given: dict, endpoint: 
         if status != 200:
             error = str(answer.get("error", "the model failed"))[:2000]
             if status in (400, 413):
-                raise inputs.InvalidInput(error)
+                raise InvalidInput(error)
             raise ModelFailed(f"The model could not answer: {error}")
         outputs = answer.get("outputs", {})
         saved = services.prediction_record(

@@ -86,12 +86,7 @@ class Predictions(_Inference):
             files = request._request.FILES
             return {key: self._part(files[key]) for key in files}
         data = self.raw_body(request)
-        names = [spec["name"] for spec in gateway.resolve(request.user, name, version).card.get("inputs", [])]
-        if len(names) != 1:
-            raise InvalidInput(
-                f"This model takes {len(names)} inputs; send them as multipart parts named {', '.join(names)}."
-            )
-        return {names[0]: (inputs.sniff(data), data)}
+        return {gateway.ONLY_INPUT: (inputs.sniff(data), data)}
 
     def _part(self, upload) -> tuple[str, bytes]:
         data = upload.read()
