@@ -302,6 +302,9 @@ M2D_RUN_SILENCE_TIMEOUT = env.int("M2D_RUN_SILENCE_TIMEOUT", default=2 * 3600)
 # reached over a unix socket in a folder of its own under M2D_SERVE_DIR.
 M2D_SERVE_DIR = Path(env("M2D_SERVE_DIR", default=str(VAR_DIR / "serve")))
 M2D_SERVE_UID = env.int("M2D_SERVE_UID", default=M2D_RUN_UID)
+# The platform's server that every worker runs, as the Docker engine sees it: in production the
+# portal's own folder exists only inside its container, so the ops worker copies it to the host.
+M2D_SERVE_SERVER_DIR = Path(env("M2D_SERVE_SERVER_DIR", default=str(BASE_DIR / "docker_scripts" / "serve")))
 M2D_SERVE_MEMORY = env("M2D_SERVE_MEMORY", default="2g")
 M2D_SERVE_CPUS = env.float("M2D_SERVE_CPUS", default=1.0)
 M2D_SERVE_PIDS = env.int("M2D_SERVE_PIDS", default=128)

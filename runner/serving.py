@@ -34,7 +34,6 @@ from serving.workerclient import WorkerUnreachable, wait_ready
 from . import builds, docker_api
 
 log = logging.getLogger(__name__)
-SERVER_DIR = settings.BASE_DIR / "docker_scripts" / "serve"
 MAX_SOCKET_PATH = 107  # a unix socket's path, NUL included, fits in 108 bytes
 # The socket folder: room for the socket and a little more, owned by the worker, nothing to run.
 SOCKET_FS = "size=64k,nr_inodes=16,nosuid,nodev,noexec"
@@ -146,7 +145,7 @@ def start_worker(deployment) -> ServeWorker:
                 name=name,
                 image=image,
                 model_dir=model_dir,
-                server_dir=SERVER_DIR,
+                server_dir=settings.M2D_SERVE_SERVER_DIR,
                 socket_dir=folder,
                 user=f"{settings.M2D_SERVE_UID}:{os.getgid()}",
                 memory=settings.M2D_SERVE_MEMORY,
