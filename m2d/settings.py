@@ -50,6 +50,7 @@ INSTALLED_APPS = [
     "modelstore",
     "serving",
     "ops",
+    "hosts",
     # after "accounts", whose templates restyle allauth's pages
     "allauth",
     "allauth.account",
@@ -276,6 +277,10 @@ M2D_MAX_RUNNING_PER_RESEARCHER = env.int("M2D_MAX_RUNNING_PER_RESEARCHER", defau
 M2D_MAX_QUEUED_PER_RESEARCHER = env.int("M2D_MAX_QUEUED_PER_RESEARCHER", default=20)
 # A run worker says it is alive this often; a run unheard of for three beats is adopted.
 M2D_HEARTBEAT_SECONDS = env.int("M2D_HEARTBEAT_SECONDS", default=10)
+# A host takes no new work while any folder it writes to (export volumes, exports, gateway
+# sockets, the engine's data root where the worker sees it, and M2D_HOST_DISK_PATHS) has less free.
+M2D_HOST_MIN_FREE_BYTES = env.int("M2D_HOST_MIN_FREE_BYTES", default=2 * 1024**3)
+M2D_HOST_DISK_PATHS = [Path(p) for p in env.list("M2D_HOST_DISK_PATHS", default=[])]
 # How often a run lost to a platform fault is requeued before it fails at stage infrastructure.
 M2D_INFRASTRUCTURE_RETRIES = env.int("M2D_INFRASTRUCTURE_RETRIES", default=1)
 # How long a run slot waits for a restarting Docker engine before it calls the run lost.

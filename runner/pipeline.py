@@ -27,7 +27,7 @@ from submissions.facts import RunFacts, TrackingTotals
 from submissions.selectors import submission_cancelled
 from submissions.services import run_facts_record, run_lost_record, run_tracking_reserve, run_tracking_usage_record
 
-from . import docker_api, provenance, scheduling
+from . import docker_api, host_health, provenance, scheduling
 from .builds import image_for_run
 from .export_volume import ExportLimitExceeded, ExportVolumeError
 from .gateway import GatewayPolicy, GatewayStats, TrackingGateway
@@ -48,7 +48,9 @@ def run_queued(slot: scheduling.Slot | None = None) -> int:
             with submission_context(orphan.pk):
                 run(run_job_for(orphan.pk), adopt=True)
             count += 1
-    while (submission := scheduling.claim_next(slot)) is not None:
+    # The host's health is measured afresh before each claim: a full disk or a lost engine
+    # stops it taking work as soon as its slot is free.
+    while not host_health.report() and (submission := scheduling.claim_next(slot)) is not None:
         with submission_context(submission.pk):
             run(run_job_for(submission.pk))
         count += 1

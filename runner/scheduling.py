@@ -17,6 +17,7 @@ from django.db import connection, transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from hosts.selectors import may_claim
 from submissions.models import Submission
 from submissions.queue import Slot, candidates, slots
 from submissions.transitions import TransitionConflict, transition
@@ -35,7 +36,10 @@ def slot_for_process(index: int | None = None) -> Slot:
 
 def claim_next(slot: Slot) -> Submission | None:
     """Move the next fair candidate to running on this slot. Two slots never get the same one:
-    PostgreSQL skips rows another slot is locking; everywhere the conditional update decides."""
+    PostgreSQL skips rows another slot is locking; everywhere the conditional update decides.
+    A slot of a host that is draining, or that its last heartbeat found unhealthy, takes nothing."""
+    if not may_claim(slot.host):
+        return None
     for _ in range(5):
         with transaction.atomic():
             ids = list(candidates().values_list("pk", flat=True))

@@ -7,6 +7,7 @@ from billiard.process import current_process
 from celery import signals
 from django.conf import settings
 
+from . import host_health
 from .dispatch import wake_run_slots
 
 
@@ -22,6 +23,7 @@ def take_slot_of_pool_index(**kwargs):
 def adopt_orphans_on_start(sender=None, **kwargs):
     consumed = set(sender.app.amqp.queues.consume_from or {}) if sender is not None else set()
     if settings.M2D_QUEUE_RUN in consumed:
+        host_health.start_heartbeat()
         # One wake per slot: each slot first waits for its own orphaned run, then takes work.
         for _ in range(max(len(settings.M2D_GPU_IDS), settings.M2D_CPU_SLOTS)):
             wake_run_slots()

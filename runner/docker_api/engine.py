@@ -76,6 +76,19 @@ def wait_for_engine(timeout: float) -> bool:
     return False
 
 
+def engine_root(timeout: float = 5) -> str:
+    """Where the engine keeps its images and containers (its data root); PlatformFault when it
+    does not answer within `timeout` seconds."""
+    try:
+        api = docker.APIClient(base_url=engine_url(), version="auto", timeout=timeout)
+        try:
+            return api.info().get("DockerRootDir", "")
+        finally:
+            api.close()
+    except (DockerException, requests.RequestException) as exc:
+        raise PlatformFault(f"the Docker engine at {engine_url()} is not reachable: {exc}") from exc
+
+
 def find_container(name: str):
     """The container of that name, or None."""
     try:

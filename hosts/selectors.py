@@ -1,0 +1,45 @@
+"""Reads of the host registry: may a host take new work, where may a serving worker go, and
+what the dashboard shows of each host."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from django.conf import settings
+from django.db.models import Q
+from django.utils import timezone
+
+from .models import Host
+
+
+def silent_before():
+    """A host not heard of since then has stopped: three missed heartbeats."""
+    return timezone.now() - timedelta(seconds=settings.M2D_HEARTBEAT_SECONDS * 3)
+
+
+def may_claim(name: str) -> bool:
+    """Whether a host may take new work: not when it is draining or its last heartbeat found it
+    unhealthy. (The claiming host reports itself just before it claims, so its row is fresh; a
+    host that never reported has nothing recorded against it.)"""
+    return not Host.objects.filter(name=name).filter(Q(draining=True) | ~Q(problem="")).exists()
+
+
+def why_not_claiming(name: str) -> str:
+    host = Host.objects.filter(name=name).first()
+    if host is None:
+        return ""
+    if host.draining:
+        return "it is draining"
+    return host.problem
+
+
+def placeable_hosts(slot_kind: str) -> list[str]:
+    """Hosts a new serving worker of that slot kind may go to: heard of lately, healthy, not
+    draining, with slots of that kind."""
+    hosts = Host.objects.filter(draining=False, problem="", heartbeat_at__gte=silent_before())
+    hosts = hosts.exclude(gpu_ids=[]) if slot_kind == Host.SlotKind.GPU else hosts.filter(gpu_ids=[])
+    return list(hosts.values_list("name", flat=True))
+
+
+def all_hosts() -> list[Host]:
+    return list(Host.objects.select_related("drain_requested_by").order_by("name"))
