@@ -1,0 +1,129 @@
+"""One-shot containers of a disclosure-risk assessment: the model's scoring in the submission's own
+image, and SACRO-ML's attack or ACRO's table checks in the platform's disclosure image.
+
+Each is sealed like a run (no network at all, its own user, no capabilities, a read-only root, a
+capped /tmp, memory, CPU and process caps), runs to its end or to its time limit, and is removed.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import requests
+from docker.errors import APIError, NotFound
+from docker.types import Ulimit
+
+from .engine import LABEL_ROLE, client, engine_errors, find_container
+from .runs import container_log_config, sealed_kwargs
+
+
+@dataclass(frozen=True)
+class Mount:
+    host: Path
+    target: str
+    writable: bool = False
+
+
+@dataclass(frozen=True)
+class SealedJobSpec:
+    name: str
+    image: str
+    command: tuple[str, ...]
+    mounts: tuple[Mount, ...]
+    user: str
+    memory: str
+    cpus: float
+    timeout: float  # seconds from start to kill
+    pids: int = 256
+    shm_size: str = "64m"
+    tmp_size: str = "256m"
+    environment: dict[str, str] = field(default_factory=dict)
+    labels: dict[str, str] = field(default_factory=dict)
+    file_size_cap: int = 0  # bytes any one file it writes may reach (0: no cap beyond its mounts)
+
+
+@dataclass(frozen=True)
+class SealedJobOutcome:
+    exit_code: int | None
+    timed_out: bool
+    oom_killed: bool
+    seconds: float
+    log_tail: str  # the last lines of its output, for the platform's own log
+
+
+def sealed_job_kwargs(spec: SealedJobSpec) -> dict:
+    kwargs = dict(
+        image=spec.image,
+        command=list(spec.command),
+        entrypoint=[],
+        name=spec.name,
+        network_mode="none",
+        volumes={str(m.host): {"bind": m.target, "mode": "rw" if m.writable else "ro"} for m in spec.mounts},
+        working_dir="/tmp",
+        environment={"HOME": "/tmp", "PYTHONDONTWRITEBYTECODE": "1", **spec.environment},
+        **sealed_kwargs(
+            user=spec.user,
+            tmp=f"rw,nosuid,nodev,size={spec.tmp_size},mode=1777",
+            memory=spec.memory,
+            cpus=spec.cpus,
+            pids=spec.pids,
+            shm_size=spec.shm_size,
+        ),
+        init=True,
+        labels={**spec.labels, LABEL_ROLE: "disclosure"},
+        log_config=container_log_config(),
+        detach=True,
+    )
+    if spec.file_size_cap:
+        kwargs["ulimits"] = [Ulimit(name="fsize", soft=spec.file_size_cap, hard=spec.file_size_cap)]
+    return kwargs
+
+
+@engine_errors
+def run_sealed_job(spec: SealedJobSpec) -> SealedJobOutcome:
+    """Run the container to its end, killing it at its time limit; it is removed either way. A
+    container of the same name left by an earlier try (a worker that died) is removed first."""
+    remove_sealed_job(spec.name)
+    container = client().containers.create(**sealed_job_kwargs(spec))
+    started = time.monotonic()
+    timed_out = False
+    try:
+        container.start()
+        try:
+            container.wait(timeout=spec.timeout)
+        except (requests.exceptions.ReadTimeout, requests.exceptions.ConnectionError):
+            timed_out = True
+            try:
+                container.kill()
+            except (NotFound, APIError):
+                pass  # it ended just now
+            container.wait(timeout=60)
+        seconds = time.monotonic() - started
+        container.reload()
+        state = container.attrs["State"]
+        log_tail = container.logs(stdout=True, stderr=True, tail=40)[-4000:].decode(errors="replace")
+        return SealedJobOutcome(
+            exit_code=state.get("ExitCode"),
+            timed_out=timed_out,
+            oom_killed=bool(state.get("OOMKilled")),
+            seconds=seconds,
+            log_tail=log_tail,
+        )
+    finally:
+        remove_sealed_job(spec.name)
+
+
+@engine_errors
+def remove_sealed_job(name: str) -> None:
+    container = find_container(name)
+    if container is None:
+        return
+    try:
+        container.remove(force=True)
+    except NotFound:
+        pass
+    except APIError as exc:
+        if exc.status_code != 409:  # its removal is already in progress
+            raise
