@@ -40,5 +40,8 @@ class HostAdmin(admin.ModelAdmin):
     @admin.action(description="Lift the drain: take new work again")
     def undrain(self, request, queryset):
         names = [host.name for host in queryset if host_undrain(by=request.user, host=host)]
-        message = f"{', '.join(names)} take work again." if names else "None of those hosts was draining."
+        takes = "takes" if len(names) == 1 else "take"
+        message = (
+            f"Drain lifted: {', '.join(names)} {takes} work again." if names else "None of those hosts was draining."
+        )
         self.message_user(request, message, messages.INFO)

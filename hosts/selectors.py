@@ -9,6 +9,8 @@ from django.conf import settings
 from django.db.models import Q
 from django.utils import timezone
 
+from submissions.models import Submission
+
 from .models import Host
 
 
@@ -43,3 +45,12 @@ def placeable_hosts(slot_kind: str) -> list[str]:
 
 def all_hosts() -> list[Host]:
     return list(Host.objects.select_related("drain_requested_by").order_by("name"))
+
+
+def runs_on(name: str) -> list[int]:
+    """The submissions running on a host's slots now."""
+    return list(
+        Submission.objects.filter(status=Submission.Status.RUNNING, slot__startswith=f"{name}/")
+        .order_by("pk")
+        .values_list("pk", flat=True)
+    )

@@ -1,5 +1,5 @@
-"""What the admin dashboard shows: the queue, the runs on each slot, recent failures, and what
-waits for an admin. Reads only; a fixed number of queries whatever the size of the tables."""
+"""What the admin dashboard shows: the hosts and what runs on each of their slots, the queue,
+recent failures, and what waits for an admin. Reads only; a fixed number of queries whatever the size of the tables."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from django.utils import timezone
 
 from accounts.models import Researcher
 from exports.selectors import exports_awaiting_review
+from hosts.selectors import all_hosts, silent_before
 
 from .models import Submission, SubmissionEvent
 from .progress import QueueView, humanize_seconds
@@ -64,14 +65,42 @@ def admin_dashboard() -> dict:
         }
         for s in running
     ]
+    hosts = _hosts(now, running)
     recent = Submission.objects.filter(status=S.FAILED, updated_at__gte=now - FAILURE_WINDOW)
     by_stage = dict(recent.order_by().values("failure_stage").annotate(n=Count("pk")).values_list("failure_stage", "n"))
     return {
         "queued_total": len(queue.positions),
         "waiting": waiting,
         "runs": runs,
+        "hosts": hosts,
         "failures_by_stage": sorted(by_stage.items(), key=lambda item: -item[1]),
         "recent_failures": list(recent.select_related("owner__researcher").order_by("-updated_at")[:10]),
         "pending_researchers": Researcher.objects.filter(status=Researcher.Status.PENDING).count(),
         "exports_awaiting": list(exports_awaiting_review()[:SHOWN]),
     }
+
+
+def _hosts(now, running: list[Submission]) -> list[dict]:
+    """Each host: its slots and what runs on each, how long since it was heard of, its health and
+    whether it is draining (one query: the running submissions are given)."""
+    by_slot = {s.slot: s for s in running}
+    silent = silent_before()
+    rows = []
+    for host in all_hosts():
+        names = [f"gpu{gpu}" for gpu in host.gpu_ids] if host.gpu_ids else [f"cpu{i}" for i in range(host.cpu_slots)]
+        labels = [f"{host.name}/{name}" for name in names]
+        labels += sorted(label for label in by_slot if label.startswith(f"{host.name}/") and label not in labels)
+        if host.heartbeat_at is None or host.heartbeat_at < silent:
+            health = "silent"
+        else:
+            health = "unhealthy" if host.problem else "healthy"
+        rows.append(
+            {
+                "host": host,
+                "kind": host.slot_kind,
+                "slots": [{"label": label, "submission": by_slot.get(label)} for label in labels],
+                "heartbeat_age": _age(now - host.heartbeat_at) if host.heartbeat_at else "",
+                "health": health,
+            }
+        )
+    return rows
