@@ -33,6 +33,8 @@ SCRIPTS = Path(__file__).resolve().parent.parent / "docker_scripts"
 MIN_CASES = 10
 OUT_FS = "size=16m,nr_inodes=64,nosuid,nodev,noexec"
 WORST_CASE = "worst-case membership"
+MAX_TABLE_BYTES = 50 * 1024**2
+TABLES_UID = 65534  # the table checks run as nobody: they read copies the platform made
 
 
 @dataclass(frozen=True)
@@ -392,43 +394,61 @@ def _platform_job(
 def check_tables(
     files: list[tuple[str, Path]], *, disclosure_image: str, work_dir: Path, min_count: int, timeout: int
 ) -> tuple[TableCheck, ...]:
-    """ACRO's checks of tabular export files (display path, file on this host), one per file."""
-    if not files:
-        return ()
+    """ACRO's checks of tabular export files (path in the export, file on this host), one per file.
+    A file too large to be an aggregate table is not handed to the check at all."""
+    large = {path for path, source in files if Path(source).stat().st_size > MAX_TABLE_BYTES}
+    checked = [(path, source) for path, source in files if path not in large]
+    results: dict[str, TableCheck] = {
+        path: TableCheck(
+            path=path,
+            is_table=False,
+            min_count=min_count,
+            detail=f"over {MAX_TABLE_BYTES // 1024**2} MB: row-level data, not an aggregate table",
+        )
+        for path in large
+    }
     work = Path(work_dir)
     try:
-        given = work / "tables"
-        given.mkdir(parents=True, exist_ok=True)
-        os.chmod(given, 0o755)
-        for index, (_, source) in enumerate(files):
-            shutil.copyfile(source, given / f"{index}.csv")
-            os.chmod(given / f"{index}.csv", 0o644)
-        digest = hashlib.sha256(str(work).encode()).hexdigest()[:10]
-        report = _platform_job(
-            disclosure_image,
-            name=f"m2d-disclosure-tables-{digest}",
-            command=("python3", "/opt/m2d/disclosure/tables.py", "/in", str(len(files)), str(min_count)),
-            given=given,
-            out=work / "report",
-            uid=65534,
-            timeout=timeout,
-            labels={},
-        )
-        results = report["tables"]
-        return tuple(
-            TableCheck(
-                path=path,
-                is_table=bool(r.get("is_table")),
-                cells=int(r.get("cells", 0)),
-                small_cells=int(r.get("small_cells", 0)),
-                dominated_cells=int(r.get("dominated_cells", 0)),
-                min_count=min_count,
-                detail=str(r.get("detail", "")),
-                fault=str(r.get("fault", "")),
-            )
-            for (path, _), r in zip(files, results, strict=True)
-        )
+        if checked:
+            results.update(_acro_checks(checked, disclosure_image, work, min_count, timeout))
     except (_Fault, PlatformFault, OSError, KeyError, TypeError, ValueError) as exc:
-        return tuple(TableCheck(path=path, is_table=False, min_count=min_count, fault=str(exc)) for path, _ in files)
+        for path, _ in checked:
+            results[path] = TableCheck(path=path, is_table=False, min_count=min_count, fault=str(exc))
     finally:
         shutil.rmtree(work, ignore_errors=True)
+    return tuple(results[path] for path, _ in files)
+
+
+def _acro_checks(
+    files: list[tuple[str, Path]], image: str, work: Path, min_count: int, timeout: int
+) -> dict[str, TableCheck]:
+    given = work / "tables"
+    given.mkdir(parents=True, exist_ok=True)
+    os.chmod(given, 0o755)
+    for index, (_, source) in enumerate(files):
+        shutil.copyfile(source, given / f"{index}.csv")
+        os.chmod(given / f"{index}.csv", 0o644)
+    digest = hashlib.sha256(str(work).encode()).hexdigest()[:10]
+    report = _platform_job(
+        image,
+        name=f"m2d-disclosure-tables-{digest}",
+        command=("python3", "/opt/m2d/disclosure/tables.py", "/in", str(len(files)), str(min_count)),
+        given=given,
+        out=work / "report",
+        uid=TABLES_UID,
+        timeout=timeout,
+        labels={},
+    )
+    return {
+        path: TableCheck(
+            path=path,
+            is_table=bool(r.get("is_table")),
+            cells=int(r.get("cells", 0)),
+            small_cells=int(r.get("small_cells", 0)),
+            dominated_cells=int(r.get("dominated_cells", 0)),
+            min_count=min_count,
+            detail=str(r.get("detail", "")),
+            fault=str(r.get("fault", "")),
+        )
+        for (path, _), r in zip(files, report["tables"], strict=True)
+    }

@@ -21,7 +21,7 @@ apt_ensure chromium postgresql curl
 engine=$("$REPO_ROOT/scripts/docker-engine.sh")
 "$REPO_ROOT/scripts/stack.sh" setup
 source "$VAR_DIR/images.env"
-export M2D_BASE_IMAGE M2D_RUNTIME_IMAGE M2D_FORWARDER_IMAGE M2D_MLFLOW_IMAGE M2D_INDEX_IMAGE
+export M2D_BASE_IMAGE M2D_RUNTIME_IMAGE M2D_FORWARDER_IMAGE M2D_MLFLOW_IMAGE M2D_INDEX_IMAGE M2D_DISCLOSURE_IMAGE
 
 cleanup() {
     M2D_VAR_DIR="$VAR_DIR" "$REPO_ROOT/scripts/services.sh" wipe

@@ -15,7 +15,7 @@ import requests
 from docker.errors import APIError, NotFound
 from docker.types import Ulimit
 
-from .engine import LABEL_ROLE, client, engine_errors, find_container
+from .engine import LABEL_ROLE, PlatformFault, client, engine_errors, find_container
 from .runs import container_log_config, sealed_kwargs
 
 
@@ -86,7 +86,10 @@ def run_sealed_job(spec: SealedJobSpec) -> SealedJobOutcome:
     """Run the container to its end, killing it at its time limit; it is removed either way. A
     container of the same name left by an earlier try (a worker that died) is removed first."""
     remove_sealed_job(spec.name)
-    container = client().containers.create(**sealed_job_kwargs(spec))
+    try:
+        container = client().containers.create(**sealed_job_kwargs(spec))
+    except APIError as exc:  # the image is missing, a mount is refused: the platform's to mend
+        raise PlatformFault(f"the container {spec.name} could not be made: {exc.explanation or exc}") from exc
     started = time.monotonic()
     timed_out = False
     try:
