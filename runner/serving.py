@@ -37,9 +37,6 @@ log = logging.getLogger(__name__)
 MAX_SOCKET_PATH = 107  # a unix socket's path, NUL included, fits in 108 bytes
 # The socket folder: room for the socket and a little more, owned by the worker, nothing to run.
 SOCKET_FS = "size=64k,nr_inodes=16,nosuid,nodev,noexec"
-# A `starting` worker older than its startup timeout and this margin was left by a reconciler
-# that died while it waited.
-ABANDONED_MARGIN = 60
 
 
 def worker_name(worker_id: int) -> str:
@@ -90,14 +87,35 @@ def _gone(worker: ServeWorker) -> str:
     """Why a live worker cannot be asked any more ('' when it can)."""
     state = docker_api.serve_worker_state(worker_name(worker.pk))
     if worker.state == ServeWorker.State.STARTING:
-        limit = settings.M2D_SERVE_STARTUP_TIMEOUT + ABANDONED_MARGIN
-        if worker.started_at < timezone.now() - timedelta(seconds=limit):
-            return "its start was left unfinished by a reconciler that stopped"
-        return ""
+        return _adopt(worker, state)
     if state.status != "running":
         return f"the worker stopped: {_cause(state)}"
     if state.started_at and worker.ready_at and state.started_at > worker.ready_at:
         return "its container was restarted outside the platform; a fresh worker replaces it"
+    return ""
+
+
+def _adopt(worker: ServeWorker, state) -> str:
+    """A worker still `starting` when a reconciler (which holds the host's lock) looks at it was
+    left by one that died while it waited. Its container goes on loading the model, so it is
+    waited for, for what is left of its startup time, and kept; only a worker whose container
+    stopped or whose time runs out is replaced. Its cold start counts from its first start."""
+    left_by = "its start was left unfinished by a reconciler that stopped"
+    if state.status != "running":
+        return f"{left_by}, and {_cause(state)}"
+    name = worker_name(worker.pk)
+    elapsed = (timezone.now() - worker.started_at).total_seconds()
+    try:
+        wait_ready(
+            socket_path(worker.pk),
+            settings.M2D_SERVE_UID,
+            max(settings.M2D_SERVE_STARTUP_TIMEOUT - elapsed, 1.0),
+            still_running=lambda: docker_api.serve_worker_state(name).status == "running",
+        )
+    except WorkerUnreachable as exc:
+        return f"{left_by} ({exc})"
+    services.worker_ready(worker=worker, container=name, seconds=(timezone.now() - worker.started_at).total_seconds())
+    log.info("serving worker %s, left starting by a reconciler that stopped, is ready and kept", worker.pk)
     return ""
 
 

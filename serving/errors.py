@@ -14,6 +14,12 @@ class NotServable(ServingError):
     code, type = 409, "not_servable"
 
 
+class ScaleInProgress(ServingError):
+    """Another scale of the same version is still starting or stopping its workers."""
+
+    code, type = 409, "scale_in_progress"
+
+
 class InvalidInput(ServingError):
     code, type = 400, "invalid_input"
 

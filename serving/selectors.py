@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 import time
+from datetime import timedelta
+
+from django.conf import settings
+from django.utils import timezone
 
 from .errors import WorkersBusy
 from .models import Deployment, Prediction, ServeWorker
 
 LIVE = (ServeWorker.State.STARTING, ServeWorker.State.READY)
+# Time for a scale's message to reach the reconciler, on top of the workers' own startup time.
+SCALE_MARGIN_SECONDS = 60
 
 
 def deployment_of(version) -> Deployment | None:
@@ -42,6 +48,29 @@ def idle_since(deployment: Deployment, since) -> bool:
         deployment.updated_at >= since
         or Prediction.objects.filter(version_id=deployment.version_id, at__gte=since).exists()
         or deployment.workers.filter(ready_at__gte=since).exists()
+    )
+
+
+def scale_in_progress(deployment: Deployment) -> str:
+    """What the deployment's last scale is still doing ('' once it is over). A scale is over when
+    its counts are reached, when a worker has failed since it was asked (the deployment's state
+    and events tell the rest), or when its workers have had their startup time and a margin."""
+    asked = deployment.updated_at
+    took_too_long = asked + timedelta(
+        seconds=settings.M2D_SERVE_STARTUP_TIMEOUT * max(1, deployment.min_workers) + SCALE_MARGIN_SECONDS
+    )
+    if timezone.now() > took_too_long:
+        return ""
+    counts = worker_counts(deployment)
+    ready, live = counts[ServeWorker.State.READY], counts[ServeWorker.State.READY] + counts[ServeWorker.State.STARTING]
+    if ready >= deployment.min_workers and live <= max(deployment.max_workers, deployment.min_workers):
+        return ""
+    if deployment.workers.filter(state=ServeWorker.State.FAILED, ended_at__gte=asked).exists():
+        return ""
+    return (
+        f"{ready} of {deployment.min_workers} workers ready"
+        if ready < deployment.min_workers
+        else f"{live - deployment.max_workers} of {live} workers to stop"
     )
 
 

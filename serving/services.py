@@ -12,14 +12,15 @@ from django.utils import timezone
 from modelstore.models import ModelVersion
 from runner.dispatch import reconcile_serving
 
-from . import notifications
-from .errors import InvalidScale, NotServable
+from . import notifications, selectors
+from .errors import InvalidScale, NotServable, ScaleInProgress
 from .models import Deployment, DeploymentEvent, Prediction, ServeWorker
 
 
 def deployment_scale(*, by, version: ModelVersion, min_workers: int, max_workers: int | None = None) -> Deployment:
     """Ask for between `min_workers` and `max_workers` workers of a version; the reconciler starts
-    and stops containers to follow."""
+    and stops containers to follow. While an earlier scale to other counts is still on its way
+    (serving.selectors.scale_in_progress), a new one is refused (409, as in TorchServe's API)."""
     max_workers = min_workers if max_workers is None else max_workers
     if min_workers < 0 or max_workers < 0:
         raise InvalidScale("min_worker and max_worker are counts: 0 or more.")
@@ -33,6 +34,16 @@ def deployment_scale(*, by, version: ModelVersion, min_workers: int, max_workers
         raise NotServable(f"{version.model.name} version {version.number} is retired; it cannot be served.")
     with transaction.atomic():
         deployment, _ = Deployment.objects.select_for_update().get_or_create(version=version)
+        if (deployment.min_workers, deployment.max_workers) == (min_workers, max_workers):
+            if selectors.scale_in_progress(deployment):
+                return deployment  # the same scale asked again: the caller waits for the one in progress
+        elif doing := selectors.scale_in_progress(deployment):
+            seconds = (timezone.now() - deployment.updated_at).total_seconds()
+            raise ScaleInProgress(
+                f"Another scale of {version.model.name} version {version.number} is in progress "
+                f"(to {deployment.min_workers}–{deployment.max_workers} workers, asked {seconds:.0f} s ago; {doing}). "
+                "Try again when it is done, or ask for the same counts to wait for it."
+            )
         deployment.min_workers, deployment.max_workers, deployment.updated_by = min_workers, max_workers, by
         deployment.save()
         DeploymentEvent.objects.create(
