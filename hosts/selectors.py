@@ -37,9 +37,10 @@ def why_not_claiming(name: str) -> str:
 
 def placeable_hosts(slot_kind: str) -> list[str]:
     """Hosts a new serving worker of that slot kind may go to: heard of lately, healthy, not
-    draining, with slots of that kind."""
+    draining, and for a GPU one, with GPUs (every host has CPUs)."""
     hosts = Host.objects.filter(draining=False, problem="", heartbeat_at__gte=silent_before())
-    hosts = hosts.exclude(gpu_ids=[]) if slot_kind == Host.SlotKind.GPU else hosts.filter(gpu_ids=[])
+    if slot_kind == Host.SlotKind.GPU:
+        hosts = hosts.exclude(gpu_ids=[])
     return list(hosts.values_list("name", flat=True))
 
 

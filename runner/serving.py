@@ -26,17 +26,24 @@ from datetime import timedelta
 from django.conf import settings
 from django.utils import timezone
 
+from hosts.selectors import placeable_hosts
 from serving import selectors, services
 from serving.files import ModelFilesDamaged, model_folder, socket_folder, socket_path
 from serving.models import ServeWorker
-from serving.workerclient import WorkerUnreachable, wait_ready
+from serving.workerclient import WorkerTimedOut, WorkerUnreachable, ask, wait_ready
+from submissions.queue import host_name
 
-from . import builds, docker_api
+from . import builds, docker_api, host_health
 
 log = logging.getLogger(__name__)
 MAX_SOCKET_PATH = 107  # a unix socket's path, NUL included, fits in 108 bytes
 # The socket folder: room for the socket and a little more, owned by the worker, nothing to run.
 SOCKET_FS = "size=64k,nr_inodes=16,nosuid,nodev,noexec"
+# A prediction still running this long past the response timeout has nobody waiting for it: the
+# gateway that asked died (kill -9, a restart) before it could recycle the worker.
+ORPHANED_PREDICTION_GRACE = 5.0
+# Serving workers run on a host's CPUs (every host has them): no GPU is handed to them.
+SLOT_KIND = "cpu"
 
 
 def worker_name(worker_id: int) -> str:
@@ -47,8 +54,11 @@ def reconcile() -> None:
     with _only_one() as alone:
         if not alone:
             return  # another reconciler is at it; it makes the same decisions
+        host_health.report()
+        here = host_name()
+        placeable = here in placeable_hosts(SLOT_KIND)
         for deployment in selectors.deployments_to_reconcile():
-            _follow(deployment)
+            _follow(deployment, here, placeable)
         _remove_unrecorded()
 
 
@@ -67,16 +77,28 @@ def _only_one():
             fcntl.flock(lock, fcntl.LOCK_UN)
 
 
-def _follow(deployment) -> None:
+def _follow(deployment, here: str, placeable: bool) -> None:
+    """Keep the deployment's workers to what it asks, counting those of every host, and managing
+    those on this one. New workers start here only while this host may take them (healthy, not
+    draining, with slots of their kind); a draining host gives up its workers once the other hosts
+    hold as many ready ones as are wanted, so that a drain never leaves a model unanswered."""
     live = selectors.live_workers(deployment)
-    for worker in list(live):
+    for worker in [w for w in live if w.host in ("", here)]:
         why = _gone(worker)
         if why:
             _stop(worker, failed=True, reason=why)
             live.remove(worker)
     wanted = _wanted(deployment, len(live))
-    for worker in live[wanted:]:
+    mine = [w for w in live if w.host in ("", here)]
+    for worker in mine[::-1][: max(0, len(live) - wanted)]:
         _stop(worker, failed=False, reason="scaled down")
+        live.remove(worker)
+    if not placeable:
+        ready_elsewhere = sum(1 for w in live if w.host not in ("", here) and w.state == ServeWorker.State.READY)
+        if ready_elsewhere >= wanted:
+            for worker in [w for w in live if w.host in ("", here)]:
+                _stop(worker, failed=False, reason=f"its host {here} takes no new work; other hosts serve")
+        return
     if len(live) < wanted and _may_start(deployment):
         for _ in range(wanted - len(live)):
             if start_worker(deployment).state != ServeWorker.State.READY:
@@ -92,6 +114,29 @@ def _gone(worker: ServeWorker) -> str:
         return f"the worker stopped: {_cause(state)}"
     if state.started_at and worker.ready_at and state.started_at > worker.ready_at:
         return "its container was restarted outside the platform; a fresh worker replaces it"
+    return _unhealthy(worker)
+
+
+def _unhealthy(worker: ServeWorker) -> str:
+    """Why a running worker's server cannot be trusted with requests ('' when it can): its socket
+    does not answer, or a prediction has outlived the response timeout with nobody waiting."""
+    try:
+        _, answer = ask(
+            socket_path(worker.pk), settings.M2D_SERVE_UID, "GET", "/ready", None, timeout=5, max_answer=4096
+        )
+    except WorkerTimedOut:
+        return ""  # a busy server; asked again at the next pass
+    except WorkerUnreachable as exc:
+        return f"its server does not answer on its socket ({exc})"
+    try:
+        oldest, limit = float(answer.get("oldest_seconds") or 0), settings.M2D_SERVE_RESPONSE_TIMEOUT
+    except (AttributeError, TypeError, ValueError):
+        return "its server answers /ready with something else than the platform's server does"
+    if oldest > limit + ORPHANED_PREDICTION_GRACE:
+        return (
+            f"a prediction has run {oldest:.0f} s, past the response timeout of {limit:g} s, with nobody waiting "
+            "for its answer (the web process that asked stopped); a fresh worker replaces it"
+        )
     return ""
 
 
@@ -147,7 +192,7 @@ def _may_start(deployment) -> bool:
 
 def start_worker(deployment) -> ServeWorker:
     """Start one worker and wait until its model answers; it ends `ready` or `failed`."""
-    worker = services.worker_begin(deployment=deployment)
+    worker = services.worker_begin(deployment=deployment, host=host_name())
     name, started = worker_name(worker.pk), time.monotonic()
     folder = socket_folder(worker.pk)
     try:

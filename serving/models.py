@@ -40,6 +40,7 @@ class ServeWorker(models.Model):
 
     deployment = models.ForeignKey(Deployment, on_delete=models.CASCADE, related_name="workers")
     state = models.CharField(max_length=10, choices=State.choices, default=State.STARTING, db_index=True)
+    host = models.CharField(max_length=100, blank=True, db_index=True)  # whose engine runs it (M2D_HOST_NAME)
     container = models.CharField(max_length=200, blank=True)
     started_at = models.DateTimeField(auto_now_add=True)
     ready_at = models.DateTimeField(null=True, blank=True)

@@ -53,8 +53,8 @@ def deployment_scale(*, by, version: ModelVersion, min_workers: int, max_workers
     return deployment
 
 
-def worker_begin(*, deployment: Deployment) -> ServeWorker:
-    return ServeWorker.objects.create(deployment=deployment)
+def worker_begin(*, deployment: Deployment, host: str = "") -> ServeWorker:
+    return ServeWorker.objects.create(deployment=deployment, host=host)
 
 
 def worker_ready(*, worker: ServeWorker, container: str, seconds: float) -> None:

@@ -87,7 +87,7 @@ def test_serving_workers_go_to_healthy_hosts_with_the_slot_kind(admin_user):
     host_report(facts=facts("gpu-1", gpus=("0", "1")))
     host_report(facts=facts("gpu-2", gpus=("0",)))
     host_drain(by=admin_user, host=Host.objects.get(name="gpu-2"))
-    assert selectors.placeable_hosts("cpu") == ["cpu-1"]
+    assert selectors.placeable_hosts("cpu") == ["cpu-1", "gpu-1"]
     assert selectors.placeable_hosts("gpu") == ["gpu-1"]
     assert Host.objects.get(name="gpu-1").slot_count == 2
 
