@@ -120,8 +120,14 @@ def restart_docker_engine() -> None:
     import signal
     import subprocess
 
-    pid = int(subprocess.run(["pidof", "dockerd"], capture_output=True, text=True).stdout.split()[0])
-    command = Path(f"/proc/{pid}/cmdline").read_bytes().rstrip(b"\0").split(b"\0")
+    # the engine the platform uses, not another one this host may run beside it
+    engine = docker_api.engine_url().removeprefix("unix://").encode()
+    for pid in map(int, subprocess.run(["pidof", "dockerd"], capture_output=True, text=True).stdout.split()):
+        command = Path(f"/proc/{pid}/cmdline").read_bytes().rstrip(b"\0").split(b"\0")
+        if any(engine in part for part in command) or not any(p.startswith((b"--host", b"-H")) for p in command):
+            break
+    else:
+        pytest.fail(f"no dockerd serves {engine.decode()}")
     os.kill(pid, signal.SIGTERM)
     wait_until(lambda: not Path(f"/proc/{pid}").exists(), 60, "the engine to stop")
     log = open(settings.VAR_DIR / "log" / "dockerd-restarted.log", "ab")  # noqa: SIM115 - the engine keeps it
