@@ -9,6 +9,7 @@ from django.conf import settings
 from django.db.models import Q
 from django.utils import timezone
 
+from serving.models import ServeWorker
 from submissions.models import Submission
 
 from .models import Host
@@ -55,3 +56,14 @@ def runs_on(name: str) -> list[int]:
         .order_by("pk")
         .values_list("pk", flat=True)
     )
+
+
+def serving_workers_by_host() -> dict[str, list[str]]:
+    """The live serving workers on each host, as "model version" (one query)."""
+    live = ServeWorker.objects.filter(state__in=[ServeWorker.State.STARTING, ServeWorker.State.READY]).order_by("pk")
+    by_host: dict[str, list[str]] = {}
+    for host, model, number in live.values_list(
+        "host", "deployment__version__model__name", "deployment__version__number"
+    ):
+        by_host.setdefault(host, []).append(f"{model} {number}")
+    return by_host

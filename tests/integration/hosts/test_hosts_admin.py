@@ -52,6 +52,17 @@ def running_on(slot: str) -> Submission:
     )
 
 
+def serve_on(host: str, submission: Submission) -> None:
+    from modelstore.models import ModelVersion, RegisteredModel
+    from serving.models import Deployment, ServeWorker
+
+    model = RegisteredModel.objects.create(name="pcam-classification", owner=submission.owner, dataset="pcam", task="c")
+    version = ModelVersion.objects.create(model=model, number=3, submission=submission, created_by=submission.owner)
+    deployment = Deployment.objects.create(version=version, min_workers=1, max_workers=1)
+    ServeWorker.objects.create(deployment=deployment, host=host, state="ready")
+    ServeWorker.objects.create(deployment=deployment, host=host, state="failed")
+
+
 def test_the_dashboard_shows_each_host_its_slots_runs_heartbeat_and_health(staff, steward, settings):
     settings.M2D_HOST_MIN_FREE_BYTES = 1024**3
     report("gpu-1", gpus=("0", "1"))
@@ -60,6 +71,7 @@ def test_the_dashboard_shows_each_host_its_slots_runs_heartbeat_and_health(staff
     Host.objects.filter(name="cpu-gone").update(heartbeat_at=timezone.now() - timedelta(minutes=5))
     host_drain(by=steward, host=report("cpu-drained"), note="new disks")
     run = running_on("gpu-1/gpu1")
+    serve_on("cpu-drained", run)
 
     page = staff.get("/submissions/dashboard/").content.decode()
     rows = {
@@ -78,6 +90,8 @@ def test_the_dashboard_shows_each_host_its_slots_runs_heartbeat_and_health(staff
     assert "silent" in rows["cpu-gone"] and "5 min" in rows["cpu-gone"]
     assert "draining" in rows["cpu-drained"] and "Anna de Vries" in rows["cpu-drained"]
     assert "2 CPU" in rows["cpu-drained"] and "Lift the drain" in rows["cpu-drained"]
+    assert "serving: pcam-classification 3</div>" in rows["cpu-drained"]  # the live worker, not the failed one
+    assert "serving:" not in rows["gpu-1"]
 
 
 def test_the_admin_drains_a_host_and_lifts_the_drain(staff, steward):
