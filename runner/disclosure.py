@@ -69,6 +69,7 @@ class DisclosureJob:
     tmp_size: str = "256m"
     shm_size: str = "256m"
     seed: int = 0  # which cases are drawn when a split has more than max_cases
+    min_cases: int = MIN_CASES  # of each split, answered, for the attack to say anything
 
 
 def is_predict_contract(model_dir: Path) -> bool:
@@ -124,10 +125,10 @@ def assess_model(job: DisclosureJob) -> ModelAssessment:
         answers = _score(job, card, cases)
         train = [answers[c.id] for c in cases if c.trained and c.id in answers]
         test = [answers[c.id] for c in cases if not c.trained and c.id in answers]
-        if min(len(train), len(test)) < MIN_CASES:
+        if min(len(train), len(test)) < job.min_cases:
             raise _Fault(
                 f"only {len(train)} training and {len(test)} held-out cases had every input the card "
-                f"declares; the attack needs at least {MIN_CASES} of each"
+                f"declares; the attack needs at least {job.min_cases} of each"
             )
         figures = _attack(job, train, test)
         return ended(attacks=(figures,), n_train=len(train), n_test=len(test))
@@ -177,11 +178,11 @@ def _draw_cases(job: DisclosureJob) -> list[_Case]:
         sides[trained].append((path, (row.get(spec.label_column) or "").strip() == spec.positive_label))
     draw = random.Random(f"{job.seed}:{job.submission_id}")
     for trained in (True, False):
-        if len(sides[trained]) < MIN_CASES:
+        if len(sides[trained]) < job.min_cases:
             side = "training" if trained else "held-out"
             raise _Fault(
                 f"the data set's split has {len(sides[trained])} {side} cases with a folder; "
-                f"the attack needs at least {MIN_CASES} of each"
+                f"the attack needs at least {job.min_cases} of each"
             )
         draw.shuffle(sides[trained])
         del sides[trained][job.max_cases :]
