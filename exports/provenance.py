@@ -14,6 +14,7 @@ import logging
 
 from django.conf import settings
 
+from disclosure.selectors import provenance_entries
 from submissions.selectors import submission_timings
 from tracking.client import MlflowAdmin, MlflowUnavailable
 from tracking.readback import latest_values
@@ -184,5 +185,9 @@ def provenance_record(submission) -> dict:
             }
             for event in decisions.select_related("by")
         ],
+        "disclosure_risk": provenance_entries(
+            submission.pk,
+            {f.path for f in entries if f.state == ExportFile.State.RELEASED and f.source == ExportFile.Source.RUN},
+        ),
         "capture_problems": captured.problems if captured else ["no provenance was captured for this run"],
     }

@@ -9,6 +9,7 @@ from django.db.models import Count, Q
 from django.http import Http404
 from django.urls import reverse
 
+from disclosure.selectors import owner_view
 from submissions import logpolicy
 
 from .downloads import download_token
@@ -128,6 +129,12 @@ def export_panel(user, submission) -> dict:
         "events": _trail(user, submission, entries),
         "unreleased": unreleased_summary(all_entries),
         "names_shown": sees_unreleased_names(user, submission),
+        "disclosure": owner_view(
+            submission.pk,
+            None
+            if sees_unreleased_names(user, submission)
+            else {e.path for e in entries if e.source == ExportFile.Source.RUN},
+        ),
     }
 
 

@@ -15,6 +15,8 @@ from django.db import transaction
 from django.template.defaultfilters import pluralize
 from django.utils import timezone
 
+from disclosure.selectors import release_gate, reports_of
+from disclosure.services import disclosure_request
 from submissions import logpolicy
 from submissions.facts import RunFacts
 from submissions.models import Submission
@@ -42,7 +44,12 @@ def run_exports_record(*, facts: RunFacts) -> Export:
     """What a run that has ended leaves to exports: its provenance and what it wrote to /mnt/export."""
     submission = Submission.objects.select_related("owner").get(pk=facts.submission_id)
     provenance_store_run(submission=submission, gpus=list(facts.gpus), problems=list(facts.provenance_problems))
-    return export_collect(submission=submission, folder=facts.export_folder, problem=facts.export_problem)
+    export = export_collect(submission=submission, folder=facts.export_folder, problem=facts.export_problem)
+    try:
+        disclosure_request(submission=submission, paths=[f["path"] for f in export.files])
+    except Exception:  # the run's result and the review go on without the report; the reviewer sees none
+        log.exception("the disclosure assessment of submission %s could not be asked for", submission.pk)
+    return export
 
 
 def export_collect(*, submission, folder: Path, problem: str = "") -> Export:
@@ -236,6 +243,7 @@ def export_decide(
         _ensure_reviewer(by, export)
         held = {f.pk: f for f in export.entries.filter(state=ExportFile.State.HELD)}
         _ensure_seen(export, held, {pk: seen.get(pk) for pk in decisions}, all_held=False)
+        gates = _disclosure_gates(export, [held[pk] for pk, d in decisions.items() if d == "release"], comment)
         now = timezone.now()
         for pk, decision in decisions.items():
             file = held[pk]
@@ -244,7 +252,7 @@ def export_decide(
                 audit.record(export.submission, A.REJECTED, by=by, file=file, comment=comment, mail=False)
                 transaction.on_commit(lambda key=file.storage_key: storage.delete(key))
                 outcome["rejected"].append(file.display_path)
-            elif _approve(export, file, by, comment):
+            elif _approve(export, file, by, comment, needed=2 if pk in gates else _approvals_needed()):
                 _set_state(file, ExportFile.State.RELEASED, now)
                 audit.record(export.submission, A.RELEASED, by=by, file=file, comment=comment, mail=False)
                 outcome["released"].append(file.display_path)
@@ -280,15 +288,35 @@ def _approvals_needed() -> int:
     return 2 if settings.M2D_EXPORT_TWO_PERSON_RULE else 1
 
 
-def _approve(export: Export, file: ExportFile, by, comment: str) -> bool:
+def _disclosure_gates(export: Export, releasing: list[ExportFile], comment: str) -> set[int]:
+    """The files whose release needs a second admin and a written reason, because the disclosure
+    report of their model or table is over the threshold, could not be made, or is not made yet.
+    Refuses a release of one of them without a reason."""
+    reports = reports_of(export.submission_id)
+    gated = {}
+    for file in releasing:
+        report = release_gate(reports, file.path) if file.source == ExportFile.Source.RUN else None
+        if report is not None:
+            gated[file.pk] = (file, report)
+    if gated and len(comment) < 10:
+        file, report = next(iter(gated.values()))
+        raise ExportRefused(
+            f"{file.display_path}: the disclosure risk of {report.get_kind_display()} {report.shown_path} "
+            f"is {report.get_verdict_display()} ({report.summary or 'not assessed yet'}). Its release needs a "
+            "second admin and a written reason: say why it may leave all the same (at least 10 characters)."
+        )
+    return set(gated)
+
+
+def _approve(export: Export, file: ExportFile, by, comment: str, needed: int) -> bool:
     """Record this admin's approval; True once enough different admins approved since the request."""
-    if _approvals_needed() == 1:
+    if needed == 1:
         return True
     approvals = ExportEvent.objects.filter(file=file, action=A.APPROVED, at__gte=export.requested_at)
     if approvals.filter(by=by).exists():
         raise ExportRefused(f"You already approved {file.display_path}; a second, different admin must approve it.")
     audit.record(export.submission, A.APPROVED, by=by, file=file, comment=comment, mail=False)
-    return approvals.exclude(by=export.submission.owner_id).values("by").distinct().count() >= _approvals_needed()
+    return approvals.exclude(by=export.submission.owner_id).values("by").distinct().count() >= needed
 
 
 def _set_state(file: ExportFile, state: str, now) -> None:

@@ -8,6 +8,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
 from accounts.second_factor import staff_second_factor
+from disclosure.selectors import release_gate, reports_of
 from submissions import logpolicy
 from submissions.selectors import submission_for
 
@@ -121,11 +122,16 @@ def review(request, pk: int):
     export.refresh_from_db()
     submission = export.submission
     entries = list(export.entries.all())
+    reports = reports_of(submission.pk)
+    for entry in entries:
+        entry.disclosure = [r for r in reports if entry.source == ExportFile.Source.RUN and r.covers(entry.path)]
+        entry.disclosure_gate = release_gate(entry.disclosure, entry.path)
     context = {
         "export": export,
         "submission": submission,
         "entries": entries,
         "flag_counts": _flag_counts(entries),
+        "disclosure_reports": reports,
         "approvals": selectors.approvals_by_file(export),
         "events": submission.export_events.select_related("by"),
         "logs": [k for k in logpolicy.KINDS if logpolicy.full_log_path(submission, k).is_file()],

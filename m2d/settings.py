@@ -47,6 +47,7 @@ INSTALLED_APPS = [
     "runner",
     "tracking",
     "exports",
+    "disclosure",
     "modelstore",
     "serving",
     "ops",
@@ -387,6 +388,38 @@ MLFLOW_ADMIN_USERNAME = env("MLFLOW_ADMIN_USERNAME", default="m2d-admin")
 MLFLOW_ADMIN_PASSWORD = env("MLFLOW_ADMIN_PASSWORD", default="m2d-local-mlflow-admin-pw")
 # Key for MLflow passwords at rest (Fernet); derived from SECRET_KEY when not given.
 M2D_ENCRYPTION_KEY = env("M2D_ENCRYPTION_KEY", default="")
+
+# --- disclosure risk ----------------------------------------------------------------------------
+# A run's exported models (folders with the predict contract or an MLflow pyfunc) are attacked with
+# SACRO-ML next to the data, and its CSV tables checked with ACRO, before the reviewer decides.
+M2D_DISCLOSURE_ENABLED = env.bool("M2D_DISCLOSURE_ENABLED", default=True)
+M2D_DISCLOSURE_IMAGE = env("M2D_DISCLOSURE_IMAGE", default="m2d-disclosure:latest")
+M2D_DISCLOSURE_WORK_DIR = Path(env("M2D_DISCLOSURE_WORK_DIR", default=str(VAR_DIR / "disclosure")))
+# A membership attack AUC at or above this, differing from guessing with p at most MAX_P_VALUE,
+# means the model reveals who was in the training set; its release needs a second admin and a reason.
+M2D_DISCLOSURE_MAX_AUC = env.float("M2D_DISCLOSURE_MAX_AUC", default=0.65)
+M2D_DISCLOSURE_MAX_P_VALUE = env.float("M2D_DISCLOSURE_MAX_P_VALUE", default=0.05)
+M2D_DISCLOSURE_MIN_CASES = env.int("M2D_DISCLOSURE_MIN_CASES", default=10)  # of each split
+M2D_DISCLOSURE_MAX_CASES = env.int("M2D_DISCLOSURE_MAX_CASES", default=500)  # scored per split
+M2D_DISCLOSURE_MIN_CELL_COUNT = env.int("M2D_DISCLOSURE_MIN_CELL_COUNT", default=10)  # ACRO's threshold rule
+M2D_DISCLOSURE_TIMEOUT = env.int("M2D_DISCLOSURE_TIMEOUT", default=900)  # scoring, seconds
+M2D_DISCLOSURE_TABLE_TIMEOUT = env.int("M2D_DISCLOSURE_TABLE_TIMEOUT", default=300)
+M2D_DISCLOSURE_ATTACK_TIMEOUT = env.int("M2D_DISCLOSURE_ATTACK_TIMEOUT", default=600)
+# A job that took a submission's reports and has not settled them in this long is taken as lost
+# (its worker died); the reconciler sends the job again.
+M2D_DISCLOSURE_LEASE_SECONDS = env.int("M2D_DISCLOSURE_LEASE_SECONDS", default=3 * 3600)
+M2D_DISCLOSURE_MEMORY = env("M2D_DISCLOSURE_MEMORY", default="4g")
+M2D_DISCLOSURE_CPUS = env.float("M2D_DISCLOSURE_CPUS", default=2.0)
+# Which cases the model trained on and which it did not: a column of the data set's CSV.
+M2D_DISCLOSURE_SPLIT_CSV = env("M2D_DISCLOSURE_SPLIT_CSV", default="clam-details-case-extrainfo.csv")
+M2D_DISCLOSURE_CASE_COLUMN = env("M2D_DISCLOSURE_CASE_COLUMN", default="CasePath")
+M2D_DISCLOSURE_LABEL_COLUMN = env("M2D_DISCLOSURE_LABEL_COLUMN", default="Groundtruth")
+M2D_DISCLOSURE_POSITIVE_LABEL = env("M2D_DISCLOSURE_POSITIVE_LABEL", default="malignant")
+M2D_DISCLOSURE_SPLIT_COLUMN = env("M2D_DISCLOSURE_SPLIT_COLUMN", default="Split")
+M2D_DISCLOSURE_TRAIN_VALUES = tuple(env.list("M2D_DISCLOSURE_TRAIN_VALUES", default=["train"]))
+M2D_DISCLOSURE_HELD_OUT_VALUES = tuple(
+    env.list("M2D_DISCLOSURE_HELD_OUT_VALUES", default=["test", "validation", "val"])
+)
 
 # --- exports airlock --------------------------------------------------------------------------
 # What a researcher may see of a build or run log (portal, e-mail, API, CLI): the last lines, and

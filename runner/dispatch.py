@@ -45,3 +45,8 @@ def stop_run(submission_id: int) -> None:
 def reconcile_serving() -> None:
     """Ask a maintenance worker to make the serving containers follow the deployments."""
     _send("runner.tasks.reconcile_serving", (), settings.M2D_QUEUE_OPS)
+
+
+def assess_disclosure(submission_id: int) -> None:
+    """Ask a run worker (next to the data) to assess the disclosure risk of a run's exports."""
+    _send("runner.tasks.assess_disclosure", (submission_id,), settings.M2D_QUEUE_RUN)

@@ -14,6 +14,7 @@ from submissions.facts import TrackingTotals
 from submissions.models import Submission
 
 from . import docker_api
+from .disclosure import DisclosureJob, SplitSpec
 from .export_volume import ExportLimits, ExportVolume
 from .naming import image_tag, log_dir, run_labels
 
@@ -152,3 +153,35 @@ def build_job_for(submission_id: int, log_name: str = "build.log") -> BuildJob:
         },
     )
     return BuildJob(submission.pk, submission.image_id, spec, settings.M2D_LOG_TAIL_LINES)
+
+
+def disclosure_job_for(
+    submission_id: int, *, image: str, model_dir: Path, model_path: str, work_dir: Path
+) -> DisclosureJob:
+    """The disclosure-risk job of one exported model, its files copied to `model_dir` on this host."""
+    return DisclosureJob(
+        submission_id=submission_id,
+        image=image,
+        model_dir=model_dir,
+        dataset_dir=settings.M2D_DATASET_DIR,
+        split=SplitSpec(
+            csv=settings.M2D_DISCLOSURE_SPLIT_CSV,
+            case_column=settings.M2D_DISCLOSURE_CASE_COLUMN,
+            label_column=settings.M2D_DISCLOSURE_LABEL_COLUMN,
+            positive_label=settings.M2D_DISCLOSURE_POSITIVE_LABEL,
+            split_column=settings.M2D_DISCLOSURE_SPLIT_COLUMN,
+            train_values=tuple(settings.M2D_DISCLOSURE_TRAIN_VALUES),
+            held_out_values=tuple(settings.M2D_DISCLOSURE_HELD_OUT_VALUES),
+        ),
+        work_dir=work_dir,
+        disclosure_image=settings.M2D_DISCLOSURE_IMAGE,
+        run_uid=settings.M2D_RUN_UID,
+        timeout=settings.M2D_DISCLOSURE_TIMEOUT,
+        memory=settings.M2D_DISCLOSURE_MEMORY,
+        cpus=settings.M2D_DISCLOSURE_CPUS,
+        max_cases=settings.M2D_DISCLOSURE_MAX_CASES,
+        model_path=model_path,
+        labels={docker_api.LABEL_INSTANCE: settings.M2D_INSTANCE, docker_api.LABEL_ROLE: "disclosure"},
+        attack_timeout=settings.M2D_DISCLOSURE_ATTACK_TIMEOUT,
+        min_cases=settings.M2D_DISCLOSURE_MIN_CASES,
+    )

@@ -21,6 +21,7 @@ from django.conf import settings
 from django.db import connection
 
 from accounts.selectors import mlflow_password_now
+from disclosure.selectors import assessment_waiting
 from exports.services import run_exports_record
 from ops.logs import submission_context
 from submissions.facts import RunFacts, TrackingTotals
@@ -142,8 +143,9 @@ def run(job: RunJob, adopt: bool = False) -> None:
     )
     finished = _finish(facts)
     phases.done("outcome recorded")
-    if finished and not settings.M2D_KEEP_IMAGES:
-        # Off the slot's path: the slot takes its next job while the image goes.
+    if finished and not settings.M2D_KEEP_IMAGES and not assessment_waiting(job.submission_id):
+        # Off the slot's path: the slot takes its next job while the image goes (a disclosure
+        # job still to come asks its model for answers in it, and removes it once done).
         threading.Thread(target=_remove_image, args=(job.submission_id,), daemon=True).start()
     log.info("submission %s: run phases: %s", job.submission_id, phases)
 

@@ -9,12 +9,13 @@ from datetime import timedelta
 from django.conf import settings
 from django.utils import timezone
 
+from disclosure.selectors import submissions_assessing, submissions_to_assess_again
 from serving.models import Deployment
 from submissions.models import Submission
 from submissions.transitions import TransitionConflict, transition
 
 from . import docker_api, scheduling
-from .dispatch import queue_length, request_build, wake_run_slots
+from .dispatch import assess_disclosure, queue_length, request_build, wake_run_slots
 from .jobs import export_volume
 
 log = logging.getLogger(__name__)
@@ -37,6 +38,14 @@ def reconcile() -> None:
     if wakes and queue_length(settings.M2D_QUEUE_RUN) in (0, None):
         for _ in range(wakes):
             wake_run_slots()
+    # Disclosure jobs whose message was lost, or whose worker died (their lease ran out).
+    if queue_length(settings.M2D_QUEUE_RUN) == 0:
+        for submission_id in submissions_to_assess_again(
+            now=timezone.now(),
+            grace_seconds=settings.M2D_RECONCILE_SECONDS,
+            lease_seconds=settings.M2D_DISCLOSURE_LEASE_SECONDS,
+        ):
+            assess_disclosure(submission_id)
     _remove_orphans()
     _remove_stale_export_volumes()
 
@@ -75,6 +84,7 @@ def _remove_orphans() -> None:
         log.warning("reconciler: engine unavailable: %s", exc)
         return
     live = set(Submission.objects.filter(status__in=[S.BUILDING, S.QUEUED, S.RUNNING]).values_list("pk", flat=True))
+    live |= submissions_assessing()  # a disclosure job's containers, and the image it asks the model in
     for container in containers:
         # A serving worker inherits its submission's labels from the image, and outlives the run;
         # serving's own reconcile keeps those to what the deployments ask.

@@ -4,7 +4,7 @@
 from celery import shared_task
 from django.conf import settings
 
-from . import builds, docker_api, naming, pipeline, reconciler, serving, worker_signals  # noqa: F401 - signal handlers
+from . import assessment, builds, docker_api, naming, pipeline, reconciler, serving, worker_signals  # noqa: F401 - signal handlers
 
 
 @shared_task(acks_late=True)
@@ -30,3 +30,8 @@ def stop_cancelled_run(submission_id: int) -> None:
 @shared_task
 def reconcile_serving() -> None:
     serving.reconcile()
+
+
+@shared_task(acks_late=True)
+def assess_disclosure(submission_id: int) -> None:
+    assessment.assess(submission_id)
