@@ -47,7 +47,7 @@ def figures_text(attack: AttackFigures, n_train: int, n_test: int) -> str:
         f"advantage {attack.advantage:.2f}"
     )
     if attack.p_value is not None:
-        text += f", p = {attack.p_value:.3g}"
+        text += ", p < 0.001" if attack.p_value < 0.001 else f", p = {attack.p_value:.3f}"
     return f"{text}, on {n_train} training and {n_test} held-out cases"
 
 

@@ -19,13 +19,14 @@ def test_a_model_whose_attack_auc_is_high_and_significant_reveals_membership():
     verdict, sentence = model_verdict(assessed(0.83), LIMITS)
     assert verdict == "over"
     assert sentence.startswith("worst-case membership attack AUC 0.83 (95% CI 0.78–0.88), advantage 0.33")
-    assert "on 50 training and 50 held-out cases: this model reveals who was in the training set" in sentence
+    assert "p = 0.001, on 50 training and 50 held-out cases: this model reveals who was in the training set" in sentence
 
 
 def test_a_model_near_guessing_shows_no_evidence():
     verdict, sentence = model_verdict(assessed(0.51, p_value=0.8), LIMITS)
     assert verdict == "clear"
-    assert "AUC 0.51" in sentence and sentence.endswith("no evidence of disclosure (threshold AUC 0.65)")
+    assert "AUC 0.51" in sentence and "p = 0.800" in sentence
+    assert sentence.endswith("no evidence of disclosure (threshold AUC 0.65)")
 
 
 @pytest.mark.parametrize(
@@ -34,6 +35,10 @@ def test_a_model_near_guessing_shows_no_evidence():
 )
 def test_the_threshold_is_the_auc_and_its_significance(auc, p_value, expected):
     assert model_verdict(assessed(auc, p_value), LIMITS)[0] == expected
+
+
+def test_a_p_value_too_small_to_print_says_so():
+    assert "advantage 0.45, p < 0.001, on 50" in model_verdict(assessed(0.95, p_value=0.0), LIMITS)[1]
 
 
 def test_the_worst_of_several_attacks_decides():

@@ -7,6 +7,10 @@ from __future__ import annotations
 import html
 import json
 import re
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import pytest
 from django.urls import reverse
@@ -24,11 +28,14 @@ from disclosure.services import (
 )
 from exports.models import Export, ExportEvent
 from exports.services import export_request_release
+from tests.conftest import WorkerPool
 from tests.helpers import sign_in_with_second_factor
 
 from ..exports.conftest import seen_on_page
+from .test_engine import LOOKUP_MODEL, SMOOTH_MODEL, card, readable, training_lookup
 
 A = ExportEvent.Action
+REPO = Path(__file__).resolve().parents[3]
 MODEL_FILES = {
     "model/m2d-model.json": b'{"entrypoint": "predict.py:Model"}\n',
     "model/predict.py": b"class Model: ...\n",
@@ -219,3 +226,100 @@ def test_reports_are_settled_once_and_a_new_run_asks_afresh(settings, export_sto
                     _settle(table, target)
     assert disclosure_request(submission=submission, paths=["notes.txt"]) == []
     assert not DisclosureReport.objects.filter(submission=submission).exists()
+
+
+@pytest.mark.docker
+def test_a_run_worker_assesses_the_exported_models_and_the_release_rule_follows(
+    settings, users, finished_submission, smtp_server, client, tmp_path
+):
+    """The job as a run ends: sent to a real run worker, which copies the export out of storage,
+    asks each model in the submission's image, attacks the answers and checks the table in the
+    disclosure image. A model that memorised its training cases needs two admins; one that keeps
+    nothing of any case is released by one."""
+    dataset = tmp_path / "clam"
+    generate = [
+        sys.executable,
+        str(REPO / "dataset" / "generate.py"),
+        "--cases",
+        "160",
+        "--size",
+        "64x52",
+        "--out",
+        str(dataset),
+    ]
+    subprocess.run(generate, check=True, capture_output=True)
+    readable(dataset)
+    settings.M2D_EXPORT_ROOT = tmp_path / "exports"
+    settings.M2D_EXPORT_ROOT.mkdir()
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "exports": {
+            "BACKEND": "django.core.files.storage.FileSystemStorage",
+            "OPTIONS": {"location": str(settings.M2D_EXPORT_ROOT)},
+        },
+    }
+    settings.M2D_EXPORT_TWO_PERSON_RULE = False
+    runtime = subprocess.run(
+        ["docker", "image", "inspect", "-f", "{{.Id}}", settings.M2D_RUNTIME_IMAGE],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
+    model_card = json.dumps(card()).encode()
+    files = {
+        "memorised/m2d-model.json": model_card,
+        "memorised/predict.py": LOOKUP_MODEL.encode(),
+        "memorised/lookup.json": json.dumps(training_lookup(dataset)).encode(),
+        "smooth/m2d-model.json": model_card,
+        "smooth/predict.py": SMOOTH_MODEL.encode(),
+        "tables/by-density.csv": b"diagnosis,density,n\nbenign,A,40\nbenign,B,3\nmalignant,A,12\nmalignant,B,25\n",
+    }
+    work_dir = tmp_path / "disclosure-work"
+    pool = WorkerPool(
+        smtp_server.port,
+        prefix="disclosure-",
+        overrides={
+            "M2D_DATASET_DIR": dataset,
+            "M2D_EXPORT_ROOT": settings.M2D_EXPORT_ROOT,
+            "M2D_DISCLOSURE_WORK_DIR": work_dir,
+            "M2D_DISCLOSURE_MEMORY": "2g",
+            "M2D_DISCLOSURE_CPUS": 1.0,
+        },
+        roles=("run",),
+    ).start()
+    try:
+        pool.use(settings)
+        submission = finished_submission(users["owner"], files, image_id=runtime)
+        started = time.monotonic()
+        assert len(disclosure_request(submission=submission, paths=list(files))) == 3
+        deadline = started + 900
+        while submission.disclosure_reports.filter(verdict="pending").exists():
+            assert time.monotonic() < deadline, "the disclosure job did not settle its reports in 900 s"
+            time.sleep(1)
+        took = time.monotonic() - started
+    finally:
+        pool.stop()
+    reports = {r.path: r for r in submission.disclosure_reports.all()}
+    for path, report in reports.items():
+        print(f"\n{path}: {report.verdict}: {report.summary} ({report.seconds:.1f} s)")
+    print(f"\nthe whole job, from the message to the last report: {took:.1f} s")
+    memorised, smooth, table = reports["memorised/"], reports["smooth/"], reports["tables/by-density.csv"]
+    assert memorised.verdict == "over", memorised.summary
+    assert memorised.worst_attack["auc"] >= 0.9 and memorised.n_train > 100 and memorised.n_test > 20
+    assert smooth.verdict == "clear", smooth.summary
+    assert smooth.worst_attack["auc"] < settings.M2D_DISCLOSURE_MAX_AUC
+    assert table.verdict == "over" and table.small_cells == 1, table.summary
+    assert not (work_dir / str(submission.pk)).exists()  # the copies of the models go with the job
+
+    owner, admin1, admin2 = users["owner"], users["admin1"], users["admin2"]
+    export_request_release(by=owner, submission=submission, justification="The models for the validation study.")
+    export = submission.export
+    sign_in_with_second_factor(client, admin1)
+    page = client.get(reverse("exports:review", args=[export.pk])).content.decode()
+    assert "this model reveals who was in the training set" in page and "no evidence of disclosure" in page
+    review(client, export, "release_all", "The DPO agreed to release every model of this study.")
+    after_one = states(export)
+    assert {p for p, s in after_one.items() if s == "released"} == {"smooth/m2d-model.json", "smooth/predict.py"}
+    sign_in_with_second_factor(client, admin2)
+    review(client, export, "release_all", "Second admin: agreed with the DPO's decision.")
+    assert set(states(export).values()) == {"released"}
