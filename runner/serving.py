@@ -55,8 +55,7 @@ def reconcile() -> None:
         if not alone:
             return  # another reconciler is at it; it makes the same decisions
         host_health.report()
-        here = host_name()
-        placeable = here in placeable_hosts(SLOT_KIND)
+        here, placeable = host_name(), set(placeable_hosts(SLOT_KIND))
         for deployment in selectors.deployments_to_reconcile():
             _follow(deployment, here, placeable)
         _remove_unrecorded()
@@ -77,30 +76,32 @@ def _only_one():
             fcntl.flock(lock, fcntl.LOCK_UN)
 
 
-def _follow(deployment, here: str, placeable: bool) -> None:
-    """Keep the deployment's workers to what it asks, counting those of every host, and managing
-    those on this one. New workers start here only while this host may take them (healthy, not
-    draining, with slots of their kind); a draining host gives up its workers once the other hosts
-    hold as many ready ones as are wanted, so that a drain never leaves a model unanswered."""
+def _follow(deployment, here: str, placeable: set[str]) -> None:
+    """Keep the deployment's workers to what it asks, counting those of every host and managing
+    those on this one. Workers on hosts that take no new work (draining, unhealthy, silent) are on
+    their way out: other hosts start their replacements, and they stop once enough replacements are
+    ready, so that a drain never leaves a model unanswered."""
     live = selectors.live_workers(deployment)
-    for worker in [w for w in live if w.host in ("", here)]:
+    mine = [w for w in live if w.host in ("", here)]
+    for worker in list(mine):
         why = _gone(worker)
         if why:
             _stop(worker, failed=True, reason=why)
             live.remove(worker)
+            mine.remove(worker)
     wanted = _wanted(deployment, len(live))
-    mine = [w for w in live if w.host in ("", here)]
-    for worker in mine[::-1][: max(0, len(live) - wanted)]:
-        _stop(worker, failed=False, reason="scaled down")
-        live.remove(worker)
-    if not placeable:
-        ready_elsewhere = sum(1 for w in live if w.host not in ("", here) and w.state == ServeWorker.State.READY)
-        if ready_elsewhere >= wanted:
-            for worker in [w for w in live if w.host in ("", here)]:
+    staying = [w for w in live if (here if w in mine else w.host) in placeable]
+    if here not in placeable:
+        ready_staying = sum(1 for w in staying if w.state == ServeWorker.State.READY)
+        excess = max(0, len(live) - wanted)
+        for n, worker in enumerate(reversed(mine)):
+            if n < excess or ready_staying >= wanted:
                 _stop(worker, failed=False, reason=f"its host {here} takes no new work; other hosts serve")
         return
-    if len(live) < wanted and _may_start(deployment):
-        for _ in range(wanted - len(live)):
+    for worker in list(reversed(mine))[: max(0, len(staying) - wanted)]:
+        _stop(worker, failed=False, reason="scaled down")
+    if len(staying) < wanted and _may_start(deployment):
+        for _ in range(wanted - len(staying)):
             if start_worker(deployment).state != ServeWorker.State.READY:
                 break  # the next try waits for its pause
 
