@@ -15,7 +15,3 @@ class HostFacts:
     engine_problem: str  # why the engine did not answer ('' when it did)
     disk_free_bytes: int | None  # the least free space of the folders the host writes to
     disk_path: str  # the folder with the least free space
-
-    @property
-    def slot_kinds(self) -> tuple[str, ...]:
-        return ("gpu",) if self.gpu_ids else ("cpu",)

@@ -27,15 +27,6 @@ def may_claim(name: str) -> bool:
     return not Host.objects.filter(name=name).filter(Q(draining=True) | ~Q(problem="")).exists()
 
 
-def why_not_claiming(name: str) -> str:
-    host = Host.objects.filter(name=name).first()
-    if host is None:
-        return ""
-    if host.draining:
-        return "it is draining"
-    return host.problem
-
-
 def placeable_hosts(slot_kind: str) -> list[str]:
     """Hosts a new serving worker of that slot kind may go to: heard of lately, healthy, not
     draining, and for a GPU one, with GPUs (every host has CPUs)."""
