@@ -22,6 +22,10 @@ class WorkerUnreachable(Exception):
     """The worker cannot be asked (no socket yet, not a socket, not its own, not answering)."""
 
 
+class SocketRefused(WorkerUnreachable):
+    """The worker's socket is not the one its server made (a link, another file, another owner's)."""
+
+
 class WorkerBrokeOff(WorkerUnreachable):
     """The worker took the request and closed the connection without an answer: its process died
     (out of memory, os._exit, a crash in native code)."""
@@ -41,9 +45,9 @@ def _connect(path: Path, owner_uid: int, timeout: float) -> socket.socket:
     try:
         info = os.fstat(fd)
         if not stat.S_ISSOCK(info.st_mode):
-            raise WorkerUnreachable(f"the worker's socket was replaced (mode {oct(info.st_mode)}); refused")
+            raise SocketRefused(f"the worker's socket was replaced (mode {oct(info.st_mode)}); refused")
         if info.st_uid != owner_uid:
-            raise WorkerUnreachable(f"the worker's socket belongs to uid {info.st_uid}, not {owner_uid}; refused")
+            raise SocketRefused(f"the worker's socket belongs to uid {info.st_uid}, not {owner_uid}; refused")
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         sock.settimeout(timeout)
         try:
@@ -98,10 +102,10 @@ def wait_ready(path: Path, owner_uid: int, timeout: float, still_running) -> Non
             status, _ = ask(path, owner_uid, "GET", "/ready", None, timeout=5, max_answer=4096)
             if status == 200:
                 return
-        except (WorkerUnreachable, WorkerTimedOut) as exc:
+        except SocketRefused:
+            raise
+        except (WorkerUnreachable, WorkerTimedOut) as exc:  # a socket is bound a moment before it listens
             last = str(exc)
-            if "refused" in last:
-                raise
         if not still_running():
             raise WorkerUnreachable("the worker's container stopped while the model loaded")
         time.sleep(0.05)

@@ -1,8 +1,12 @@
 """M2D's model server: runs inside a sealed serving container, beside the model's own code.
 
 It loads the class the model card names (`"entrypoint": "predict.py:Model"`) from the model's
-folder, then answers on a unix socket, M2D_SERVE_IN_FLIGHT predictions at a time:
-  GET  /ready    200 once the model is loaded
+folder, or, when the card names `"entrypoint": "MLmodel"`, the MLflow pyfunc folder with
+mlflow.pyfunc.load_model (mlflow from the submission's own image), then answers on a unix socket,
+M2D_SERVE_IN_FLIGHT predictions at a time:
+  GET  /ready    200 once the model is loaded: {"ready": true, "in_flight": n, "oldest_seconds": s}, the
+                 age of the oldest prediction still running (the platform recycles a worker whose
+                 prediction outlives the response timeout with nobody left waiting for it)
   POST /predict  {"inputs": {name: {"content_type": ..., "data": <base64>}}, "parameters": {...}}
                  -> 200 {"outputs": {name: value}} or 4xx/5xx {"error": "..."}; 503 {"busy": true}
                  when the predictions in flight did not end within M2D_SERVE_QUEUE_SECONDS
@@ -11,7 +15,8 @@ read without pickle; outputs must be the names the card declares, finite numbers
 The platform's gateway checked the inputs already; this checks them again, since only this side
 decodes them. The same file serves a researcher's local dry run (`--socket` and `--model-dir`).
 
-Standard library, numpy and Pillow only: the runtime image holds them, nothing is installed here.
+Standard library, numpy and Pillow only (mlflow for an MLmodel): the runtime image holds them,
+nothing is installed here.
 """
 
 from __future__ import annotations
@@ -42,9 +47,52 @@ class Refused(Exception):
         self.status = status
 
 
+MLMODEL = "MLmodel"
+
+
+class PyfuncModel:
+    """An MLflow pyfunc folder behind the predict contract: one input is given to the pyfunc as
+    it is (an array), several as a dict of arrays; what it returns becomes the card's outputs (a
+    DataFrame's columns, a dict's keys, else the one declared output)."""
+
+    def __init__(self, card: dict):
+        self.outputs = [spec["name"] for spec in card.get("outputs", [])]
+
+    def load(self, model_dir: str, device: str) -> None:
+        os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+        os.environ.setdefault("DO_NOT_TRACK", "true")
+        try:
+            import mlflow.pyfunc
+        except ImportError:
+            raise SystemExit(
+                "the model card names the entrypoint MLmodel, but this submission's image has no mlflow: "
+                "add mlflow to requirements.txt"
+            ) from None
+        self.model = mlflow.pyfunc.load_model(model_dir)
+
+    def predict(self, inputs: dict, parameters: dict) -> dict:
+        given = next(iter(inputs.values())) if len(inputs) == 1 else inputs
+        result = self.model.predict(given, params=parameters) if parameters else self.model.predict(given)
+        if hasattr(result, "columns") and hasattr(result, "to_dict"):  # a DataFrame
+            return {str(column): result[column].to_numpy() for column in result.columns}
+        if isinstance(result, dict):
+            return result
+        if len(self.outputs) > 1:
+            raise Refused(502, f"the pyfunc returned one value; the card declares {', '.join(self.outputs)}")
+        return {self.outputs[0] if self.outputs else "predictions": result}
+
+
 def load_model(model_dir: str, device: str):
-    with open(os.path.join(model_dir, "m2d-model.json"), encoding="utf-8") as f:
-        card = json.load(f)
+    """The card (the platform's registered one, else the folder's m2d-model.json) and the model."""
+    if os.environ.get("M2D_SERVE_CARD"):
+        card = json.loads(os.environ["M2D_SERVE_CARD"])
+    else:
+        with open(os.path.join(model_dir, "m2d-model.json"), encoding="utf-8") as f:
+            card = json.load(f)
+    if card.get("entrypoint") == MLMODEL:
+        model = PyfuncModel(card)
+        model.load(model_dir, device)
+        return card, model
     module_file, _, class_name = str(card.get("entrypoint", "predict.py:Model")).partition(":")
     path = os.path.realpath(os.path.join(model_dir, module_file))
     if not path.startswith(os.path.realpath(model_dir) + os.sep):
@@ -135,7 +183,10 @@ class Handler(BaseHTTPRequestHandler):
 
     def do_GET(self) -> None:
         if self.path == "/ready":
-            self.answer(200, {"ready": True})
+            with self.server.running_lock:
+                started = list(self.server.running.values())
+            oldest = time.monotonic() - min(started) if started else 0.0
+            self.answer(200, {"ready": True, "in_flight": len(started), "oldest_seconds": round(oldest, 3)})
         else:
             self.answer(404, {"error": "not found"})
 
@@ -157,11 +208,16 @@ class Handler(BaseHTTPRequestHandler):
             if not self.server.slots.acquire(timeout=QUEUE_SECONDS):
                 self.answer(503, {"error": "every prediction slot of this worker is busy", "busy": True})
                 return
+            key = object()
             try:
                 started = time.monotonic()
+                with self.server.running_lock:
+                    self.server.running[key] = started
                 outputs = self.server.model.predict(inputs, request.get("parameters") or {})
                 took = time.monotonic() - started
             finally:
+                with self.server.running_lock:
+                    self.server.running.pop(key, None)
                 self.server.slots.release()
             self.answer(200, {"outputs": checked(card, outputs), "model_seconds": took})
         except Refused as exc:
@@ -191,6 +247,7 @@ def main() -> None:
     os.chmod(args.socket, 0o660)
     server.card, server.model = card, model
     server.slots = threading.BoundedSemaphore(IN_FLIGHT)
+    server.running, server.running_lock = {}, threading.Lock()  # when each prediction in flight began
     print("m2d-serve: ready", flush=True)
     server.serve_forever()
 

@@ -10,8 +10,10 @@ import json
 import os
 import signal
 import subprocess
+import sys
 import threading
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -23,7 +25,7 @@ from modelstore.services import model_register
 from runner import serving as agent
 from serving.models import Prediction, ServeWorker
 from serving.services import deployment_scale
-from tests.conftest import WorkerPool, _worker_database_url, free_port
+from tests.conftest import REPO, WorkerPool, _worker_database_url, free_port
 from tests.reliability.test_crashes import wait_until
 from tests.reliability.test_restarts import start_web
 
@@ -269,22 +271,51 @@ def test_kill_9_of_a_worker_s_server_gets_502_and_one_fresh_worker(deployed, api
     print(f"\nkill -9 of the model's server: {refused.status_code}, then answered again {back:.1f} s after the kill")
 
 
-def test_kill_9_of_the_web_process_mid_prediction_leaves_the_worker_serving(deployed, settings, api):
-    version, deployment, owner = deployed
-    settings.M2D_SERVE_RESPONSE_TIMEOUT = 30  # the slow prediction takes 3 s
-    [worker] = ready(deployment)
-    token = api(owner, scopes=["predict"])._credentials["HTTP_AUTHORIZATION"]
-    env = web_env(settings)
+@pytest.fixture
+def gunicorn(deployed, settings):
+    """The portal as production runs it (gunicorn with platform/app/gunicorn.conf.py), with one
+    single-threaded web worker: (its master process, its URL)."""
     port = free_port()
-    web = start_web(port, env)
-    url = f"http://127.0.0.1:{port}/predictions/toy-scoring"
-    slow = npy(np.full((2, 2), SLOW_MODE, np.uint8))
+    env = {**web_env(settings), "M2D_WEB_BIND": f"127.0.0.1:{port}", "WEB_CONCURRENCY": "1", "M2D_WEB_THREADS": "1"}
+    master = subprocess.Popen(
+        [str(Path(sys.executable).with_name("gunicorn")), "--config", "platform/app/gunicorn.conf.py", "m2d.wsgi"],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    url = f"http://127.0.0.1:{port}"
+    wait_until(lambda: _answers(f"{url}/v2/health/live"), 60, "gunicorn to answer")
+    yield master, url
+    os.killpg(master.pid, signal.SIGKILL)
+    master.wait(timeout=30)
+
+
+def _answers(url: str) -> bool:
+    try:
+        return requests.get(url, timeout=2).status_code < 500
+    except requests.RequestException:
+        return False
+
+
+def web_workers(master) -> list[int]:
+    return [int(pid) for pid in Path(f"/proc/{master.pid}/task/{master.pid}/children").read_text().split()]
+
+
+def kill_web_worker_mid_prediction(master, url: str, token: str, mode: int) -> float:
+    """Ask for a prediction in `mode` and kill -9 the web worker holding it a second later; returns
+    when the master has a new worker, at the monotonic time of the kill."""
+    [holder] = web_workers(master)
     cut = {}
 
     def in_flight():
         try:
             cut["answer"] = requests.post(
-                url, data=slow, headers={"Authorization": token, "Content-Type": "application/x-npy"}, timeout=30
+                f"{url}/predictions/toy-scoring",
+                data=npy(np.full((2, 2), mode, np.uint8)),
+                headers={"Authorization": token, "Content-Type": "application/x-npy"},
+                timeout=60,
             )
         except requests.ConnectionError as exc:
             cut["error"] = exc
@@ -292,31 +323,70 @@ def test_kill_9_of_the_web_process_mid_prediction_leaves_the_worker_serving(depl
     asking = threading.Thread(target=in_flight)
     asking.start()
     time.sleep(1)
-    os.killpg(web.pid, signal.SIGKILL)
-    web.wait(timeout=30)
+    os.kill(holder, signal.SIGKILL)
     killed_at = time.monotonic()
     asking.join()
-    assert "error" in cut  # the caller saw the connection end, not an answer
+    assert "error" in cut, cut  # the caller saw its connection end, not an answer
+    wait_until(lambda: web_workers(master) not in ([], [holder]), 60, "gunicorn to start another web worker")
+    return killed_at
 
-    web = start_web(port, env)
-    try:
-        for _ in range(100):  # the killed request's prediction may still hold the worker's one slot
-            answer = requests.post(
-                url, data=png([[7]]), headers={"Authorization": token, "Content-Type": "image/png"}, timeout=30
-            )
-            if answer.status_code != 503:
-                break
-            time.sleep(0.1)
-        back = time.monotonic() - killed_at
-        assert answer.status_code == 200 and answer.json()["score"] == 14.0, answer.content
-    finally:
-        os.killpg(web.pid, signal.SIGKILL)
-        web.wait(timeout=30)
+
+def predict_through(url: str, token: str, value: int):
+    return requests.post(
+        f"{url}/predictions/toy-scoring",
+        data=png([[value]]),
+        headers={"Authorization": token, "Content-Type": "image/png"},
+        timeout=60,
+    )
+
+
+def test_kill_9_of_the_web_worker_mid_prediction_leaves_the_model_s_worker_serving(deployed, gunicorn, api):
+    version, deployment, owner = deployed
+    master, url = gunicorn
+    [worker] = ready(deployment)
+    token = api(owner, scopes=["predict"])._credentials["HTTP_AUTHORIZATION"]
+    killed_at = kill_web_worker_mid_prediction(master, url, token, SLOW_MODE)
+    for _ in range(100):  # the killed request's prediction holds the worker's one slot for 3 s
+        answer = predict_through(url, token, 7)
+        if answer.status_code != 503:
+            break
+    back = time.monotonic() - killed_at
+    assert answer.status_code == 200 and answer.json()["score"] == 14.0, answer.content
     agent.reconcile()
-    worker.refresh_from_db()
-    assert worker.state == "ready" and ready(deployment) == [worker]  # the model did nothing wrong
+    assert ready(deployment) == [worker]  # the model did nothing wrong: the same worker serves
     assert containers(deployment) == [agent.worker_name(worker.pk)]
-    print(f"\nkill -9 of the web process mid-prediction: answered again {back:.1f} s after, by the same worker")
+    print(f"\nkill -9 of the web worker mid-prediction: answered again {back:.1f} s after, by the same worker")
+
+
+def test_kill_9_of_the_web_worker_during_a_hung_prediction_the_reconciler_recycles_the_worker(
+    deployed, gunicorn, api, settings
+):
+    version, deployment, owner = deployed
+    master, url = gunicorn
+    [worker] = ready(deployment)
+    token = api(owner, scopes=["predict"])._credentials["HTTP_AUTHORIZATION"]
+    hung_at = time.monotonic()
+    killed_at = kill_web_worker_mid_prediction(master, url, token, 1)  # predict never returns
+    agent.reconcile()  # within the response timeout: a busy worker is not recycled
+    assert ready(deployment) == [worker]
+    # nobody is left to time the prediction out: the worker's one slot stays taken
+    busy = predict_through(url, token, 7)
+    assert busy.status_code == 503 and busy.json()["type"] == "workers_busy", busy.content
+
+    limit = settings.M2D_SERVE_RESPONSE_TIMEOUT + agent.ORPHANED_PREDICTION_GRACE
+    time.sleep(max(0.0, hung_at + limit + 0.5 - time.monotonic()))
+    _, took = timed(agent.reconcile)
+    worker.refresh_from_db()
+    assert worker.state == "failed" and "past the response timeout of 3 s, with nobody waiting" in worker.reason
+    [fresh] = ready(deployment)
+    assert containers(deployment) == [agent.worker_name(fresh.pk)]
+    answer = predict_through(url, token, 7)
+    back = time.monotonic() - killed_at
+    assert answer.status_code == 200 and answer.json()["score"] == 14.0, answer.content
+    print(
+        f"\nkill -9 of the web worker during a hung prediction: 503 busy meanwhile; the reconciler replaced the "
+        f"worker in {took:.1f} s once the prediction was {limit:g} s old; answered again {back:.1f} s after the kill"
+    )
 
 
 @pytest.fixture
