@@ -17,6 +17,7 @@ from rest_framework.authtoken.models import Token
 
 from accounts.scopes import scopes_of
 from accounts.services import api_token_create
+from disclosure.selectors import assessment_waiting, reports_of
 from exports.models import ExportFile
 from exports.services import ExportRefused, export_decide_all, export_request_release
 from modelstore.asking import ask_lines
@@ -65,6 +66,7 @@ class Command(BaseCommand):
         export = run.export
         held = list(export.entries.filter(state=ExportFile.State.HELD, source=ExportFile.Source.RUN))
         if held:
+            self._assessed(run.pk, wait)
             try:
                 export_request_release(
                     by=run.owner, submission=run, justification="The trained CLaM model for the demo's model store."
@@ -79,6 +81,13 @@ class Command(BaseCommand):
                 seen={entry.pk: entry.sha256 for entry in export.entries.filter(state=ExportFile.State.HELD)},
                 comment="Demo: the model folder and the results table.",
             )
+            waiting = [r for r in reports_of(run.pk) if r.needs_second_admin]
+            if waiting:
+                raise CommandError(
+                    f"the disclosure risk of {waiting[0].get_kind_display()} {waiting[0].shown_path} of submission "
+                    f"{run.pk}: {waiting[0].summary or 'not assessed yet'}. "
+                    "A second admin must approve its release on the review page."
+                )
         version = model_register(
             by=run.owner, submission=run, paths=[MODEL_FOLDER], name=NAME, label="demo", visibility="approved"
         )
@@ -122,6 +131,12 @@ class Command(BaseCommand):
         if token is None or "predict" not in scopes_of(token):
             token = api_token_create(by=owner)
         return token.key
+
+    def _assessed(self, pk: int, wait: float) -> None:
+        """Wait for the disclosure job of the run's exports: what it has not assessed yet takes two admins."""
+        deadline = time.monotonic() + wait
+        while assessment_waiting(pk) and time.monotonic() < deadline:
+            time.sleep(2)
 
     def _finished(self, pk: int, wait: float) -> Submission:
         deadline = time.monotonic() + wait
