@@ -1,5 +1,5 @@
-"""How a run worker process learns its slot, and how a restarted run worker picks up the runs
-its predecessor left running."""
+"""How a run worker process learns its slot, how a restarted run worker picks up the runs its
+predecessor left running, and how a host's run and maintenance workers keep its heartbeat."""
 
 import os
 
@@ -22,8 +22,10 @@ def take_slot_of_pool_index(**kwargs):
 @signals.worker_ready.connect
 def adopt_orphans_on_start(sender=None, **kwargs):
     consumed = set(sender.app.amqp.queues.consume_from or {}) if sender is not None else set()
-    if settings.M2D_QUEUE_RUN in consumed:
+    if consumed & {settings.M2D_QUEUE_RUN, settings.M2D_QUEUE_OPS}:
+        # Run slots and serving workers go only to hosts heard of lately.
         host_health.start_heartbeat()
+    if settings.M2D_QUEUE_RUN in consumed:
         # One wake per slot: each slot first waits for its own orphaned run, then takes work.
         for _ in range(max(len(settings.M2D_GPU_IDS), settings.M2D_CPU_SLOTS)):
             wake_run_slots()
