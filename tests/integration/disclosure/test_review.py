@@ -27,7 +27,8 @@ from disclosure.services import (
     disclosure_request,
 )
 from exports.models import Export, ExportEvent
-from exports.services import export_request_release
+from exports.services import export_request_release, run_exports_record
+from submissions.facts import RunFacts
 from tests.conftest import WorkerPool
 from tests.helpers import sign_in_with_second_factor
 
@@ -323,3 +324,26 @@ def test_a_run_worker_assesses_the_exported_models_and_the_release_rule_follows(
     sign_in_with_second_factor(client, admin2)
     review(client, export, "release_all", "Second admin: agreed with the DPO's decision.")
     assert set(states(export).values()) == {"released"}
+
+
+@pytest.mark.parametrize("enabled", [True, False])
+def test_recording_a_runs_exports_asks_for_the_assessment_of_its_models_and_tables(
+    enabled, settings, export_storage, users, finished_submission
+):
+    settings.M2D_DISCLOSURE_ENABLED = enabled
+    submission = finished_submission(users["owner"], {"notes.txt": b"nothing to assess\n"})
+    folder = settings.M2D_EXPORT_ROOT / f"run-{submission.pk}"
+    for path, content in {**MODEL_FILES, "mlflow/MLmodel": b"flavors: {}\n", "notes.txt": b"hi\n"}.items():
+        (folder / path).parent.mkdir(parents=True, exist_ok=True)
+        (folder / path).write_bytes(content)
+
+    run_exports_record(facts=RunFacts(submission_id=submission.pk, export_folder=folder, exit_code=0))
+    reports = [(r.kind, r.path, r.verdict) for r in submission.disclosure_reports.all()]
+    if enabled:
+        assert reports == [
+            ("model", "mlflow/", "pending"),
+            ("model", "model/", "pending"),
+            ("table", "counts.csv", "pending"),
+        ]
+    else:
+        assert reports == []
