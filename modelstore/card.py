@@ -14,6 +14,7 @@ from .errors import InvalidCard, InvalidRequest
 
 SCHEMA_PATH = Path(__file__).with_name("schema") / "m2d-model.schema.json"
 CARD_FILE = "m2d-model.json"
+MLMODEL = "MLmodel"  # the entrypoint of an MLflow pyfunc folder
 DEFAULT_INTENDED_USE = "research use only"
 
 
@@ -89,3 +90,19 @@ def validated(card: dict) -> dict:
     card = dict(card)
     card.setdefault("intended_use", DEFAULT_INTENDED_USE)
     return card
+
+
+def check_entrypoint(card: dict, paths: set[str]) -> None:
+    """An MLflow pyfunc version has its MLmodel among the registered files, and a folder that is
+    one is served as one only when the card says so."""
+    entrypoint = card.get("entrypoint")
+    if entrypoint == MLMODEL and MLMODEL not in paths:
+        raise InvalidCard(
+            "The card's entrypoint is MLmodel, but no MLmodel file is at the top of what you register: "
+            "register the folder mlflow.<flavor>.save_model wrote (e.g. model/)."
+        )
+    if entrypoint is None and MLMODEL in paths and "predict.py" not in paths:
+        raise InvalidCard(
+            'These files are an MLflow model (MLmodel) without a predict.py: set "entrypoint": "MLmodel" '
+            "in m2d-model.json (or in the card you send) to serve it with mlflow.pyfunc."
+        )

@@ -19,7 +19,7 @@ from exports.provenance import final_metrics
 from submissions.selectors import submission_timings
 
 from . import blobs, sources, transitions
-from .card import merged, refuse_url_fields, validated
+from .card import check_entrypoint, merged, refuse_url_fields, validated
 from .errors import Conflict, InvalidName, InvalidRequest, ModelStoreError, NotAllowed, NotFound  # noqa: F401 (callers catch them here)
 from .models import ModelAlias, ModelEvent, ModelFile, ModelVersion, RegisteredModel
 
@@ -113,6 +113,7 @@ def model_register(
     chosen = sources.choose(submission, paths, sha256)
     dataset, task = name.split("-", 1)
     final_card = validated(merged(sources.card_in_release(chosen), card))
+    check_entrypoint(final_card, {item.path for item in chosen})
     training, image_digest, fingerprint = _training_facts(submission, final_card, dataset)
     metrics, metrics_source = final_metrics(submission)
     final_card.update(training_data=training, metrics=metrics)

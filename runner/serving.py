@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import json
 import logging
 import os
 import shutil
@@ -219,6 +220,7 @@ def start_worker(deployment) -> ServeWorker:
                 tmp_size=settings.M2D_SERVE_TMP,
                 in_flight=settings.M2D_SERVE_IN_FLIGHT,
                 queue_seconds=settings.M2D_SERVE_QUEUE_SECONDS,
+                card=json.dumps(deployment.version.card),
                 labels={
                     docker_api.LABEL_INSTANCE: settings.M2D_INSTANCE,
                     "org.m2d.deployment": str(deployment.pk),

@@ -36,6 +36,7 @@ class ServeSpec:
     gpu_id: str | None = None
     in_flight: int = 1  # predictions the server runs at once; more wait, then are refused as busy
     queue_seconds: float = 2.0
+    card: str = ""  # the registered card as JSON (the released m2d-model.json merged with the request's)
 
 
 def serve_kwargs(spec: ServeSpec) -> dict:
@@ -57,6 +58,7 @@ def serve_kwargs(spec: ServeSpec) -> dict:
             "M2D_SERVE_DEVICE": "cuda" if spec.gpu_id is not None else "cpu",
             "M2D_SERVE_IN_FLIGHT": str(spec.in_flight),
             "M2D_SERVE_QUEUE_SECONDS": f"{spec.queue_seconds:g}",
+            "M2D_SERVE_CARD": spec.card,
         },
         **sealed_kwargs(
             user=spec.user,
