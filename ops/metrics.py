@@ -18,6 +18,8 @@ from django.utils import timezone
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 
+from hosts.models import Host
+from hosts.selectors import silent_before
 from serving.models import Deployment, Prediction, ServeWorker
 from submissions.models import Submission, SubmissionEvent
 
@@ -56,6 +58,7 @@ class PlatformCollector:
         yield from self._submissions()
         yield from self._durations()
         yield from self._slots()
+        yield from self._hosts()
         yield from self._tracking()
         yield from self._mail()
         yield from self._broker()
@@ -139,6 +142,41 @@ class PlatformCollector:
             running.add_metric([slot], busy.get(slot, 0))
         yield started
         yield running
+
+    def _hosts(self) -> Iterator[Metric]:
+        now, silent = timezone.now(), silent_before()
+        states = GaugeMetricFamily(
+            "m2d_hosts",
+            "Hosts by state: draining (an admin's choice), silent (no heartbeat for three periods), "
+            "unhealthy (engine or disk), healthy.",
+            labels=["state"],
+        )
+        age = GaugeMetricFamily(
+            "m2d_host_heartbeat_age_seconds", "Seconds since the host's last heartbeat.", labels=["host"]
+        )
+        healthy = GaugeMetricFamily(
+            "m2d_host_healthy", "1 when the host's last heartbeat found it healthy.", labels=["host"]
+        )
+        free = GaugeMetricFamily(
+            "m2d_host_disk_free_bytes", "The least free space of the folders the host writes to.", labels=["host"]
+        )
+        counts = Counter({"draining": 0, "silent": 0, "unhealthy": 0, "healthy": 0})
+        for host in Host.objects.order_by("name"):
+            stale = host.heartbeat_at is None or host.heartbeat_at < silent
+            if host.draining:
+                counts["draining"] += 1
+            elif stale:
+                counts["silent"] += 1
+            else:
+                counts["unhealthy" if host.problem else "healthy"] += 1
+            if host.heartbeat_at:
+                age.add_metric([host.name], (now - host.heartbeat_at).total_seconds())
+            healthy.add_metric([host.name], 0 if host.problem else 1)
+            if host.disk_free_bytes is not None:
+                free.add_metric([host.name], host.disk_free_bytes)
+        for state, n in counts.items():
+            states.add_metric([state], n)
+        yield from (states, age, healthy, free)
 
     def _tracking(self) -> Iterator[Metric]:
         sums = Submission.objects.aggregate(calls=Sum("tracking_calls"), bytes=Sum("tracking_bytes"))

@@ -131,3 +131,26 @@ def test_the_drain_command_drains_reports_what_still_runs_and_undoes(steward, ca
     assert notes[1:] == [("drained: driver update", "steward"), ("drain lifted", None)]
     with pytest.raises(CommandError, match="No host is called 'gpu-9'; the hosts are: gpu-3."):
         call_command("drain_host", "gpu-9")
+
+
+def test_metrics_count_hosts_by_state_and_give_each_ones_health(client, settings, steward):
+    from prometheus_client.parser import text_string_to_metric_families
+
+    settings.M2D_METRICS_TOKEN = token = "scrape-token-for-tests-0123456789"
+    settings.M2D_HOST_MIN_FREE_BYTES = 1024**3
+    report("ok-1")
+    report("full-1", free=1024)
+    report("gone-1")
+    Host.objects.filter(name="gone-1").update(heartbeat_at=timezone.now() - timedelta(minutes=5))
+    host_drain(by=steward, host=report("drained-1"))
+    response = client.get("/metrics", HTTP_AUTHORIZATION=f"Bearer {token}")
+    samples = {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(response.content.decode())
+        for sample in family.samples
+    }
+    states = {labels[0][1]: value for (name, labels), value in samples.items() if name == "m2d_hosts"}
+    assert states == {"healthy": 1, "unhealthy": 1, "silent": 1, "draining": 1}
+    assert samples[("m2d_host_healthy", (("host", "full-1"),))] == 0
+    assert samples[("m2d_host_disk_free_bytes", (("host", "full-1"),))] == 1024
+    assert samples[("m2d_host_heartbeat_age_seconds", (("host", "gone-1"),))] >= 300
