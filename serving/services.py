@@ -20,7 +20,8 @@ from .models import Deployment, DeploymentEvent, Prediction, ServeWorker
 def deployment_scale(*, by, version: ModelVersion, min_workers: int, max_workers: int | None = None) -> Deployment:
     """Ask for between `min_workers` and `max_workers` workers of a version; the reconciler starts
     and stops containers to follow. While an earlier scale to other counts is still on its way
-    (serving.selectors.scale_in_progress), a new one is refused (409, as in TorchServe's API)."""
+    (serving.selectors.scale_in_progress), a new one is refused (409, as in TorchServe's API),
+    except a stop (0 and 0), which ends any scale."""
     max_workers = min_workers if max_workers is None else max_workers
     if min_workers < 0 or max_workers < 0:
         raise InvalidScale("min_worker and max_worker are counts: 0 or more.")
@@ -37,7 +38,7 @@ def deployment_scale(*, by, version: ModelVersion, min_workers: int, max_workers
         if (deployment.min_workers, deployment.max_workers) == (min_workers, max_workers):
             if selectors.scale_in_progress(deployment):
                 return deployment  # the same scale asked again: the caller waits for the one in progress
-        elif doing := selectors.scale_in_progress(deployment):
+        elif max_workers and (doing := selectors.scale_in_progress(deployment)):  # stopping is never refused
             seconds = (timezone.now() - deployment.updated_at).total_seconds()
             raise ScaleInProgress(
                 f"Another scale of {version.model.name} version {version.number} is in progress "

@@ -155,7 +155,12 @@ def test_a_second_scale_while_one_is_on_its_way_gets_409_and_the_same_scale_wait
     assert waited["answer"].json()["status"] == "Workers scaled to 2 for model: toy-scoring, version: 1"
     assert containers(deployment) == names(ready(deployment))
 
-    # once the scale is over, the next one is accepted
+    # once the scale is over, the next one is accepted; a stop is never refused
+    assert manager.put(f"{url}?min_worker=3&max_worker=3").status_code == 202
+    assert manager.put(f"{url}?min_worker=1&max_worker=1").status_code == 409
+    assert manager.put(f"{url}?min_worker=0&max_worker=0").status_code == 202
+    agent.reconcile()
+    assert ready(deployment) == [] and containers(deployment) == []
     assert manager.put(f"{url}?min_worker=1").status_code == 202
     agent.reconcile()
     assert len(ready(deployment)) == 1 and len(containers(deployment)) == 1
