@@ -211,7 +211,9 @@ def test_a_table_under_the_minimum_count_is_held_back_and_the_owner_sees_no_name
     assert not re.search(r"counts\.csv", json.dumps(record["disclosure_risk"]))
 
 
-def test_reports_are_settled_once_and_a_new_run_asks_afresh(settings, export_storage, users, finished_submission):
+def test_reports_are_settled_once_and_a_new_run_asks_afresh(
+    settings, export_storage, users, finished_submission, client
+):
     submission = finished_submission(users["owner"], MODEL_FILES)
     (model, table) = disclosure_request(submission=submission, paths=list(MODEL_FILES))
     assert (model.kind, model.path, table.kind, table.path) == ("model", "model/", "table", "counts.csv")
@@ -225,6 +227,10 @@ def test_reports_are_settled_once_and_a_new_run_asks_afresh(settings, export_sto
             if source == DisclosureReport.Verdict.PENDING:
                 with pytest.raises(IllegalMove):
                     _settle(table, target)
+    superuser = type(users["admin1"]).objects.create_superuser(username=f"root{submission.pk}", password="pw-root-long")
+    sign_in_with_second_factor(client, superuser)
+    listing = client.get(reverse("admin:disclosure_disclosurereport_changelist")).content.decode()
+    assert "over the threshold" in listing and "being assessed" in listing
     assert disclosure_request(submission=submission, paths=["notes.txt"]) == []
     assert not DisclosureReport.objects.filter(submission=submission).exists()
 
