@@ -13,17 +13,21 @@ import subprocess
 import sys
 import threading
 import time
+from datetime import timedelta
 from pathlib import Path
 
 import numpy as np
 import pytest
 import requests
+from django.conf import settings as django_settings
 from django.db import connection
+from django.utils import timezone
 from rest_framework.test import APIClient
 
 from modelstore.services import model_register
 from runner import serving as agent
-from serving.models import Prediction, ServeWorker
+from serving.errors import ScaleInProgress
+from serving.models import Deployment, Prediction, ServeWorker
 from serving.services import deployment_scale
 from tests.conftest import REPO, WorkerPool, _worker_database_url, free_port
 from tests.reliability.test_crashes import wait_until
@@ -75,8 +79,9 @@ def timed(call):
 
 def containers(deployment) -> list[str]:
     """The engine's containers labelled with the deployment, running or not."""
+    labels = [f"label=org.m2d.instance={django_settings.M2D_INSTANCE}", f"label=org.m2d.deployment={deployment.pk}"]
     listed = subprocess.run(
-        ["docker", "ps", "-a", "--filter", f"label=org.m2d.deployment={deployment.pk}", "--format", "{{.Names}}"],
+        ["docker", "ps", "-a", "--filter", labels[0], "--filter", labels[1], "--format", "{{.Names}}"],
         capture_output=True,
         text=True,
         check=True,
@@ -113,7 +118,7 @@ def test_a_second_scale_while_one_is_on_its_way_gets_409_and_the_same_scale_wait
     manager = api(owner, scopes=["models:read", "models:manage"])
     url = "/api/v1/models/toy-scoring/1"
 
-    # two admins at once, asking for different counts: one is accepted, the other refused
+    # two calls at once, asking for different counts: one is accepted, the other refused
     answers = {}
     barrier = threading.Barrier(2)
 
@@ -167,6 +172,26 @@ def test_a_second_scale_while_one_is_on_its_way_gets_409_and_the_same_scale_wait
     scaled = [e.comment for e in deployment.events.exclude(by=None)]
     assert scaled.count("scaled to 2–2 workers") + scaled.count("scaled to 2–3 workers") == 1  # the loser left no trace
     print(f"\nscale while another is on its way: 409 in {took * 1000:.0f} ms")
+
+
+def test_a_scale_is_over_once_a_worker_failed_or_its_time_ran_out(released, settings):
+    settings.M2D_QUEUE_OPS = "serving-tests-reconcile-by-hand"  # nobody starts the workers here
+    settings.M2D_SERVE_STARTUP_TIMEOUT = 30
+    submission = released(FILES, held=())
+    version = model_register(by=submission.owner, submission=submission, paths=["model/"], name="toy-scoring")
+    deployment = deployment_scale(by=submission.owner, version=version, min_workers=2)
+    with pytest.raises(ScaleInProgress, match="0 of 2 workers ready"):
+        deployment_scale(by=submission.owner, version=version, min_workers=1)
+
+    failed = ServeWorker.objects.create(deployment=deployment, state="failed", ended_at=timezone.now())
+    deployment_scale(by=submission.owner, version=version, min_workers=3)  # a failed start ended the last one
+    with pytest.raises(ScaleInProgress):
+        deployment_scale(by=submission.owner, version=version, min_workers=1)
+    failed.delete()
+
+    # three workers' startup time and a minute for the message: then nobody is waiting on it any more
+    Deployment.objects.filter(pk=deployment.pk).update(updated_at=timezone.now() - timedelta(seconds=3 * 30 + 61))
+    deployment_scale(by=submission.owner, version=version, min_workers=1)
 
 
 def test_set_default_during_a_stream_of_predictions_each_answer_names_the_version_it_used(deployed, settings, api):
@@ -413,14 +438,14 @@ def reconciler_pool(deployed, smtp_server, settings):
     settings.M2D_QUEUE_OPS = "serving-tests-reconcile-by-hand"  # the fixture's clean-up reconciles by hand
 
 
-def test_kill_9_of_the_reconciler_mid_start_adopts_the_starting_worker(deployed, reconciler_pool, settings):
+def test_kill_9_of_the_reconciler_mid_start_adopts_the_starting_worker(deployed, reconciler_pool, api):
     version, deployment, owner = deployed
     slow = model_register(by=owner, submission=version.submission, paths=["slow/"], name="toy-slow")  # loads in 4 s
     slow_deployment = deployment_scale(by=owner, version=slow, min_workers=1)
     try:
         wait_until(lambda: slow_deployment.workers.filter(state="starting").exists(), 60, "a worker to start")
         [starting] = slow_deployment.workers.filter(state="starting")
-        wait_until(lambda: containers(slow_deployment) == [agent.worker_name(starting.pk)], 30, "its container")
+        wait_until(lambda: agent.docker_api.serve_worker_state(agent.worker_name(starting.pk)).status == "running", 30)
         reconciler_pool.kill("ops")  # while it waits for the model to load
         killed_at = time.monotonic()
         seen = set()
@@ -432,10 +457,13 @@ def test_kill_9_of_the_reconciler_mid_start_adopts_the_starting_worker(deployed,
         reconciler_pool.restart("ops")
         wait_until(adopted, 60, "the worker to be ready")
         back = time.monotonic() - killed_at
-        assert ready(slow_deployment) == [ServeWorker.objects.get(pk=starting.pk)]  # kept, not started again
+        starting.refresh_from_db()
+        assert ready(slow_deployment) == [starting], starting.reason  # kept, not started again
         assert seen == {1} and containers(slow_deployment) == [agent.worker_name(starting.pk)]
         assert slow_deployment.workers.count() == 1
         assert ready(deployment) and len(containers(deployment)) == 1  # the other deployment untouched
+        answer = api(owner, scopes=["predict"]).post("/predictions/toy-slow", data=png([[1]]), content_type="image/png")
+        assert answer.status_code == 200 and answer.json()["score"] == 1.0, answer.content
         time.sleep(2.5)  # two more reconciler periods change nothing
         assert containers(slow_deployment) == [agent.worker_name(starting.pk)] and slow_deployment.workers.count() == 1
         print(f"\nkill -9 of the reconciler mid-start: the starting worker was ready and kept {back:.1f} s later")
