@@ -17,6 +17,7 @@ import zlib
 
 import numpy as np
 import pytest
+from django.conf import settings as django_settings
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.db import connection
 from django.utils import timezone
@@ -56,8 +57,9 @@ def timed(call):
 
 
 def containers(deployment) -> list[str]:
-    listed = subprocess.run(
-        ["docker", "ps", "-a", "--filter", f"label=org.m2d.deployment={deployment.pk}", "--format", "{{.Names}}"],
+    labels = [f"label=org.m2d.instance={django_settings.M2D_INSTANCE}", f"label=org.m2d.deployment={deployment.pk}"]
+    listed = subprocess.run(  # deployments of test runs beside this one have the same numbers
+        ["docker", "ps", "-a", "--filter", labels[0], "--filter", labels[1], "--format", "{{.Names}}"],
         capture_output=True,
         text=True,
         check=True,
