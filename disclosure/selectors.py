@@ -10,6 +10,8 @@ from django.db.models import Q
 from .models import DisclosureReport
 from .verdict import researcher_sentence
 
+HELD_BACK = (DisclosureReport.Verdict.OVER, DisclosureReport.Verdict.UNASSESSED, DisclosureReport.Verdict.PENDING)
+
 
 def reports_of(submission_id: int) -> list[DisclosureReport]:
     return list(DisclosureReport.objects.filter(submission_id=submission_id))

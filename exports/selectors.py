@@ -9,7 +9,7 @@ from django.db.models import Count, Q
 from django.http import Http404
 from django.urls import reverse
 
-from disclosure.selectors import owner_view
+from disclosure.selectors import HELD_BACK, owner_view
 from submissions import logpolicy
 
 from .downloads import download_token
@@ -20,7 +20,15 @@ def exports_awaiting_review():
     return (
         Export.objects.filter(status=Export.Status.REQUESTED)
         .select_related("submission__owner")
-        .annotate(held=Count("entries", filter=Q(entries__state=ExportFile.State.HELD)))
+        .annotate(
+            held=Count("entries", filter=Q(entries__state=ExportFile.State.HELD), distinct=True),
+            # models and tables whose release takes two admins: over the threshold, or not assessed (yet)
+            disclosure_held_back=Count(
+                "submission__disclosure_reports",
+                filter=Q(submission__disclosure_reports__verdict__in=HELD_BACK),
+                distinct=True,
+            ),
+        )
         .order_by("requested_at")
     )
 

@@ -83,6 +83,8 @@ def test_a_model_over_the_threshold_needs_a_second_admin_and_a_written_reason(
     export = submission.export
 
     sign_in_with_second_factor(client, admin1)
+    queue = client.get(reverse("exports:review_queue")).content.decode()
+    assert "1 model or table needs two admins" in queue
     page = client.get(reverse("exports:review", args=[export.pk])).content.decode()
     section = page[page.index('id="disclosure"') :]
     assert "worst-case membership attack AUC 0.83 (95% CI 0.76–0.90), advantage 0.61" in section
@@ -129,6 +131,7 @@ def test_a_model_with_no_evidence_of_disclosure_is_released_by_one_admin(
     settings.M2D_EXPORT_TWO_PERSON_RULE = False
     submission = assessed_submission(finished_submission, users["owner"], overfitted(auc=0.52))
     sign_in_with_second_factor(client, users["admin1"])
+    assert "needs two admins" not in client.get(reverse("exports:review_queue")).content.decode()
     page = client.get(reverse("exports:review", args=[submission.export.pk])).content.decode()
     assert "AUC 0.52" in page and "no evidence of disclosure" in page
     assert "release needs a second admin" not in page
