@@ -136,6 +136,8 @@ def assess_model(job: DisclosureJob) -> ModelAssessment:
         return ended(model_problem=f"could not be assessed: {exc}")
     except (_Fault, PlatformFault) as exc:
         return ended(fault=str(exc))
+    except OSError as exc:  # the host's scratch folder: full disk, permissions
+        return ended(fault=f"the job's scratch folder failed: {exc}")
     finally:
         _unmount(work / "out")
         shutil.rmtree(work, ignore_errors=True)
