@@ -26,7 +26,7 @@ REPO = Path(__file__).resolve().parents[3]
 RUNTIME_IMAGE = os.environ.get("M2D_RUNTIME_IMAGE", "m2d-runtime:latest")
 DISCLOSURE_IMAGE = os.environ.get("M2D_DISCLOSURE_IMAGE", "m2d-disclosure:latest")
 VIEWS = ("LCC", "LMLO", "RCC", "RMLO")
-CASES = 160  # about 128 train and 32 test, as the generator splits them
+CASES = 240  # about 190 train and 50 test, as the generator splits them
 
 
 @pytest.fixture(scope="module")
@@ -77,7 +77,7 @@ def model_folder(tmp_path: Path, predict: str, files: dict[str, str] | None = No
 
 def job(tmp_path: Path, model_dir: Path, dataset: Path, *, image=RUNTIME_IMAGE, timeout=300, **extra) -> DisclosureJob:
     return DisclosureJob(
-        submission_id=int(hashlib.sha256(str(tmp_path).encode()).hexdigest()[:6], 16),
+        submission_id=4242,  # the cases' order, and so the figures, are the same on every run
         image=image,
         model_dir=model_dir,
         dataset_dir=dataset,
@@ -166,7 +166,7 @@ def test_a_model_that_memorised_its_training_cases_is_over_the_threshold(tmp_pat
     assessment = assess_model(job(tmp_path, model, dataset))
     attack = the_attack(assessment)
     report("lookup table of training cases", assessment, attack)
-    assert assessment.n_train > 100 and assessment.n_test > 20
+    assert assessment.n_train > 150 and assessment.n_test > 30
     assert attack.auc >= 0.9 > settings.M2D_DISCLOSURE_MAX_AUC
     assert attack.p_value < settings.M2D_DISCLOSURE_MAX_P_VALUE
     assert attack.advantage > 0.8
@@ -178,7 +178,9 @@ def test_a_model_that_keeps_nothing_of_any_case_is_not(tmp_path, dataset):
     assessment = assess_model(job(tmp_path, model, dataset))
     attack = the_attack(assessment)
     report("smooth function of brightness", assessment, attack)
-    assert attack.auc < settings.M2D_DISCLOSURE_MAX_AUC
+    # Over the threshold takes both: an AUC that high, and one that chance explains poorly.
+    assert attack.auc < settings.M2D_DISCLOSURE_MAX_AUC or attack.p_value > settings.M2D_DISCLOSURE_MAX_P_VALUE
+    assert attack.auc_low < 0.5 < attack.auc_high
 
 
 CLAM_TRAINING = """
@@ -237,7 +239,7 @@ def test_the_clam_sample_model_gets_a_report(tmp_path, dataset):
     attack = the_attack(assessment)
     report("CLaM sample, 1 epoch", assessment, attack)
     assert 0.0 <= attack.auc <= 1.0 and 0.0 <= attack.advantage <= 1.0
-    assert assessment.n_train > 100 and assessment.n_test > 20
+    assert assessment.n_train > 150 and assessment.n_test > 30
 
 
 CRASHES = """
