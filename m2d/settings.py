@@ -278,6 +278,9 @@ M2D_MAX_RUNNING_PER_RESEARCHER = env.int("M2D_MAX_RUNNING_PER_RESEARCHER", defau
 M2D_MAX_QUEUED_PER_RESEARCHER = env.int("M2D_MAX_QUEUED_PER_RESEARCHER", default=20)
 # A run worker says it is alive this often; a run unheard of for three beats is adopted.
 M2D_HEARTBEAT_SECONDS = env.int("M2D_HEARTBEAT_SECONDS", default=10)
+# A run unheard of this long lost its worker for good (its host is down, or its worker did not come
+# back): it is queued again, once, for any host (a worker back later removes what it left there).
+M2D_RUN_LOST_SECONDS = env.int("M2D_RUN_LOST_SECONDS", default=600)
 # A host takes no new work while any folder it writes to (export volumes, exports, gateway
 # sockets, the engine's data root where the worker sees it, and M2D_HOST_DISK_PATHS) has less free.
 M2D_HOST_MIN_FREE_BYTES = env.int("M2D_HOST_MIN_FREE_BYTES", default=2 * 1024**3)

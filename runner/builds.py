@@ -81,18 +81,19 @@ def build_through_door(spec: docker_api.BuildSpec, should_stop=None) -> str:
         return docker_api.build_image(spec, should_stop=should_stop)
 
 
-def image_on_this_host(submission_id: int, image_id: str = "") -> str:
+def image_on_this_host(submission_id: int, image_id: str = "", should_stop=None) -> str:
     """The submission's image on this host's engine. A run or serving host may not hold it (it was
     built on another host, or pruned): it is built here from the stored zip; the requirements layer
     cache of this host serves it. The provenance record keeps what the first build's image held."""
     if docker_api.image_exists(image_id):
         return image_id
     log.info("submission %s: image not on this host, building it here", submission_id)
-    return build_through_door(build_job_for(submission_id, "build-on-run-host.log").spec)
+    return build_through_door(build_job_for(submission_id, "build-on-run-host.log").spec, should_stop=should_stop)
 
 
 def image_for_run(job: RunJob) -> str:
-    return image_on_this_host(job.submission_id, job.image)
+    # The run's heartbeat goes on while its host builds the image (else it would look lost).
+    return image_on_this_host(job.submission_id, job.image, should_stop=_build_watch(job.submission_id))
 
 
 def _build_watch(submission_id: int):

@@ -32,7 +32,7 @@ from . import docker_api, host_health, provenance, scheduling
 from .builds import image_for_run
 from .export_volume import ExportLimitExceeded, ExportVolumeError
 from .gateway import GatewayPolicy, GatewayStats, TrackingGateway
-from .jobs import RunJob, run_job_for
+from .jobs import RunJob, export_volume, run_job_for
 from .naming import container_name, image_tag, run_labels
 from .phases import Phases
 
@@ -43,6 +43,7 @@ def run_queued(slot: scheduling.Slot | None = None) -> int:
     """Wait for this slot's orphaned run if there is one, then run queued submissions one after
     another until none is left for this slot; returns how many ran."""
     slot = slot or scheduling.slot_for_process()
+    clear_leftovers(slot)
     count = 0
     for orphan in scheduling.stale_runs().filter(slot=slot.label):
         if scheduling.take_over(orphan):
@@ -56,6 +57,33 @@ def run_queued(slot: scheduling.Slot | None = None) -> int:
             run(run_job_for(submission.pk))
         count += 1
     return count
+
+
+def clear_leftovers(*slots: scheduling.Slot) -> None:
+    """Remove what runs of these slots left on this host when they are no longer theirs: a worker
+    back after its runs were queued again elsewhere (M2D_RUN_LOST_SECONDS) must not let them go on
+    here. Their own orphans stay, to be adopted."""
+    labels = {slot.label for slot in slots}
+    try:
+        containers = docker_api.list_labelled(settings.M2D_INSTANCE)
+    except docker_api.PlatformFault:
+        return  # the engine is away: this slot claims nothing either
+    left = {
+        int(c.labels[docker_api.LABEL_SUBMISSION])
+        for c in containers
+        if c.labels.get(docker_api.LABEL_SLOT) in labels
+        and c.labels.get(docker_api.LABEL_ROLE) in ("run", "forwarder")
+        and c.labels.get(docker_api.LABEL_SUBMISSION, "").isdigit()
+    }
+    ours = set(scheduling.runs_on_slots(labels, left))
+    for submission_id in left - ours:
+        log.warning("submission %s: its run here was queued again elsewhere; removing what it left", submission_id)
+        try:
+            docker_api.remove_run(container_name(submission_id))
+        except docker_api.PlatformFault:
+            return
+        export_volume(submission_id).destroy()
+        shutil.rmtree(settings.M2D_GATEWAY_DIR / str(submission_id), ignore_errors=True)
 
 
 def _prepare_folder(path: Path, uid: int, mode: int) -> Path:
@@ -81,6 +109,9 @@ def run(job: RunJob, adopt: bool = False) -> None:
     phases.done("export volume")
     try:
         image = image_for_run(job)
+    except docker_api.BuildCancelled:
+        volume.destroy()  # cancelled while this host built its image: the cancel is recorded already
+        return
     except (docker_api.PlatformFault, docker_api.BuildFailed, TimeoutError) as exc:
         volume.destroy()
         run_lost_record(
@@ -104,6 +135,8 @@ def run(job: RunJob, adopt: bool = False) -> None:
         if submission_cancelled(job.submission_id):
             docker_api.stop_run(spec.name, grace=job.limits.stop_grace)
         outcome = _follow(spec, job.submission_id)
+        if _stopped_with_its_engine(outcome):
+            raise docker_api.PlatformFault("the Docker engine stopped, and the run with it")
     except docker_api.PlatformFault as exc:
         fault = str(exc)
     else:
@@ -292,6 +325,16 @@ def _follow(spec: docker_api.RunSpec, submission_id: int) -> docker_api.RunOutco
             if not docker_api.run_is_running(spec.name):
                 raise
             log.info("submission %s: the engine is back and the run still runs; following it again", submission_id)
+
+
+def _stopped_with_its_engine(outcome: docker_api.RunOutcome) -> bool:
+    """A run ended by SIGTERM or SIGKILL that neither the watchdog nor the kernel's OOM killer
+    sent, on an engine that then no longer answers: the engine stopped it on its way down (its
+    host is shutting down), which is not the researcher's doing. (A cancel stops it too, but
+    leaves the engine up, and is recorded as such.)"""
+    if outcome.exit_code not in (128 + 9, 128 + 15) or outcome.oom_killed or outcome.timed_out or outcome.silent:
+        return False
+    return not docker_api.wait_for_engine(3)
 
 
 def _beat(submission_id: int) -> None:

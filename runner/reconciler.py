@@ -12,6 +12,7 @@ from django.utils import timezone
 from disclosure.selectors import submissions_assessing, submissions_to_assess_again
 from serving.models import Deployment
 from submissions.models import Submission
+from submissions.services import run_lost_record
 from submissions.transitions import TransitionConflict, transition
 
 from . import docker_api, scheduling
@@ -24,6 +25,7 @@ S = Submission.Status
 
 def reconcile() -> None:
     _restart_interrupted_builds()
+    _requeue_lost_runs()
     # Build messages lost (a broker outage, a crash): when the build queue is empty, every
     # submission still waiting for its build needs a new message. Duplicates are harmless.
     if queue_length(settings.M2D_QUEUE_BUILD) == 0:
@@ -65,6 +67,20 @@ def _remove_stale_export_volumes() -> None:
                 export_volume(int(name)).destroy()
             except Exception as exc:  # busy: the next period tries again
                 log.warning("reconciler: export volume %s not removed: %s", name, exc)
+
+
+def _requeue_lost_runs() -> None:
+    """A run whose slot has been silent for M2D_RUN_LOST_SECONDS (its host went down, its worker
+    did not come back) is queued again for any host, once, as the platform's fault. Its worker,
+    should it come back, finds the run taken and removes what it left (pipeline.clear_leftovers)."""
+    for submission in scheduling.lost_runs():
+        if scheduling.take_over(submission, lost=True):
+            host = submission.slot.partition("/")[0] or "its host"
+            log.warning("reconciler: submission %s lost its run worker on %s", submission.pk, host)
+            run_lost_record(
+                submission_id=submission.pk,
+                reason=f"The run's host ({host}) stopped reporting for {settings.M2D_RUN_LOST_SECONDS} s",
+            )
 
 
 def _restart_interrupted_builds() -> None:

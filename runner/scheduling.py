@@ -43,6 +43,9 @@ def claim_next(slot: Slot) -> Submission | None:
     for _ in range(5):
         with transaction.atomic():
             ids = list(candidates().values_list("pk", flat=True))
+            if ids:
+                lately = _lost_here_lately(slot.host, ids)
+                ids = [pk for pk in ids if pk not in lately]
             if not ids:
                 return None
             if connection.vendor == "postgresql":
@@ -66,9 +69,36 @@ def claim_next(slot: Slot) -> Submission | None:
     return None
 
 
+def _lost_here_lately(host: str, ids: list[int]) -> set[int]:
+    """Runs this host lost to a platform fault moments ago: the fault may be the host's own (its
+    engine going down, its disk full), so other hosts get the first three heartbeats to take them;
+    a host alone takes them back after that."""
+    since = timezone.now() - timedelta(seconds=settings.M2D_HEARTBEAT_SECONDS * 3)
+    return set(
+        Submission.objects.filter(
+            pk__in=ids,
+            slot__startswith=f"{host}/",
+            infrastructure_retries__gt=0,
+            events__to_status=S.QUEUED,
+            events__at__gte=since,
+        ).values_list("pk", flat=True)
+    )
+
+
 def _stale_before():
     """A build or run not heard of since then has lost its worker: three missed heartbeats."""
     return timezone.now() - timedelta(seconds=settings.M2D_HEARTBEAT_SECONDS * 3)
+
+
+def _lost_before():
+    """A run not heard of since then is not waited for any longer (M2D_RUN_LOST_SECONDS)."""
+    return timezone.now() - timedelta(seconds=max(settings.M2D_RUN_LOST_SECONDS, settings.M2D_HEARTBEAT_SECONDS * 3))
+
+
+def lost_runs():
+    """Running submissions whose slot has been silent so long that no worker is coming back for them."""
+    limit = _lost_before()
+    return Submission.objects.filter(status=S.RUNNING).filter(Q(heartbeat_at__lt=limit) | Q(heartbeat_at__isnull=True))
 
 
 def stale_runs(host: str | None = None):
@@ -85,13 +115,23 @@ def stale_builds():
     return Submission.objects.filter(status=S.BUILDING).filter(Q(heartbeat_at__lt=limit) | Q(heartbeat_at__isnull=True))
 
 
-def take_over(submission: Submission) -> bool:
-    """Claim the right to wait for an orphaned run (one taker wins)."""
-    limit = _stale_before()
+def take_over(submission: Submission, lost: bool = False) -> bool:
+    """Claim the right to wait for an orphaned run, or (`lost`) to queue a lost one again: one taker
+    wins, and the heartbeat it sets keeps every other out."""
+    limit = _lost_before() if lost else _stale_before()
     return bool(
         Submission.objects.filter(pk=submission.pk, status=S.RUNNING)
         .filter(Q(heartbeat_at__lt=limit) | Q(heartbeat_at__isnull=True))
         .update(heartbeat_at=timezone.now())
+    )
+
+
+def runs_on_slots(slot_labels, submission_ids) -> list[int]:
+    """Which of these submissions are running on one of those slots."""
+    return list(
+        Submission.objects.filter(pk__in=submission_ids, status=S.RUNNING, slot__in=slot_labels).values_list(
+            "pk", flat=True
+        )
     )
 
 

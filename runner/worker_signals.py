@@ -7,7 +7,9 @@ from billiard.process import current_process
 from celery import signals
 from django.conf import settings
 
-from . import host_health
+from submissions.queue import slots
+
+from . import host_health, pipeline
 from .dispatch import wake_run_slots
 
 
@@ -26,6 +28,9 @@ def adopt_orphans_on_start(sender=None, **kwargs):
         # Run slots and serving workers go only to hosts heard of lately.
         host_health.start_heartbeat()
     if settings.M2D_QUEUE_RUN in consumed:
+        # Runs queued again elsewhere while this worker was away stop here now, whichever worker
+        # the wakes below reach.
+        pipeline.clear_leftovers(*slots())
         # One wake per slot: each slot first waits for its own orphaned run, then takes work.
         for _ in range(max(len(settings.M2D_GPU_IDS), settings.M2D_CPU_SLOTS)):
             wake_run_slots()
