@@ -25,6 +25,8 @@ export M2D_BASE_IMAGE M2D_RUNTIME_IMAGE M2D_FORWARDER_IMAGE M2D_MLFLOW_IMAGE M2D
 
 cleanup() {
     M2D_VAR_DIR="$VAR_DIR" "$REPO_ROOT/scripts/services.sh" wipe
+    # The second engine of the two-host tests, if one was left standing.
+    "$REPO_ROOT/scripts/second-engine.sh" wipe "$M2D_STACK-b" >/dev/null 2>&1 || true
     docker ps -aq --filter "label=org.m2d.instance=$M2D_INSTANCE" | xargs -r docker rm -f >/dev/null 2>&1 || true
     docker images -q --filter "label=org.m2d.instance=$M2D_INSTANCE" | xargs -r docker rmi -f >/dev/null 2>&1 || true
     # Export volumes of runs cut short by the end of a test must not outlive the run.
