@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Back up everything a restore needs: the portal's database, MLflow's two databases (runs and
-# users), and the host data folder's uploads, exports, run logs and mail.
+# users), and the host data folder's uploads, exports, run logs, mail and model store.
 #   platform/backup.sh [DEST]          (default /var/backups/m2d)
 # Writes DEST/<UTC time>/ and prints its path. Runs while the platform is up: each database dump
 # is consistent in itself; files written during the backup (a run finishing) may be missing.

@@ -2,7 +2,7 @@
 # Restore a backup made by backup.sh onto this host, replacing what is there.
 #   platform/restore.sh BACKUP_DIR
 # Stops the portal, workers and MLflow, recreates the three databases from their dumps, puts the
-# data folder's uploads, exports, logs and mail back, then starts everything again (migrations
+# data folder's uploads, exports, logs, mail and model store back, then starts everything again (migrations
 # run on the way up, so a backup from an older version is brought up to date).
 # Environment: M2D_ENV_FILE (default platform/.env), COMPOSE_PROJECT_NAME (when not the default).
 set -euo pipefail
@@ -12,7 +12,7 @@ source "$here/compose-lib.sh"
 backup="${1:?usage: restore.sh BACKUP_DIR}"
 (cd "$backup" && sha256sum --check --quiet SHA256SUMS) || { echo "restore: $backup is incomplete or damaged" >&2; exit 1; }
 
-compose stop web build-worker run-worker ops-worker beat proxy mlflow >/dev/null 2>&1 || true
+compose stop web build-worker run-worker ops-worker serve-batch-worker beat proxy mlflow >/dev/null 2>&1 || true
 compose up -d postgres >/dev/null
 for _ in $(seq 1 120); do
     compose exec -T -u postgres postgres pg_isready -q -h 127.0.0.1 -U postgres && break

@@ -38,6 +38,8 @@ def env_file_from_example(overrides: dict[str, str]) -> str:
 
 
 class ComposeStack:
+    SHARED = ("export-volumes", "serve")
+
     def __init__(self, workdir: Path):
         self.project = f"m2dops{os.getpid()}"
         self.workdir = workdir
@@ -128,12 +130,14 @@ class ComposeStack:
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.env_path.write_text(env_file_from_example(self.env))
         self.env_path.chmod(0o600)
-        # Each run's capped export file system is mounted by the run worker and must propagate to
-        # the host; this machine's / is a private mount, so this folder is made a shared one.
-        volumes = self.data_dir / "export-volumes"
-        volumes.mkdir(parents=True, exist_ok=True)
-        subprocess.run(["mount", "--bind", str(volumes), str(volumes)], check=True)
-        subprocess.run(["mount", "--make-shared", str(volumes)], check=True)
+        # Each run's capped export file system, mounted by the run worker, and each serving
+        # worker's socket folder, mounted by the ops worker, must propagate to the host; this
+        # machine's / is a private mount, so these folders are made shared ones.
+        for name in self.SHARED:
+            folder = self.data_dir / name
+            folder.mkdir(parents=True, exist_ok=True)
+            subprocess.run(["mount", "--bind", str(folder), str(folder)], check=True)
+            subprocess.run(["mount", "--make-shared", str(folder)], check=True)
 
     def build(self) -> float:
         """Build the platform's own images; the runtime, forwarder and MLflow images exist already
@@ -188,7 +192,8 @@ class ComposeStack:
         ).stdout.split()
         if leftovers:
             subprocess.run(["docker", "rm", "-f", *leftovers], capture_output=True)
-        subprocess.run(["umount", "-l", str(self.data_dir / "export-volumes")], capture_output=True)
+        for name in self.SHARED:
+            subprocess.run(["umount", "-l", str(self.data_dir / name)], capture_output=True)
         shutil.rmtree(self.data_dir, ignore_errors=True)
 
 

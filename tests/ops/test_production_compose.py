@@ -13,18 +13,42 @@ import io
 import json
 import re
 import shutil
+import subprocess
 import time
 import zipfile
 
+import numpy as np
 import pytest
 import requests
+from PIL import Image
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.ops.compose_stack import ComposeStack, compose_available
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow, pytest.mark.timeout(2400)]
 
-MAIN = """
+# The model the run exports beside its report: one PNG view in, its mean plus the rows seen out.
+PREDICT = """
+import os
+
+import numpy as np
+
+
+class Model:
+    def load(self, model_dir, device):
+        self.rows = int(open(os.path.join(model_dir, "rows.txt")).read())
+
+    def predict(self, inputs, parameters):
+        return {"score": float(np.asarray(inputs["view"]).mean()) + self.rows}
+"""
+CARD = {
+    "summary": "The mean of a view plus the rows the run saw.",
+    "entrypoint": "predict.py:Model",
+    "inputs": [{"name": "view", "formats": ["image/png"], "datatype": "UINT8", "max_dims": [64, 64]}],
+    "outputs": [{"name": "score", "datatype": "FP64", "shape": [1]}],
+    "licence": "CC-BY-4.0",
+}
+MAIN = f"""
 import os
 from pathlib import Path
 
@@ -34,7 +58,12 @@ rows = Path("/mnt/dataset/clam-details-image.csv").read_text().splitlines()
 with mlflow.start_run():
     mlflow.log_param("rows_seen", len(rows) - 1)
     mlflow.log_metric("dataset_rows", len(rows) - 1)
-Path("/mnt/export/report.txt").write_text(f"rows: {len(rows) - 1}\\n")
+Path("/mnt/export/report.txt").write_text(f"rows: {{len(rows) - 1}}\\n")
+model = Path("/mnt/export/model")
+model.mkdir()
+(model / "rows.txt").write_text(str(len(rows) - 1))
+(model / "predict.py").write_text({PREDICT!r})
+(model / "m2d-model.json").write_text({json.dumps(CARD)!r})
 print("done")
 """
 PASSWORD = "Researcher-pass-2026"
@@ -146,9 +175,16 @@ def test_a_submission_goes_through_end_to_end_over_https(stack, finished_submiss
     rows = len((stack.dataset_dir / "clam-details-image.csv").read_text().splitlines()) - 1
     exported = stack.data_dir / "exports" / str(finished_submission["id"]) / "report.txt"
     assert exported.read_text() == f"rows: {rows}\n"
-    # The "finished" e-mail was written (no SMTP server configured: the mail folder).
-    mails = [m.read_text(errors="replace") for m in (stack.data_dir / "mail").glob("*.log")]
-    assert any(f"Submission {finished_submission['id']}: execution finished" in m for m in mails)
+    # The "finished" e-mail was written (no SMTP server configured: the mail folder), by the ops
+    # worker's outbox round, which may come a little after the submission's page says it finished.
+    subject = f"Submission {finished_submission['id']}: execution finished"
+    deadline = time.monotonic() + 90
+    while True:
+        mails = [m.read_text(errors="replace") for m in (stack.data_dir / "mail").glob("*.log")]
+        if any(subject in m for m in mails) or time.monotonic() > deadline:
+            break
+        time.sleep(2)
+    assert any(subject in m for m in mails), stack.logs("ops-worker", tail=100)
 
 
 def test_prometheus_finds_the_submission_counted(stack, finished_submission):
@@ -254,15 +290,144 @@ def test_only_the_mlflow_admin_looks_up_mlflow_users(stack, finished_submission)
     assert get("/api/2.0/mlflow/users/get?username=nobody-here", admin).status_code == 404
 
 
+RELEASE = """
+from accounts.services import api_token_create, staff_create
+from exports.models import ExportFile
+from exports.services import export_decide_all, export_request_release
+from submissions.models import Submission
+
+run = Submission.objects.get(pk={submission})
+export_request_release(by=run.owner, submission=run, justification="The trained model, for the store.")
+# A second admin releases what the first one's decision leaves waiting for a second look.
+for email, name in (("grace@example.org", "Grace Hopper"), ("alan@example.org", "Alan Turing")):
+    admin, _ = staff_create(email=email, full_name=name)
+    held = run.export.entries.filter(state=ExportFile.State.HELD)
+    if held:
+        seen = {{e.pk: e.sha256 for e in held}}
+        reason = "A toy scorer of pixel means; it holds no case data."
+        export_decide_all(by=admin, export=run.export, decision="release", seen=seen, comment=reason)
+print(api_token_create(by=run.owner).key)
+"""
+
+
+class TokenClient:
+    """Calls with the researcher's API token, trusting only the proxy's certificate."""
+
+    def __init__(self, stack: ComposeStack, token: str):
+        self.stack, self.token = stack, token
+
+    def __getattr__(self, method: str):
+        def call(url: str, **kwargs) -> requests.Response:
+            headers = {"Authorization": f"Token {self.token}", **kwargs.pop("headers", {})}
+            return requests.request(method.upper(), url, headers=headers, verify=str(self.stack.cert), **kwargs)
+
+        return call
+
+
+def host_mounts_under(folder) -> list[str]:
+    with open("/proc/self/mounts") as mounts:
+        return [line.split()[1] for line in mounts if line.split()[1].startswith(f"{folder}/")]
+
+
+def test_a_released_model_is_served_through_the_proxy(stack, finished_submission):
+    """Registered and scaled over the API, its worker started by the ops worker as a sealed
+    container, asked over HTTPS the seed's way and the V2 way, then scaled to nothing."""
+    submission_id = finished_submission["id"]
+    token = stack.manage("shell", "-c", RELEASE.format(submission=submission_id)).split()[-1]
+    api = TokenClient(stack, token)
+
+    registered = api.post(
+        f"{stack.url}/api/v1/models",
+        json={"name": "clam-rows", "source": {"submission": submission_id, "paths": ["model/"]}},
+        timeout=60,
+    )
+    assert registered.status_code == 201, registered.text
+    version = f"{stack.url}/api/v1/models/clam-rows/1"
+    started = time.monotonic()
+    scaled = api.put(f"{version}?min_worker=1&synchronous=true&timeout=240", timeout=300)
+    assert scaled.status_code == 200, f"{scaled.text}\n{stack.logs('ops-worker', tail=200)}"
+    print(f"\nfirst worker ready through the API in {time.monotonic() - started:.1f} s")
+
+    # The worker: the submission's image, no network, labelled as this platform's; its socket
+    # folder is a tmpfs the ops worker mounted, which the host (and so the engine) sees.
+    labelled = stack_serving_containers(stack)
+    assert len(labelled) == 1, labelled
+    facts = json.loads(subprocess.run(["docker", "inspect", labelled[0]], capture_output=True, text=True).stdout)[0]
+    assert facts["HostConfig"]["NetworkMode"] == "none"
+    assert not any("docker.sock" in m["Source"] for m in facts["Mounts"])
+    serve_dir = stack.data_dir / "serve"
+    assert len(host_mounts_under(serve_dir / "w")) == 1
+
+    rows = len((stack.dataset_dir / "clam-details-image.csv").read_text().splitlines()) - 1
+    view = io.BytesIO()
+    Image.fromarray(np.full((8, 8), 10, np.uint8)).save(view, format="PNG")
+    email = "ada@example.org"
+    # curl --user ada@example.org:TOKEN https://.../predictions/clam-rows -T view.png
+    answer = requests.put(
+        f"{stack.url}/predictions/clam-rows",
+        data=view.getvalue(),
+        auth=(email, token),
+        verify=str(stack.cert),
+        timeout=60,
+    )
+    assert answer.status_code == 200, answer.text
+    assert answer.json() == {"score": 10.0 + rows}
+    assert answer.headers["X-M2D-Model-Version"] == "clam-rows/1"
+    v2 = api.post(
+        f"{stack.url}/v2/models/clam-rows/infer",
+        json={
+            "inputs": [
+                {
+                    "name": "view",
+                    "datatype": "BYTES",
+                    "shape": [1],
+                    "data": [base64.b64encode(view.getvalue()).decode()],
+                    "parameters": {"content_type": "image/png"},
+                }
+            ]
+        },
+        timeout=60,
+    )
+    assert v2.status_code == 200, v2.text
+    assert v2.json()["outputs"] == [{"name": "score", "datatype": "FP64", "shape": [1], "data": [10.0 + rows]}]
+    timings = []
+    for _ in range(20):
+        began = time.monotonic()
+        assert api.put(f"{stack.url}/predictions/clam-rows", data=view.getvalue(), timeout=60).status_code == 200
+        timings.append(time.monotonic() - began)
+    timings.sort()
+    p50, slowest = timings[10] * 1000, timings[-1] * 1000
+    print(f"warm predictions over HTTPS through the proxy: p50 {p50:.1f} ms, slowest {slowest:.1f} ms")
+    counted = scrape(stack)
+    assert counted[("m2d_serving_requests_total", (("code", "200"), ("model", "clam-rows"), ("version", "1")))] == 22
+
+    # Scaled to nothing: the container and its socket folder go.
+    assert api.put(f"{version}?min_worker=0&synchronous=true", timeout=120).status_code == 200
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and (host_mounts_under(serve_dir / "w") or stack_serving_containers(stack)):
+        time.sleep(2)
+    assert not stack_serving_containers(stack) and not host_mounts_under(serve_dir / "w")
+    refused = api.put(f"{stack.url}/predictions/clam-rows", data=view.getvalue(), timeout=60)
+    assert refused.status_code == 503 and refused.headers["Retry-After"]
+
+
+def stack_serving_containers(stack) -> list[str]:
+    filters = ["--filter", f"label=org.m2d.instance={stack.instance}", "--filter", "label=org.m2d.role=serve"]
+    return subprocess.run(["docker", "ps", "-aq", *filters], capture_output=True, text=True).stdout.split()
+
+
 def test_a_backup_brings_everything_back_after_the_host_is_wiped(stack, finished_submission):
     submission_id = finished_submission["id"]
     exported = stack.data_dir / "exports" / str(submission_id) / "report.txt"
     content = exported.read_bytes()
+    # The model store's files (the served model's, registered above).
+    models = stack.data_dir / "models"
+    stored = {p.relative_to(models): p.read_bytes() for p in models.rglob("*") if p.is_file()}
     backup = stack.script("backup.sh", str(stack.workdir / "backups")).strip().splitlines()[-1]
 
     # Lose everything: containers, the database volume, the data folder.
     stack.compose("down", "-v", timeout=300)
-    for folder in ("media", "exports", "logs", "mail"):
+    for folder in ("media", "exports", "logs", "mail", "models"):
         assert (stack.data_dir / folder).exists()
         shutil.rmtree(stack.data_dir / folder)
     stack.compose("up", "-d", "postgres")
@@ -279,10 +444,11 @@ def test_a_backup_brings_everything_back_after_the_host_is_wiped(stack, finished
     stack.wait_ready()
 
     assert exported.read_bytes() == content
+    assert stored and {p.relative_to(models): p.read_bytes() for p in models.rglob("*") if p.is_file()} == stored
     researcher = Researcher(stack, "ada")
     researcher.log_in()
     status, page = researcher.detail(submission_id)
-    assert status == "succeeded" and "kept for review" in page and "dataset_rows" in page
+    assert status == "succeeded" and "dataset_rows" in page
     # MLflow's runs and users are back too: the researcher's own credentials read the run.
     creds = finished_submission["mlflow"]
     runs = requests.post(
