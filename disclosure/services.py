@@ -23,12 +23,13 @@ V = DisclosureReport.Verdict
 MODEL_CARDS = ("m2d-model.json", "MLmodel")  # the predict contract's card, or an MLflow pyfunc
 TABLE_SUFFIXES = (".csv", ".tsv")
 
-# The one table of moves: a report is settled once; a requeued run asks afresh (a new set of reports).
+# The one table of moves: a report is settled once, but one the platform failed to make may be asked
+# for again; a requeued run asks afresh (a new set of reports).
 ALLOWED: dict[str, frozenset[str]] = {
     V.PENDING: frozenset({V.CLEAR, V.OVER, V.UNASSESSED, V.NOT_APPLICABLE}),
     V.CLEAR: frozenset(),
     V.OVER: frozenset(),
-    V.UNASSESSED: frozenset(),
+    V.UNASSESSED: frozenset({V.PENDING}),  # assessed again, after the platform failed
     V.NOT_APPLICABLE: frozenset(),
 }
 
@@ -77,6 +78,30 @@ def disclosure_claim(*, submission_id: int) -> list[DisclosureReport]:
         claimed = list(free.select_for_update())
         DisclosureReport.objects.filter(pk__in=[r.pk for r in claimed]).update(started_at=now)
     return claimed
+
+
+def disclosure_assess_again(*, submission_id: int) -> int:
+    """Ask again for the reports the platform failed to make (not those of a model that failed:
+    that is the model's answer). Returns how many; the job is sent once this has committed."""
+    if V.PENDING not in ALLOWED[V.UNASSESSED]:
+        raise IllegalMove("a report that could not be assessed cannot be asked for again")
+    with transaction.atomic():
+        again = (
+            DisclosureReport.objects.filter(submission_id=submission_id, verdict=V.UNASSESSED)
+            .exclude(fault="")
+            .update(
+                verdict=V.PENDING,
+                summary="",
+                fault="",
+                detail="",
+                requested_at=timezone.now(),
+                started_at=None,
+                finished_at=None,
+            )
+        )
+        if again:
+            transaction.on_commit(lambda: dispatch.assess_disclosure(submission_id))
+    return again
 
 
 def _settle(report: DisclosureReport, to: str, **fields) -> bool:

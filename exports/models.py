@@ -94,6 +94,7 @@ class ExportEvent(models.Model):
         LOG_READ = "log_read", "full log read"
         PROVENANCE_READ = "provenance_read", "provenance downloaded"
         MODEL_REGISTERED = "model_registered", "model registered"
+        DISCLOSURE_AGAIN = "disclosure_again", "disclosure risk assessed again"
 
     DECISIONS = (Action.APPROVED, Action.RELEASED, Action.REJECTED)
 

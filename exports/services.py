@@ -16,7 +16,7 @@ from django.template.defaultfilters import pluralize
 from django.utils import timezone
 
 from disclosure.selectors import release_gate, reports_of
-from disclosure.services import disclosure_request
+from disclosure.services import disclosure_assess_again, disclosure_request
 from submissions import logpolicy
 from submissions.facts import RunFacts
 from submissions.models import Submission
@@ -213,6 +213,23 @@ def _ensure_reviewer(by, export: Export) -> None:
             f"The export of submission {export.submission_id} is not waiting for review "
             f"({export.get_status_display()})."
         )
+
+
+def export_assess_again(*, by, export: Export) -> int:
+    """An admin asks again for the disclosure reports the platform failed to make (the disclosure
+    image was missing, the engine went away); returns how many."""
+    if by is None or not (by.is_active and by.is_staff):
+        raise ExportRefused("Only admins ask for a disclosure assessment again.")
+    if by.pk == export.submission.owner_id:
+        raise ExportRefused("You cannot review an export of your own submission; another admin must.")
+    with transaction.atomic():
+        count = disclosure_assess_again(submission_id=export.submission_id)
+        if not count:
+            raise ExportRefused("No disclosure report of this export failed because of the platform: nothing to redo.")
+        audit.record(
+            export.submission, A.DISCLOSURE_AGAIN, by=by, comment=f"{count} report{pluralize(count)}", mail=False
+        )
+    return count
 
 
 def export_add_log(*, by, export: Export, kind: str) -> ExportFile:

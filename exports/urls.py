@@ -12,5 +12,6 @@ urlpatterns = [
     path("review/", views.review_queue, name="review_queue"),
     path("review/<int:pk>/", views.review, name="review"),
     path("review/<int:pk>/logs/", views.add_log, name="add_log"),
+    path("review/<int:pk>/disclosure/", views.assess_again, name="assess_again"),
     path("review/<int:pk>/files/<int:file_id>/", views.file_whole, name="file_whole"),
 ]

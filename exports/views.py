@@ -132,6 +132,7 @@ def review(request, pk: int):
         "entries": entries,
         "flag_counts": _flag_counts(entries),
         "disclosure_reports": reports,
+        "platform_failed": any(r.verdict == r.Verdict.UNASSESSED and r.fault for r in reports),
         "approvals": selectors.approvals_by_file(export),
         "events": submission.export_events.select_related("by"),
         "logs": [k for k in logpolicy.KINDS if logpolicy.full_log_path(submission, k).is_file()],
@@ -179,6 +180,21 @@ def add_log(request, pk: int):
         services.export_add_log(by=request.user, export=export, kind=request.POST.get("kind", ""))
     except services.ExportRefused as exc:
         messages.error(request, str(exc))
+    return redirect("exports:review", pk=export.pk)
+
+
+@login_required
+@require_POST
+@staff_second_factor
+def assess_again(request, pk: int):
+    _staff(request)
+    export = selectors.export_for_review(request.user, pk)
+    try:
+        count = services.export_assess_again(by=request.user, export=export)
+    except services.ExportRefused as exc:
+        messages.error(request, str(exc))
+    else:
+        messages.success(request, f"Disclosure risk: {count} report{'s' if count != 1 else ''} asked for again.")
     return redirect("exports:review", pk=export.pk)
 
 

@@ -152,6 +152,15 @@ def test_a_model_not_assessed_takes_the_two_admin_path(
     elif settled == "fault":
         assert disclosure_record_fault(submission_id=submission.pk, fault="the engine did not answer in 60 s") == 1
     export = submission.export
+    sign_in_with_second_factor(client, users["admin1"])
+    again = client.post(reverse("exports:assess_again", args=[export.pk]), follow=True).content.decode()
+    if settled == "fault":  # the platform's failure may be redone; the model's answer stands
+        assert "Disclosure risk: 1 report asked for again." in again
+        assert submission.disclosure_reports.get(kind="model").verdict == "pending"
+        assert export.submission.export_events.filter(action=A.DISCLOSURE_AGAIN, by=users["admin1"]).exists()
+        assert disclosure_record_fault(submission_id=submission.pk, fault="the engine did not answer in 60 s") == 1
+    else:
+        assert "nothing to redo" in html.unescape(again)
 
     sign_in_with_second_factor(client, users["admin1"])
     page = client.get(reverse("exports:review", args=[export.pk])).content.decode()
@@ -161,6 +170,7 @@ def test_a_model_not_assessed_takes_the_two_admin_path(
         "fault": "could not be assessed: the platform failed (the engine did not answer in 60 s)",
     }[settled]
     assert expected in page
+    assert ("Assess again what the platform failed to assess" in page) == (settled == "fault")
     assert "written reason" in review(client, export, "release_all", "ok").content.decode()
     review(client, export, "release_all", "Reviewed the weights by hand; releasing.")
     assert states(export)["model/weights.pt"] == "held" and states(export)["counts.csv"] == "released"
