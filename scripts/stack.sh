@@ -64,7 +64,17 @@ up() {
     start_bg web env M2D_WEB_BIND="127.0.0.1:$app_port" WEB_CONCURRENCY="${WEB_CONCURRENCY:-$(( $(nproc) + 1 ))}" \
         M2D_WEB_THREADS="${M2D_WEB_THREADS:-1}" "$REPO_ROOT/.venv/bin/gunicorn" \
         --config platform/app/gunicorn.conf.py m2d.wsgi
-    proxy_config "$app_port" > "$VAR_DIR/run/$M2D_STACK-nginx.conf"
+    # The inference gateway (/predictions, /v2) in processes of its own, with many threads: a
+    # prediction mostly waits on its model (up to M2D_SERVE_RESPONSE_TIMEOUT), and a slow model
+    # must never hold the portal's few workers: with 6 predictions of an 8 s model in flight, the
+    # sign-in page took 14.4 s when the portal's 3 workers served them too, 0.6 s at most with the
+    # gateway apart (tests/integration/serving/test_gateway_process.py).
+    local gateway_port
+    gateway_port=$(free_port)
+    start_bg gateway env M2D_WEB_BIND="127.0.0.1:$gateway_port" WEB_CONCURRENCY="${M2D_GATEWAY_WORKERS:-2}" \
+        M2D_WEB_THREADS="${M2D_GATEWAY_THREADS:-16}" "$REPO_ROOT/.venv/bin/gunicorn" \
+        --config platform/app/gunicorn.conf.py m2d.wsgi
+    proxy_config "$app_port" "$gateway_port" > "$VAR_DIR/run/$M2D_STACK-nginx.conf"
     start_bg proxy nginx -c "$VAR_DIR/run/$M2D_STACK-nginx.conf" -e "$VAR_DIR/log/$M2D_STACK-nginx-error.log"
     start_bg build-worker "$PY" -m celery -A m2d worker -Q build -c 1 -n "build-$M2D_STACK@%h" \
         --without-gossip --without-mingle -l INFO
@@ -86,8 +96,8 @@ up() {
 }
 
 # The local twin of platform/proxy/nginx.conf.template: plain HTTP on the portal's address.
-proxy_config() {
-    local app_port=$1 max_body=$(( ${M2D_MAX_UPLOAD_BYTES:-104857600} / 1048576 + 10 ))
+proxy_config() {  # proxy_config PORTAL_PORT GATEWAY_PORT
+    local app_port=$1 gateway_port=$2 max_body=$(( ${M2D_MAX_UPLOAD_BYTES:-104857600} / 1048576 + 10 ))
     mkdir -p "$VAR_DIR/nginx"
     cat <<CONF
 daemon off;
@@ -108,6 +118,14 @@ http {
         client_max_body_size ${max_body}m;
         location / {
             proxy_pass http://127.0.0.1:$app_port;
+            proxy_set_header Host \$http_host;
+            proxy_set_header X-Forwarded-For \$proxy_add_x_forwarded_for;
+            proxy_read_timeout 180s;
+            proxy_request_buffering on;
+        }
+        # predictions go to the gateway's own processes
+        location ~ ^/(predictions|v2)(/|\$) {
+            proxy_pass http://127.0.0.1:$gateway_port;
             proxy_set_header Host \$http_host;
             proxy_set_header X-Forwarded-For \$proxy_add_x_forwarded_for;
             proxy_read_timeout 180s;
@@ -166,6 +184,7 @@ case "${1:-}" in
     setup) setup ;;
     up) up; log "stack '$M2D_STACK' is up: portal $M2D_PORTAL_URL, MLflow $MLFLOW_URL" ;;
     down) down; log "stack '$M2D_STACK' stopped" ;;
+    proxy-config) proxy_config "$2" "$3" ;;  # what up gives nginx, for tests
     demo)
         started=$(date +%s)
         # Stop everything even when the terminal or the pipe we print to is already gone.
@@ -176,5 +195,5 @@ case "${1:-}" in
         log "ready in $(( $(date +%s) - started )) s. Logs: $VAR_DIR/log/. Ctrl-C stops everything."
         while true; do sleep 3600 & wait $!; done
         ;;
-    *) die "usage: $0 demo|up|down|setup" ;;
+    *) die "usage: $0 demo|up|down|setup|proxy-config PORTAL_PORT GATEWAY_PORT" ;;
 esac
