@@ -47,6 +47,8 @@ mount_disk() {
 
 start() {
     if ! running; then
+        command -v ip >/dev/null || apt_ensure iproute2
+        command -v mkfs.ext4 >/dev/null || apt_ensure e2fsprogs
         mount_disk
         # An empty configuration file: /etc/docker/daemon.json belongs to the first engine.
         echo '{}' > "$state/daemon.json"
