@@ -74,12 +74,14 @@ class ServeWorkerSerializer(serializers.Serializer):
     status = serializers.ChoiceField(choices=["starting", "ready"])
     started_at = serializers.DateTimeField()
     ready_at = serializers.DateTimeField(allow_null=True)
+    slot = serializers.CharField(allow_blank=True, help_text="the run slot (GPU) it holds; empty on CPUs")
 
 
 class DeploymentSerializer(serializers.Serializer):
     min_workers = serializers.IntegerField()
     max_workers = serializers.IntegerField()
     last_cold_start_seconds = serializers.FloatField(allow_null=True, help_text="container start to ready, last time")
+    gpu = serializers.BooleanField(help_text="each worker holds a GPU")
     workers = ServeWorkerSerializer(many=True)
 
 

@@ -194,6 +194,15 @@ def _count(request, key: str, default: int | None) -> int:
     return value
 
 
+def _flag(request, key: str) -> bool | None:
+    raw = request.query_params.get(key)
+    if raw is None:
+        return None
+    if raw.lower() not in ("true", "1", "yes", "false", "0", "no"):
+        raise exceptions.ValidationError({key: ["true or false"]})
+    return raw.lower() in ("true", "1", "yes")
+
+
 def _decode_token(token: str) -> str:
     try:
         after = json.loads(base64.urlsafe_b64decode(token.encode() + b"=" * (-len(token) % 4)))["after"]
@@ -309,6 +318,9 @@ class VersionView(StoreView):
             VERSION,
             OpenApiParameter("min_worker", int, description="workers kept ready (0: none)"),
             OpenApiParameter("max_worker", int, description="at most this many (default: min_worker)"),
+            OpenApiParameter(
+                "gpu", bool, description="each worker holds a GPU of its host, from the run slots (default: as before)"
+            ),
             OpenApiParameter("synchronous", bool, description="answer once min_worker workers are ready"),
             OpenApiParameter("timeout", int, description="seconds to wait when synchronous (default 120)"),
         ],
@@ -324,7 +336,11 @@ class VersionView(StoreView):
         try:
             low = _count(request, "min_worker", None)
             deployment = serving_services.deployment_scale(
-                by=request.user, version=found, min_workers=low, max_workers=_count(request, "max_worker", low)
+                by=request.user,
+                version=found,
+                min_workers=low,
+                max_workers=_count(request, "max_worker", low),
+                gpu=_flag(request, "gpu"),
             )
         except ServingError as exc:
             return Response({"code": exc.code, "type": exc.type, "message": str(exc)}, status=exc.code)

@@ -36,6 +36,33 @@ def placeable_hosts(slot_kind: str) -> list[str]:
     return list(hosts.values_list("name", flat=True))
 
 
+def lock_slots_of(host: str) -> None:
+    """Inside a transaction: keep every other claim of this host's run slots (by a run or a
+    serving worker) waiting until it ends. The host's row is the lock on PostgreSQL; SQLite's
+    transactions take the write lock up front, which serializes them anyway."""
+    list(Host.objects.select_for_update().filter(name=host).values_list("pk", flat=True))
+
+
+def slots_held(labels) -> dict[str, str]:
+    """Which of these run slots are taken, and by what: a running submission or a live serving worker."""
+    held = {
+        label: f"submission {pk}"
+        for label, pk in Submission.objects.filter(status=Submission.Status.RUNNING, slot__in=labels).values_list(
+            "slot", "pk"
+        )
+    }
+    for label, worker in ServeWorker.objects.filter(
+        state__in=[ServeWorker.State.STARTING, ServeWorker.State.READY], slot__in=labels
+    ).values_list("slot", "pk"):
+        held[label] = f"serving worker {worker}"
+    return held
+
+
+def gpu_hosts() -> list[str]:
+    """Hosts that have offered GPU slots (M2D_GPU_IDS), whatever their state now."""
+    return list(Host.objects.exclude(gpu_ids=[]).values_list("name", flat=True))
+
+
 def all_hosts() -> list[Host]:
     return list(Host.objects.select_related("drain_requested_by").order_by("name"))
 
@@ -50,11 +77,22 @@ def runs_on(name: str) -> list[int]:
 
 
 def serving_workers_by_host() -> dict[str, list[str]]:
-    """The live serving workers on each host, as "model version" (one query)."""
-    live = ServeWorker.objects.filter(state__in=[ServeWorker.State.STARTING, ServeWorker.State.READY]).order_by("pk")
+    """The live serving workers on each host that hold no run slot, as "model version" (one query)."""
+    live = ServeWorker.objects.filter(state__in=[ServeWorker.State.STARTING, ServeWorker.State.READY], slot="")
     by_host: dict[str, list[str]] = {}
-    for host, model, number in live.values_list(
+    for host, model, number in live.order_by("pk").values_list(
         "host", "deployment__version__model__name", "deployment__version__number"
     ):
         by_host.setdefault(host, []).append(f"{model} {number}")
     return by_host
+
+
+def serving_workers_by_slot() -> dict[str, dict]:
+    """The live serving workers that hold a run slot (a GPU), by slot label (one query)."""
+    live = ServeWorker.objects.filter(state__in=[ServeWorker.State.STARTING, ServeWorker.State.READY]).exclude(slot="")
+    return {
+        slot: {"worker": pk, "model": model, "version": number, "state": state}
+        for slot, pk, model, number, state in live.values_list(
+            "slot", "pk", "deployment__version__model__name", "deployment__version__number", "state"
+        )
+    }

@@ -17,7 +17,7 @@ from django.db import connection, transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from hosts.selectors import may_claim
+from hosts.selectors import lock_slots_of, may_claim, slots_held
 from submissions.models import Submission
 from submissions.queue import Slot, candidates, slots
 from submissions.transitions import TransitionConflict, transition
@@ -37,11 +37,16 @@ def slot_for_process(index: int | None = None) -> Slot:
 def claim_next(slot: Slot) -> Submission | None:
     """Move the next fair candidate to running on this slot. Two slots never get the same one:
     PostgreSQL skips rows another slot is locking; everywhere the conditional update decides.
-    A slot of a host that is draining, or that its last heartbeat found unhealthy, takes nothing."""
+    A slot of a host that is draining, or that its last heartbeat found unhealthy, takes nothing;
+    nor does a GPU slot a serving worker holds (both claim under the host's lock)."""
     if not may_claim(slot.host):
         return None
     for _ in range(5):
         with transaction.atomic():
+            if slot.gpu_id is not None:
+                lock_slots_of(slot.host)
+                if slots_held([slot.label]).get(slot.label, "").startswith("serving"):
+                    return None
             ids = list(candidates().values_list("pk", flat=True))
             if ids:
                 lately = _lost_here_lately(slot.host, ids)

@@ -32,7 +32,7 @@ from serving import selectors, services
 from serving.files import ModelFilesDamaged, model_folder, socket_folder, socket_path
 from serving.models import ServeWorker
 from serving.workerclient import WorkerTimedOut, WorkerUnreachable, ask, wait_ready
-from submissions.queue import host_name
+from submissions.queue import host_name, slots
 
 from . import builds, docker_api, host_health
 
@@ -43,8 +43,9 @@ SOCKET_FS = "size=64k,nr_inodes=16,nosuid,nodev,noexec"
 # A prediction still running this long past the response timeout has nobody waiting for it: the
 # gateway that asked died (kill -9, a restart) before it could recycle the worker.
 ORPHANED_PREDICTION_GRACE = 5.0
-# Serving workers run on a host's CPUs (every host has them): no GPU is handed to them.
-SLOT_KIND = "cpu"
+# A worker of a GPU deployment holds one of its host's run slots (a GPU) while it lives; others
+# run on the host's CPUs, which every host has.
+SLOT_KINDS = ("cpu", "gpu")
 
 
 def worker_name(worker_id: int) -> str:
@@ -56,9 +57,9 @@ def reconcile() -> None:
         if not alone:
             return  # another reconciler is at it; it makes the same decisions
         host_health.report()
-        here, placeable = host_name(), set(placeable_hosts(SLOT_KIND))
+        here, placeable = host_name(), {kind: set(placeable_hosts(kind)) for kind in SLOT_KINDS}
         for deployment in selectors.deployments_to_reconcile():
-            _follow(deployment, here, placeable)
+            _follow(deployment, here, placeable["gpu" if deployment.gpu else "cpu"])
         _remove_unrecorded()
 
 
@@ -85,11 +86,14 @@ def _follow(deployment, here: str, placeable: set[str]) -> None:
     live = selectors.live_workers(deployment)
     mine = [w for w in live if w.host in ("", here)]
     for worker in list(mine):
-        why = _gone(worker)
-        if why:
+        if bool(worker.slot) != deployment.gpu:
+            _stop(worker, failed=False, reason=f"the deployment now asks for {'a GPU' if deployment.gpu else 'CPUs'}")
+        elif why := _gone(worker):
             _stop(worker, failed=True, reason=why)
-            live.remove(worker)
-            mine.remove(worker)
+        else:
+            continue
+        live.remove(worker)
+        mine.remove(worker)
     wanted = _wanted(deployment, len(live))
     staying = [w for w in live if (here if w in mine else w.host) in placeable]
     if here not in placeable:
@@ -103,8 +107,9 @@ def _follow(deployment, here: str, placeable: set[str]) -> None:
         _stop(worker, failed=False, reason="scaled down")
     if len(staying) < wanted and _may_start(deployment):
         for _ in range(wanted - len(staying)):
-            if start_worker(deployment).state != ServeWorker.State.READY:
-                break  # the next try waits for its pause
+            started = start_worker(deployment)
+            if started is None or started.state != ServeWorker.State.READY:
+                break  # every GPU slot here is taken, or the next try waits for its pause
 
 
 def _gone(worker: ServeWorker) -> str:
@@ -192,9 +197,14 @@ def _may_start(deployment) -> bool:
     return deployment.next_start_at is None or deployment.next_start_at <= timezone.now()
 
 
-def start_worker(deployment) -> ServeWorker:
-    """Start one worker and wait until its model answers; it ends `ready` or `failed`."""
-    worker = services.worker_begin(deployment=deployment, host=host_name())
+def start_worker(deployment) -> ServeWorker | None:
+    """Start one worker and wait until its model answers; it ends `ready` or `failed`. A GPU
+    deployment's worker first takes a GPU slot of this host that nothing holds (None when none is free)."""
+    gpu_slots = {slot.label: slot.gpu_id for slot in slots() if slot.gpu_id is not None} if deployment.gpu else None
+    worker = services.worker_begin(deployment=deployment, host=host_name(), gpu_slots=gpu_slots)
+    if worker is None:
+        log.info("%s waits for a GPU slot of this host: runs or other workers hold them all", deployment)
+        return None
     name, started = worker_name(worker.pk), time.monotonic()
     folder = socket_folder(worker.pk)
     try:
@@ -205,29 +215,7 @@ def start_worker(deployment) -> ServeWorker:
         model_dir = model_folder(deployment.version)
         image = builds.image_on_this_host(deployment.version.submission_id, deployment.version.submission.image_id)
         _mount_socket_folder(folder)
-        docker_api.start_serve_worker(
-            docker_api.ServeSpec(
-                name=name,
-                image=image,
-                model_dir=model_dir,
-                server_dir=settings.M2D_SERVE_SERVER_DIR,
-                socket_dir=folder,
-                user=f"{settings.M2D_SERVE_UID}:{os.getgid()}",
-                memory=settings.M2D_SERVE_MEMORY,
-                cpus=settings.M2D_SERVE_CPUS,
-                pids=settings.M2D_SERVE_PIDS,
-                shm_size=settings.M2D_SERVE_SHM,
-                tmp_size=settings.M2D_SERVE_TMP,
-                in_flight=settings.M2D_SERVE_IN_FLIGHT,
-                queue_seconds=settings.M2D_SERVE_QUEUE_SECONDS,
-                card=json.dumps(deployment.version.card),
-                labels={
-                    docker_api.LABEL_INSTANCE: settings.M2D_INSTANCE,
-                    "org.m2d.deployment": str(deployment.pk),
-                    "org.m2d.worker": str(worker.pk),
-                },
-            )
-        )
+        docker_api.start_serve_worker(serve_spec(deployment, worker, image, model_dir))
         wait_ready(
             socket_path(worker.pk),
             settings.M2D_SERVE_UID,
@@ -247,6 +235,33 @@ def start_worker(deployment) -> ServeWorker:
     services.worker_ready(worker=worker, container=name, seconds=time.monotonic() - started)
     worker.state = ServeWorker.State.READY
     return worker
+
+
+def serve_spec(deployment, worker: ServeWorker, image: str, model_dir) -> docker_api.ServeSpec:
+    """The sealed container of one worker: a GPU worker gets the one GPU its slot names, and its
+    model loads on "cuda"; every other worker sees no GPU."""
+    return docker_api.ServeSpec(
+        name=worker_name(worker.pk),
+        image=image,
+        model_dir=model_dir,
+        server_dir=settings.M2D_SERVE_SERVER_DIR,
+        socket_dir=socket_folder(worker.pk),
+        user=f"{settings.M2D_SERVE_UID}:{os.getgid()}",
+        memory=settings.M2D_SERVE_MEMORY,
+        cpus=settings.M2D_SERVE_CPUS,
+        pids=settings.M2D_SERVE_PIDS,
+        shm_size=settings.M2D_SERVE_SHM,
+        tmp_size=settings.M2D_SERVE_TMP,
+        in_flight=settings.M2D_SERVE_IN_FLIGHT,
+        queue_seconds=settings.M2D_SERVE_QUEUE_SECONDS,
+        card=json.dumps(deployment.version.card),
+        gpu_id=worker.gpu_id or None,
+        labels={
+            docker_api.LABEL_INSTANCE: settings.M2D_INSTANCE,
+            "org.m2d.deployment": str(deployment.pk),
+            "org.m2d.worker": str(worker.pk),
+        },
+    )
 
 
 def recycle(worker: ServeWorker, reason: str) -> None:

@@ -20,6 +20,12 @@ class ScaleInProgress(ServingError):
     code, type = 409, "scale_in_progress"
 
 
+class NoGpuHost(ServingError):
+    """A deployment asks for GPUs where no host offers GPU slots."""
+
+    code, type = 409, "no_gpu_host"
+
+
 class InvalidInput(ServingError):
     code, type = 400, "invalid_input"
 

@@ -4,6 +4,7 @@ import uuid
 
 from django.conf import settings
 from django.db import models
+from django.db.models import Q
 
 
 class Deployment(models.Model):
@@ -26,6 +27,8 @@ class Deployment(models.Model):
     state = models.CharField(max_length=10, choices=State.choices, default=State.OK)
     failures_in_a_row = models.PositiveIntegerField(default=0)
     next_start_at = models.DateTimeField(null=True, blank=True)
+    # Each worker holds one GPU of its host, taken from the run slots (M2D_GPU_IDS) like a run.
+    gpu = models.BooleanField(default=False)
 
     def __str__(self) -> str:
         return f"deployment of {self.version}"
@@ -46,9 +49,19 @@ class ServeWorker(models.Model):
     ready_at = models.DateTimeField(null=True, blank=True)
     ended_at = models.DateTimeField(null=True, blank=True)
     reason = models.TextField(blank=True)
+    # The run slot a GPU worker holds while it lives ("host/gpu1"), and that GPU's id; '' on CPUs.
+    slot = models.CharField(max_length=128, blank=True, db_index=True)
+    gpu_id = models.CharField(max_length=32, blank=True)
 
     class Meta:
         ordering = ["pk"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["slot"],
+                condition=Q(state__in=["starting", "ready"]) & ~Q(slot=""),
+                name="serve_worker_one_per_slot",
+            )
+        ]
 
     def __str__(self) -> str:
         return f"worker {self.pk} ({self.state})"

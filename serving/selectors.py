@@ -91,8 +91,9 @@ def deployment_description(version) -> dict | None:
         "max_workers": deployment.max_workers,
         "last_cold_start_seconds": deployment.last_cold_start_seconds,
         "state": deployment.state,
+        "gpu": deployment.gpu,
         "workers": [
-            {"id": w.pk, "status": w.state, "started_at": w.started_at, "ready_at": w.ready_at}
+            {"id": w.pk, "status": w.state, "started_at": w.started_at, "ready_at": w.ready_at, "slot": w.slot}
             for w in deployment.workers.filter(state__in=LIVE)
         ],
     }

@@ -9,19 +9,23 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from hosts.selectors import gpu_hosts, lock_slots_of, slots_held
 from modelstore.models import ModelVersion
-from runner.dispatch import reconcile_serving
+from runner.dispatch import reconcile_serving, wake_run_slots
 
 from . import notifications, selectors
-from .errors import InvalidScale, NotServable, ScaleInProgress
+from .errors import InvalidScale, NoGpuHost, NotServable, ScaleInProgress
 from .models import Deployment, DeploymentEvent, Prediction, ServeWorker
 
 
-def deployment_scale(*, by, version: ModelVersion, min_workers: int, max_workers: int | None = None) -> Deployment:
+def deployment_scale(
+    *, by, version: ModelVersion, min_workers: int, max_workers: int | None = None, gpu: bool | None = None
+) -> Deployment:
     """Ask for between `min_workers` and `max_workers` workers of a version; the reconciler starts
     and stops containers to follow. While an earlier scale to other counts is still on its way
     (serving.selectors.scale_in_progress), a new one is refused (409, as in TorchServe's API),
-    except a stop (0 and 0), which ends any scale."""
+    except a stop (0 and 0), which ends any scale. `gpu` asks for a GPU per worker (None keeps
+    what the deployment had): refused while no host offers GPU slots."""
     max_workers = min_workers if max_workers is None else max_workers
     if min_workers < 0 or max_workers < 0:
         raise InvalidScale("min_worker and max_worker are counts: 0 or more.")
@@ -35,7 +39,14 @@ def deployment_scale(*, by, version: ModelVersion, min_workers: int, max_workers
         raise NotServable(f"{version.model.name} version {version.number} is retired; it cannot be served.")
     with transaction.atomic():
         deployment, _ = Deployment.objects.select_for_update().get_or_create(version=version)
-        if (deployment.min_workers, deployment.max_workers) == (min_workers, max_workers):
+        gpu = deployment.gpu if gpu is None else gpu
+        if gpu and max_workers and not gpu_hosts():
+            raise NoGpuHost(
+                f"No host of this platform has GPU slots, so {version.model.name} version {version.number} "
+                "cannot be served on a GPU. A host offers its GPUs with M2D_GPU_IDS; scale without gpu=true "
+                "to serve on CPUs."
+            )
+        if (deployment.min_workers, deployment.max_workers, deployment.gpu) == (min_workers, max_workers, gpu):
             if selectors.scale_in_progress(deployment):
                 return deployment  # the same scale asked again: the caller waits for the one in progress
         elif max_workers and (doing := selectors.scale_in_progress(deployment)):  # stopping is never refused
@@ -46,16 +57,32 @@ def deployment_scale(*, by, version: ModelVersion, min_workers: int, max_workers
                 "Try again when it is done, or ask for the same counts to wait for it."
             )
         deployment.min_workers, deployment.max_workers, deployment.updated_by = min_workers, max_workers, by
+        deployment.gpu = gpu
         deployment.save()
         DeploymentEvent.objects.create(
-            deployment=deployment, by=by, comment=f"scaled to {min_workers}–{max_workers} workers"
+            deployment=deployment,
+            by=by,
+            comment=f"scaled to {min_workers}–{max_workers} workers" + (", a GPU each" if gpu else ""),
         )
         transaction.on_commit(reconcile_serving)
     return deployment
 
 
-def worker_begin(*, deployment: Deployment, host: str = "") -> ServeWorker:
-    return ServeWorker.objects.create(deployment=deployment, host=host)
+def worker_begin(
+    *, deployment: Deployment, host: str = "", gpu_slots: dict[str, str] | None = None
+) -> ServeWorker | None:
+    """Record a worker about to start. A GPU deployment's worker takes the first of the host's GPU
+    slots (label -> GPU id) that no run and no other serving worker holds, under the host's lock
+    that runs claim under too; None when every one is taken."""
+    if not deployment.gpu:
+        return ServeWorker.objects.create(deployment=deployment, host=host)
+    with transaction.atomic():
+        lock_slots_of(host)
+        held = slots_held(list(gpu_slots or {}))
+        free = [label for label in gpu_slots or {} if label not in held]
+        if not free:
+            return None
+        return ServeWorker.objects.create(deployment=deployment, host=host, slot=free[0], gpu_id=gpu_slots[free[0]])
 
 
 def worker_ready(*, worker: ServeWorker, container: str, seconds: float) -> None:
@@ -115,9 +142,13 @@ def worker_post_mortem(*, worker_id: int, cause: str) -> None:
 
 def worker_end(*, worker: ServeWorker, failed: bool, reason: str) -> None:
     state = ServeWorker.State.FAILED if failed else ServeWorker.State.STOPPED
-    ServeWorker.objects.filter(pk=worker.pk).exclude(
-        state__in=(ServeWorker.State.FAILED, ServeWorker.State.STOPPED)
-    ).update(state=state, ended_at=timezone.now(), reason=reason[:2000])
+    ended = (
+        ServeWorker.objects.filter(pk=worker.pk)
+        .exclude(state__in=(ServeWorker.State.FAILED, ServeWorker.State.STOPPED))
+        .update(state=state, ended_at=timezone.now(), reason=reason[:2000])
+    )
+    if ended and worker.slot:
+        transaction.on_commit(wake_run_slots)  # its GPU slot may take a queued run now
     if failed:
         DeploymentEvent.objects.create(
             deployment_id=worker.deployment_id, comment=f"worker {worker.pk} failed: {reason[:500]}"

@@ -10,7 +10,7 @@ from django.utils import timezone
 
 from accounts.models import Researcher
 from exports.selectors import exports_awaiting_review
-from hosts.selectors import all_hosts, serving_workers_by_host, silent_before
+from hosts.selectors import all_hosts, serving_workers_by_host, serving_workers_by_slot, silent_before
 
 from .models import Submission, SubmissionEvent
 from .progress import QueueView, humanize_seconds
@@ -82,9 +82,11 @@ def admin_dashboard() -> dict:
 
 def _hosts(now, running: list[Submission]) -> list[dict]:
     """Each host: its slots and what runs on each, how long since it was heard of, its health and
-    whether it is draining (two queries: the running submissions are given)."""
+    whether it is draining (three queries: the running submissions are given). A GPU slot a serving
+    worker holds shows that worker."""
     by_slot = {s.slot: s for s in running}
     serving = serving_workers_by_host()
+    serving_by_slot = serving_workers_by_slot()
     silent = silent_before()
     rows = []
     for host in all_hosts():
@@ -99,7 +101,10 @@ def _hosts(now, running: list[Submission]) -> list[dict]:
             {
                 "host": host,
                 "kind": host.slot_kind,
-                "slots": [{"label": label, "submission": by_slot.get(label)} for label in labels],
+                "slots": [
+                    {"label": label, "submission": by_slot.get(label), "serving": serving_by_slot.get(label)}
+                    for label in labels
+                ],
                 "serving": serving.get(host.name, []),
                 "heartbeat_age": _age(now - host.heartbeat_at) if host.heartbeat_at else "",
                 "health": health,
