@@ -419,8 +419,9 @@ def p8(user, figures: dict[str, Figure]) -> None:
         rates[workers] = throughput(call, TPUT_SECONDS)
     figures["P8-tput"].text = " / ".join(f"{r:.0f} /s" + (f" ({e} errors)" if e else "") for r, e in rates.values())
     figures["P8-tput"].note = (
-        "the portal's gunicorn has nproc+1 single-threaded processes, each holding a request while the "
-        f"worker answers; on {_cpus()} CPUs the 4 workers share the same cores."
+        "the gateway's own gunicorn (M2D_GATEWAY_WORKERS processes of M2D_GATEWAY_THREADS threads, apart "
+        f"from the portal's) holds a thread per request while the worker answers; on {_cpus()} CPUs the "
+        "4 workers share the same cores."
     )
     folder = model_folder(iris)
     scale(user, iris, 0)
