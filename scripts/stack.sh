@@ -93,6 +93,11 @@ up() {
         sleep 0.2
     done
     curl -fsS -o /dev/null "$M2D_PORTAL_URL/accounts/login/" || die "the portal did not start; see $VAR_DIR/log/$M2D_STACK-web.log"
+    for _ in $(seq 1 100); do  # 401 without a token: the gateway answers
+        [ "$(curl -sS -o /dev/null -w '%{http_code}' "$M2D_PORTAL_URL/v2" 2>/dev/null)" = 401 ] && return 0
+        sleep 0.2
+    done
+    die "the inference gateway did not start; see $VAR_DIR/log/$M2D_STACK-gateway.log"
 }
 
 # The local twin of platform/proxy/nginx.conf.template: plain HTTP on the portal's address.
