@@ -12,7 +12,7 @@ source "$here/compose-lib.sh"
 backup="${1:?usage: restore.sh BACKUP_DIR}"
 (cd "$backup" && sha256sum --check --quiet SHA256SUMS) || { echo "restore: $backup is incomplete or damaged" >&2; exit 1; }
 
-compose stop web build-worker run-worker ops-worker serve-batch-worker beat proxy mlflow >/dev/null 2>&1 || true
+compose stop web gateway build-worker run-worker ops-worker serve-batch-worker beat proxy mlflow >/dev/null 2>&1 || true
 compose up -d postgres >/dev/null
 for _ in $(seq 1 120); do
     compose exec -T -u postgres postgres pg_isready -q -h 127.0.0.1 -U postgres && break
