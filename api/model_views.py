@@ -325,7 +325,13 @@ class VersionView(StoreView):
             OpenApiParameter("timeout", int, description="seconds to wait when synchronous (default 120)"),
         ],
         request=None,
-        responses={200: s.StatusSerializer, 202: s.StatusSerializer, 504: s.StatusSerializer, **WRITE_ERRORS},
+        responses={
+            200: s.StatusSerializer,
+            202: s.StatusSerializer,
+            503: ERROR,
+            504: s.StatusSerializer,
+            **WRITE_ERRORS,
+        },
     )
     def put(self, request, name: str, version: str):
         """Scale a version's serving workers (TorchServe's scale call): 202 while they start, 200 when
@@ -343,7 +349,10 @@ class VersionView(StoreView):
                 gpu=_flag(request, "gpu"),
             )
         except ServingError as exc:
-            return Response({"code": exc.code, "type": exc.type, "message": str(exc)}, status=exc.code)
+            refused = Response({"code": exc.code, "type": exc.type, "message": str(exc)}, status=exc.code)
+            if exc.code == 503:
+                refused["Retry-After"] = "30"
+            return refused
         where = f"model: {found.model.name}, version: {found.number}"
         if request.query_params.get("synchronous", "").lower() not in ("true", "1", "yes"):
             return Response({"status": "Processing worker updates..."}, status=status.HTTP_202_ACCEPTED)

@@ -58,6 +58,14 @@ def slots_held(labels) -> dict[str, str]:
     return held
 
 
+def free_gpu_slots() -> list[str]:
+    """The GPU slots of the hosts that take new work that no run and no serving worker holds now."""
+    hosts = Host.objects.filter(name__in=placeable_hosts(Host.SlotKind.GPU)).order_by("name")
+    labels = [f"{host.name}/gpu{gpu}" for host in hosts for gpu in host.gpu_ids]
+    held = slots_held(labels)
+    return [label for label in labels if label not in held]
+
+
 def gpu_hosts() -> list[str]:
     """Hosts that have offered GPU slots (M2D_GPU_IDS), whatever their state now."""
     return list(Host.objects.exclude(gpu_ids=[]).values_list("name", flat=True))

@@ -26,6 +26,12 @@ class NoGpuHost(ServingError):
     code, type = 409, "no_gpu_host"
 
 
+class NoSlotFree(ServingError):
+    """Every GPU slot is held by runs or other serving workers: a scale may succeed later."""
+
+    code, type = 503, "no_free_slot"
+
+
 class InvalidInput(ServingError):
     code, type = 400, "invalid_input"
 

@@ -9,12 +9,12 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from hosts.selectors import gpu_hosts, lock_slots_of, slots_held
+from hosts.selectors import free_gpu_slots, gpu_hosts, lock_slots_of, slots_held
 from modelstore.models import ModelVersion
 from runner.dispatch import reconcile_serving, wake_run_slots
 
 from . import notifications, selectors
-from .errors import InvalidScale, NoGpuHost, NotServable, ScaleInProgress
+from .errors import InvalidScale, NoGpuHost, NoSlotFree, NotServable, ScaleInProgress
 from .models import Deployment, DeploymentEvent, Prediction, ServeWorker
 
 
@@ -46,6 +46,8 @@ def deployment_scale(
                 "cannot be served on a GPU. A host offers its GPUs with M2D_GPU_IDS; scale without gpu=true "
                 "to serve on CPUs."
             )
+        if gpu and min_workers:
+            _refuse_without_free_gpus(deployment, version, min_workers)
         if (deployment.min_workers, deployment.max_workers, deployment.gpu) == (min_workers, max_workers, gpu):
             if selectors.scale_in_progress(deployment):
                 return deployment  # the same scale asked again: the caller waits for the one in progress
@@ -66,6 +68,17 @@ def deployment_scale(
         )
         transaction.on_commit(reconcile_serving)
     return deployment
+
+
+def _refuse_without_free_gpus(deployment: Deployment, version: ModelVersion, wanted: int) -> None:
+    held = deployment.workers.filter(state__in=selectors.LIVE).exclude(slot="").count()
+    free = free_gpu_slots()
+    if wanted - held > len(free):
+        raise NoSlotFree(
+            f"{version.model.name} version {version.number} needs {wanted - held} more GPU slot(s) and "
+            f"{len(free)} {'is' if len(free) == 1 else 'are'} free now: runs and other serving workers hold the "
+            "rest. Try again later, or ask for fewer workers."
+        )
 
 
 def worker_begin(

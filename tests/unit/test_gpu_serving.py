@@ -213,3 +213,24 @@ def test_the_dashboard_shows_the_gpu_slot_a_serving_worker_holds(owner, gpu_depl
     worker_end(worker=worker, failed=False, reason="scaled down")
     row = client.get("/submissions/dashboard/").content.decode().split('<tr id="host-gpu-1">')[1].split("</tr>")[0]
     assert 'gpu-1/gpu1: <span class="muted">free' in row
+
+
+def test_a_gpu_scale_answers_503_while_runs_hold_every_gpu(owner, settings):
+    settings.M2D_MAX_RUNNING_PER_RESEARCHER = 0
+    report("gpu-1", gpus=("0",))
+    make_version(owner)
+    queued(owner)
+    run = scheduling.claim_next(GPU0)
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Token {api_token_create(by=owner).key}")
+
+    busy = client.put("/api/v1/models/clam-malignancy/2?min_worker=1&gpu=true")
+    assert busy.status_code == 503 and busy["Retry-After"] == "30"
+    assert busy.json()["type"] == "no_free_slot"
+    assert "needs 1 more GPU slot(s) and 0 are free now" in busy.json()["message"]
+
+    Submission.objects.filter(pk=run.pk).update(status=S.SUCCEEDED)
+    assert client.put("/api/v1/models/clam-malignancy/2?min_worker=1&gpu=true").status_code == 202
+    worker_begin(deployment=Deployment.objects.get(), host="gpu-1", gpu_slots={GPU0.label: "0"})
+    again = client.put("/api/v1/models/clam-malignancy/2?min_worker=1&gpu=true")  # its own worker holds the GPU
+    assert again.status_code == 202
