@@ -148,6 +148,7 @@ def _serving(version) -> dict | None:
         "last_failure": failed.reason if failed else "",
         "cold_start": deployment.last_cold_start_seconds,
         "degraded": deployment.state == Deployment.State.DEGRADED,
+        "gpu": deployment.gpu,
     }
 
 
@@ -248,7 +249,11 @@ def scale(request, name: str, number: int):
         if not low.isdigit() or (high and not high.isdigit()):
             raise ServingError("Give the workers as whole numbers: 0 or more.")
         deployment = serving_services.deployment_scale(
-            by=request.user, version=version, min_workers=int(low), max_workers=int(high) if high else None
+            by=request.user,
+            version=version,
+            min_workers=int(low),
+            max_workers=int(high) if high else None,
+            gpu=bool(request.POST.get("gpu")) if request.POST.get("gpu_asked") else None,  # the stop form keeps it
         )
     except ServingError as exc:
         messages.error(request, str(exc))
@@ -256,7 +261,8 @@ def scale(request, name: str, number: int):
         if deployment.max_workers:
             messages.success(
                 request,
-                f"{name} version {number} scaled to {deployment.min_workers}–{deployment.max_workers} workers; "
+                f"{name} version {number} scaled to {deployment.min_workers}–{deployment.max_workers} workers"
+                f"{', a GPU each' if deployment.gpu else ''}; "
                 "they start in the background (reload to see them ready).",
             )
         else:
