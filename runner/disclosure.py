@@ -222,6 +222,7 @@ def _score(job: DisclosureJob, card: dict, cases: list[_Case]) -> dict[int, floa
     os.chmod(given, 0o755)
     os.chmod(given / "cases.json", 0o644)
     out = _writable_folder(work / "out", job.run_uid)
+    scripts = _platform_scripts(work / "platform")
     outcome = run_sealed_job(
         SealedJobSpec(
             name=_name(job, "score"),
@@ -229,8 +230,8 @@ def _score(job: DisclosureJob, card: dict, cases: list[_Case]) -> dict[int, floa
             command=("python3", "/opt/m2d/disclosure/score.py"),
             mounts=(
                 Mount(Path(job.model_dir), "/opt/m2d/model"),
-                Mount(SCRIPTS / "serve", "/opt/m2d/serve"),
-                Mount(SCRIPTS / "disclosure", "/opt/m2d/disclosure"),
+                Mount(scripts / "serve", "/opt/m2d/serve"),
+                Mount(scripts / "disclosure", "/opt/m2d/disclosure"),
                 Mount(given, "/opt/m2d/cases"),
                 Mount(out, "/out", writable=True),
                 *_dataset_mounts(job, cases),
@@ -263,6 +264,19 @@ def _score(job: DisclosureJob, card: dict, cases: list[_Case]) -> dict[int, floa
     if unanswered:
         raise _Unassessable(f"it left {len(unanswered)} of {len(cases)} cases unanswered")
     return answers
+
+
+def _platform_scripts(target: Path) -> Path:
+    """The platform's scripts the scoring container runs, copied into the job's own folder: the
+    engine mounts paths of its host, where a worker in a container has no copy of this package."""
+    shutil.rmtree(target, ignore_errors=True)
+    for folder in ("serve", "disclosure"):
+        shutil.copytree(SCRIPTS / folder, target / folder, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    for root, _dirs, names in os.walk(target):
+        os.chmod(root, 0o755)
+        for name in names:
+            os.chmod(os.path.join(root, name), 0o644)
+    return target
 
 
 def _read_answers(path: Path) -> tuple[dict[int, float], set[int], str]:
