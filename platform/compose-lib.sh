@@ -12,6 +12,6 @@ compose() {
 setting() { sed -n "s/^$1=//p" "$env_file" | tail -n 1; }
 data_dir=$(setting M2D_DATA_DIR)
 [ -n "$data_dir" ] && [ -d "$data_dir" ] || { echo "M2D_DATA_DIR ($data_dir) is not a folder" >&2; exit 1; }
-# What lives in the data folder and is worth keeping (gateway sockets, export volumes and the
-# serving workers' folders are scratch space).
+# What lives in the data folder and is worth keeping (gateway sockets, export volumes, the
+# serving workers' folders and the disclosure-risk jobs' folders are scratch space).
 DATA_FOLDERS="media exports logs mail dataset-index models"

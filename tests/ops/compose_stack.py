@@ -38,7 +38,7 @@ def env_file_from_example(overrides: dict[str, str]) -> str:
 
 
 class ComposeStack:
-    SHARED = ("export-volumes", "serve")
+    SHARED = ("export-volumes", "serve", "disclosure")
 
     def __init__(self, workdir: Path):
         self.project = f"m2dops{os.getpid()}"
@@ -82,6 +82,7 @@ class ComposeStack:
             "M2D_RUNTIME_IMAGE": os.environ.get("M2D_RUNTIME_IMAGE", "m2d-runtime:latest"),
             "M2D_FORWARDER_IMAGE": os.environ.get("M2D_FORWARDER_IMAGE", "m2d-forwarder:latest"),
             "M2D_MLFLOW_IMAGE": os.environ.get("M2D_MLFLOW_IMAGE", "m2d-mlflow:latest"),
+            "M2D_DISCLOSURE_IMAGE": os.environ.get("M2D_DISCLOSURE_IMAGE", "m2d-disclosure:latest"),
             # sized for a 2-core test machine
             "WEB_CONCURRENCY": "2",
             "MLFLOW_WORKERS": "1",
@@ -130,9 +131,10 @@ class ComposeStack:
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.env_path.write_text(env_file_from_example(self.env))
         self.env_path.chmod(0o600)
-        # Each run's capped export file system, mounted by the run worker, and each serving
-        # worker's socket folder, mounted by the ops worker, must propagate to the host; this
-        # machine's / is a private mount, so these folders are made shared ones.
+        # Each run's capped export file system and each disclosure job's output folder, mounted by
+        # the run worker, and each serving worker's socket folder, mounted by the ops worker, must
+        # propagate to the host; this machine's / is a private mount, so these folders are made
+        # shared ones.
         for name in self.SHARED:
             folder = self.data_dir / name
             folder.mkdir(parents=True, exist_ok=True)
@@ -140,8 +142,8 @@ class ComposeStack:
             subprocess.run(["mount", "--make-shared", str(folder)], check=True)
 
     def build(self) -> float:
-        """Build the platform's own images; the runtime, forwarder and MLflow images exist already
-        and are left as they are (the test run built them)."""
+        """Build the platform's own images; the runtime, forwarder, MLflow and disclosure images exist
+        already and are left as they are (the test run built them)."""
         started = time.monotonic()
         self.compose("build", "postgres", "redis", "proxy", "migrate", timeout=1800)
         return time.monotonic() - started

@@ -14,6 +14,7 @@ import json
 import re
 import shutil
 import subprocess
+import sys
 import time
 import zipfile
 
@@ -23,7 +24,7 @@ import requests
 from PIL import Image
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.ops.compose_stack import ComposeStack, compose_available
+from tests.ops.compose_stack import REPO, ComposeStack, compose_available
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow, pytest.mark.timeout(2400)]
 
@@ -76,6 +77,12 @@ def stack(tmp_path_factory):
     if reason:
         pytest.skip(reason)
     stack = ComposeStack(tmp_path_factory.mktemp("compose"))
+    # The synthetic CLaM data set, large enough for a disclosure-risk job to find ten cases on
+    # each side of its split (the repository's sample has ten cases in all).
+    stack.dataset_dir = stack.workdir / "dataset"
+    generate = [sys.executable, str(REPO / "dataset" / "generate.py"), "--cases", "60", "--out", str(stack.dataset_dir)]
+    subprocess.run(generate, check=True, capture_output=True, timeout=600)
+    stack.env["M2D_DATASET_DIR"] = str(stack.dataset_dir)
     stack.prepare()
     try:
         stack.build_seconds = stack.build()
@@ -463,3 +470,78 @@ def test_a_backup_brings_everything_back_after_the_host_is_wiped(stack, finished
     rows = len((stack.dataset_dir / "clam-details-image.csv").read_text().splitlines()) - 1
     assert metrics["dataset_rows"] == rows
     assert scrape(stack)[("m2d_submissions", (("status", "succeeded"),))] == 1
+
+
+# A model that keeps nothing of any case: the brightness of the left CC view, as a probability.
+SMOOTH_PREDICT = """
+import numpy as np
+
+
+class Model:
+    def load(self, model_dir, device):
+        pass
+
+    def predict(self, inputs, parameters):
+        view = np.asarray(inputs["LCC"], dtype=float)
+        return {"malignant": float(view.mean() / max(view.max(), 1.0))}
+"""
+SMOOTH_CARD = {
+    "summary": "The brightness of the left CC view.",
+    "entrypoint": "predict.py:Model",
+    "inputs": [{"name": "LCC", "formats": ["image/png"], "datatype": "UINT8"}],
+    "outputs": [{"name": "malignant", "datatype": "FP64", "shape": [1]}],
+    "licence": "CC-BY-4.0",
+}
+SMOOTH_MAIN = f"""
+import json
+from pathlib import Path
+
+model = Path("/mnt/export/model")
+model.mkdir()
+(model / "predict.py").write_text({SMOOTH_PREDICT!r})
+(model / "m2d-model.json").write_text({json.dumps(SMOOTH_CARD)!r})
+print("exported")
+"""
+REPORTS = """
+import json
+from disclosure.models import DisclosureReport
+
+fields = ("kind", "path", "verdict", "summary", "attacks", "n_train", "n_test", "problem", "fault", "seconds")
+reports = DisclosureReport.objects.filter(submission_id={submission})
+print(json.dumps([{{name: getattr(r, name) for name in fields}} for r in reports]))
+"""
+
+
+def test_a_runs_exported_model_gets_its_disclosure_report(stack, finished_submission):
+    """The run worker asks the host's engine for the job's containers: the model scored in the
+    submission's image on the data set's cases, SACRO-ML's attack in the disclosure image."""
+    researcher = finished_submission["researcher"]
+    submission_id = researcher.submit({"main.py": SMOOTH_MAIN, "requirements.txt": "mlflow==3.17.2\n"})
+    status, page = researcher.wait_finished(submission_id)
+    assert status == "succeeded", page[-3000:] + stack.logs("run-worker", tail=100)
+
+    deadline = time.monotonic() + 600
+    while True:
+        printed = stack.manage("shell", "-c", REPORTS.format(submission=submission_id))
+        reports = json.loads(printed.strip().splitlines()[-1])
+        if (reports and all(r["verdict"] != "pending" for r in reports)) or time.monotonic() > deadline:
+            break
+        time.sleep(5)
+    assert len(reports) == 1, f"{reports}\n{stack.logs('run-worker', tail=200)}"
+    report = reports[0]
+    assert report["kind"] == "model" and report["path"] == "model/", report
+    assert report["fault"] == "" and report["problem"] == "", f"{report}\n{stack.logs('run-worker', tail=200)}"
+    rows = (stack.dataset_dir / "clam-details-case-extrainfo.csv").read_text().splitlines()[1:]
+    held_out = sum(1 for row in rows if row.split(";")[-1] != "train")
+    assert (report["n_train"], report["n_test"]) == (len(rows) - held_out, held_out)
+    attack = report["attacks"][0]
+    assert report["verdict"] == "clear", report
+    assert "no evidence of disclosure" in report["summary"], report
+    print(
+        f"\ndisclosure report in the production stack: AUC {attack['auc']:.3f} "
+        f"[{attack['auc_low']:.3f}, {attack['auc_high']:.3f}], {report['n_train']} + {report['n_test']} cases, "
+        f"{report['seconds']:.1f} s"
+    )
+    # The job's folders and its output tmpfs are gone from the host.
+    assert not host_mounts_under(stack.data_dir / "disclosure")
+    assert not any((stack.data_dir / "disclosure").iterdir())
