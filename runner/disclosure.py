@@ -271,7 +271,8 @@ def _platform_scripts(target: Path) -> Path:
     engine mounts paths of its host, where a worker in a container has no copy of this package."""
     shutil.rmtree(target, ignore_errors=True)
     for folder in ("serve", "disclosure"):
-        shutil.copytree(SCRIPTS / folder, target / folder, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+        leave = shutil.ignore_patterns("__pycache__", "*.pyc", "wheelhouse")  # an image build's wheels
+        shutil.copytree(SCRIPTS / folder, target / folder, ignore=leave)
     for root, _dirs, names in os.walk(target):
         os.chmod(root, 0o755)
         for name in names:
