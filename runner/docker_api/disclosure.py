@@ -15,7 +15,7 @@ import requests
 from docker.errors import APIError, NotFound
 from docker.types import Ulimit
 
-from .engine import LABEL_ROLE, PlatformFault, client, engine_errors, find_container
+from .engine import LABEL_ROLE, PlatformFault, client, engine_errors, remove_named
 from .runs import container_log_config, sealed_kwargs
 
 
@@ -118,15 +118,5 @@ def run_sealed_job(spec: SealedJobSpec) -> SealedJobOutcome:
         remove_sealed_job(spec.name)
 
 
-@engine_errors
 def remove_sealed_job(name: str) -> None:
-    container = find_container(name)
-    if container is None:
-        return
-    try:
-        container.remove(force=True)
-    except NotFound:
-        pass
-    except APIError as exc:
-        if exc.status_code != 409:  # its removal is already in progress
-            raise
+    remove_named(name)

@@ -98,6 +98,21 @@ def find_container(name: str):
 
 
 @engine_errors
+def remove_named(name: str) -> None:
+    """Removes the container of that name, running or not; nothing when there is none."""
+    container = find_container(name)
+    if container is None:
+        return
+    try:
+        container.remove(force=True)
+    except NotFound:
+        pass
+    except APIError as exc:
+        if exc.status_code != 409:  # its removal is already in progress
+            raise
+
+
+@engine_errors
 def list_labelled(instance: str, submission_id: int | None = None) -> list:
     labels = [f"{LABEL_INSTANCE}={instance}"]
     if submission_id is not None:

@@ -12,10 +12,9 @@ from datetime import datetime
 from pathlib import Path
 from typing import NamedTuple
 
-from docker.errors import APIError, NotFound
 from docker.types import DeviceRequest
 
-from .engine import LABEL_ROLE, client, engine_errors, find_container
+from .engine import LABEL_ROLE, client, engine_errors, find_container, remove_named
 from .runs import container_log_config, sealed_kwargs
 
 
@@ -120,18 +119,8 @@ def serve_worker_log(name: str, limit: int = 4000) -> str:
     return container.logs(tail=200)[-limit:].decode(errors="replace") if container is not None else ""
 
 
-@engine_errors
 def remove_serve_worker(name: str) -> None:
-    container = find_container(name)
-    if container is None:
-        return
-    try:
-        container.remove(force=True)
-    except NotFound:
-        pass
-    except APIError as exc:
-        if exc.status_code != 409:  # its removal is already in progress
-            raise
+    remove_named(name)
 
 
 @engine_errors
