@@ -45,3 +45,6 @@ class TableCheck:
     min_count: int = 0  # the minimum the check used
     detail: str = ""  # plain words: what was checked and what was found
     fault: str = ""
+    # ACRO's own decision on an output it made inside the run's code (pass, fail, review), read from
+    # its results file; "" for the platform's check of a finished table
+    acro_status: str = ""

@@ -22,6 +22,11 @@ log = logging.getLogger(__name__)
 V = DisclosureReport.Verdict
 MODEL_CARDS = ("m2d-model.json", "MLmodel")  # the predict contract's card, or an MLflow pyfunc
 TABLE_SUFFIXES = (".csv", ".tsv")
+# A folder where the run's code finalised ACRO's outputs (ACRO.finalise(path, "json")): its
+# results.json beside the checksum ACRO writes of it. Each other file there is one of ACRO's outputs.
+ACRO_RESULTS = "results.json"
+ACRO_SIGNATURE = "checksums/results.json.txt"
+ACRO_BOOKKEEPING = ("results.json", "config.json")
 
 # The one table of moves: a report is settled once, but one the platform failed to make may be asked
 # for again; a requeued run asks afresh (a new set of reports).
@@ -48,8 +53,31 @@ def candidates(paths: list[str]) -> tuple[list[str], list[str]]:
             if PurePosixPath(p).name in MODEL_CARDS
         }
     )
-    tables = sorted(p for p in paths if p.lower().endswith(TABLE_SUFFIXES))
+    acro = set(acro_folders(paths))
+
+    def acro_output(path: str) -> bool:
+        return parent_folder(path) in acro and PurePosixPath(path).name not in ACRO_BOOKKEEPING
+
+    tables = sorted(p for p in paths if p.lower().endswith(TABLE_SUFFIXES) or acro_output(p))
     return folders, tables
+
+
+def acro_folders(paths) -> list[str]:
+    """The folders (with their trailing slash, "" for the top of the export) holding ACRO's results."""
+    present = set(paths)
+    return sorted(
+        {
+            parent_folder(p)
+            for p in present
+            if PurePosixPath(p).name == ACRO_RESULTS and f"{parent_folder(p)}{ACRO_SIGNATURE}" in present
+        }
+    )
+
+
+def parent_folder(path: str) -> str:
+    """The folder a path lies in, with its trailing slash ("" for the top of the export)."""
+    parent = str(PurePosixPath(path).parent)
+    return "" if parent == "." else f"{parent}/"
 
 
 def disclosure_request(*, submission, paths: list[str]) -> list[DisclosureReport]:

@@ -79,6 +79,8 @@ def table_verdict(check: TableCheck) -> tuple[str, str]:
         return UNASSESSED, f"could not be checked: the platform failed ({check.fault})"
     if not check.is_table:
         return NOT_APPLICABLE, "does not look like an aggregate table; no table checks apply" + _detail(check)
+    if check.acro_status:
+        return _acro_verdict(check)
     found = []
     if check.small_cells:
         found.append(f"{check.small_cells} of {check.cells} cells under the minimum count of {check.min_count}")
@@ -89,6 +91,19 @@ def table_verdict(check: TableCheck) -> tuple[str, str]:
     return CLEAR, (
         f"{check.cells} cells, none under the minimum count of {check.min_count} and none dominated" + _detail(check)
     )
+
+
+def _acro_verdict(check: TableCheck) -> tuple[str, str]:
+    """ACRO decided on the microdata, in the run's code: anything but its pass (fail, or review by a
+    person) is over, and so is a pass whose own outcome flags a cell."""
+    found = [f"ACRO marked it {check.acro_status}"]
+    if check.dominated_cells:
+        found.append(f"{check.dominated_cells} of {check.cells} cells dominated by one or two contributors")
+    if check.small_cells:
+        found.append(f"{check.small_cells} of {check.cells} cells under ACRO's minimum count")
+    if check.acro_status != "pass" or len(found) > 1:
+        return OVER, "; ".join(found) + ": the output may identify people" + _detail(check)
+    return CLEAR, "ACRO's checks passed" + _detail(check)
 
 
 def _detail(check: TableCheck) -> str:

@@ -11,16 +11,22 @@ import logging
 import os
 import shutil
 import time
+from dataclasses import replace
 from pathlib import Path, PurePosixPath
 
 from django.conf import settings
 
 from disclosure.facts import TableCheck
 from disclosure.services import (
+    ACRO_BOOKKEEPING,
+    ACRO_RESULTS,
+    TABLE_SUFFIXES,
+    acro_folders,
     disclosure_claim,
     disclosure_record_fault,
     disclosure_record_model,
     disclosure_record_table,
+    parent_folder,
 )
 from exports import storage
 from exports.models import ExportFile
@@ -28,7 +34,7 @@ from submissions.models import Submission
 
 from . import docker_api
 from .builds import image_on_this_host
-from .disclosure import assess_model, check_tables
+from .disclosure import ACRO_RESULTS_MAX_BYTES, assess_model, check_acro_results, check_tables
 from .jobs import disclosure_job_for
 from .naming import image_tag
 
@@ -89,26 +95,91 @@ def assess(submission_id: int) -> None:
 
 def _check_tables(reports, entries: dict[str, ExportFile], folder: Path) -> None:
     started = time.monotonic()
-    files = []
-    for number, report in enumerate(reports):
-        entry = entries.get(report.path)
-        if entry is None:  # rejected before the job came: its bytes are gone
+    acro = set(acro_folders(entries))
+    plain, of_acro = [], {}
+    for report in reports:
+        if report.path not in entries:  # rejected before the job came: its bytes are gone
             gone = TableCheck(report.path, is_table=False, fault=f"{report.path} was deleted before it was checked")
             disclosure_record_table(report=report, check=gone)
-            continue
+        elif parent_folder(report.path) in acro:
+            of_acro.setdefault(parent_folder(report.path), []).append(report)
+        else:
+            plain.append(report)
+    checks: dict[str, TableCheck] = {}
+    for number, (acro_folder, found) in enumerate(sorted(of_acro.items())):
+        acro_checks = _acro_checks(acro_folder, found, entries, folder / f"acro{number}")
+        checks.update(acro_checks)
+        for report in found:
+            if report.path in acro_checks:
+                continue
+            if report.path.lower().endswith(TABLE_SUFFIXES):
+                plain.append(report)
+            else:
+                checks[report.path] = TableCheck(
+                    report.path,
+                    is_table=False,
+                    detail="ACRO's results list no output of this file: ACRO did not check it",
+                )
+    files = []
+    for number, report in enumerate(plain):
         target = folder / "tables" / f"{number}{PurePosixPath(report.path).suffix.lower()}"
-        _copy(entry, target)
-        files.append((report, target))
-    checks = check_tables(
-        [(r.path, target) for r, target in files],
+        _copy(entries[report.path], target)
+        files.append((report.path, target))
+    if files:
+        for check in check_tables(
+            files,
+            disclosure_image=settings.M2D_DISCLOSURE_IMAGE,
+            work_dir=folder / "tables-work",
+            min_count=settings.M2D_DISCLOSURE_MIN_CELL_COUNT,
+            timeout=settings.M2D_DISCLOSURE_TABLE_TIMEOUT,
+        ):
+            checks[check.path] = check
+    seconds = round(time.monotonic() - started, 2)
+    for report in reports:
+        if report.path in checks:
+            disclosure_record_table(report=report, check=checks[report.path], seconds=seconds)
+
+
+def _acro_checks(acro_folder: str, reports, entries: dict[str, ExportFile], work: Path) -> dict[str, TableCheck]:
+    """ACRO's results for the files of one of its folders, each checked against the checksum ACRO
+    wrote of it: a file changed after ACRO checked it is not what ACRO passed."""
+    copies = {}
+    for name in ACRO_BOOKKEEPING:
+        entry = entries.get(f"{acro_folder}{name}")
+        if entry is not None and entry.size <= ACRO_RESULTS_MAX_BYTES:
+            copies[name] = work / "given" / name
+            _copy(entry, copies[name])
+    names = [r.path.removeprefix(acro_folder) for r in reports]
+    checks = check_acro_results(
+        acro_folder,
+        names,
+        copies.get(ACRO_RESULTS),
+        copies.get("config.json"),
         disclosure_image=settings.M2D_DISCLOSURE_IMAGE,
-        work_dir=folder / "tables-work",
+        work_dir=work / "check",
         min_count=settings.M2D_DISCLOSURE_MIN_CELL_COUNT,
         timeout=settings.M2D_DISCLOSURE_TABLE_TIMEOUT,
     )
-    seconds = round(time.monotonic() - started, 2)
-    for (report, _), check in zip(files, checks, strict=True):
-        disclosure_record_table(report=report, check=check, seconds=seconds)
+    for name, check in list(checks.items()):
+        if check.fault:
+            continue
+        written = _acro_checksum(entries.get(f"{acro_folder}checksums/{name}.txt"))
+        if written != entries[check.path].sha256:
+            checks[name] = replace(
+                check,
+                acro_status="review" if check.acro_status == "pass" else check.acro_status,
+                detail=f"{check.detail}. The file is not the one ACRO checked: its sha256 differs from the "
+                "checksum ACRO wrote of it, or ACRO wrote none",
+            )
+    _clear(work)
+    return {check.path: check for check in checks.values()}
+
+
+def _acro_checksum(entry: ExportFile | None) -> str:
+    if entry is None or entry.size > 1024:
+        return ""
+    with storage.open_file(entry.storage_key) as source:
+        return source.read(1024).decode("ascii", errors="replace").strip()
 
 
 def _copy_out(entries: dict[str, ExportFile], prefix: str, target: Path) -> Path:

@@ -3,7 +3,8 @@
 A model: its own code answers for cases it trained on and cases it did not, in the submission's
 image, sealed like a run; then SACRO-ML's worst-case membership attack tries to tell the two apart
 from the answers alone, in the platform's disclosure image, which sees nothing but the scores.
-A table: ACRO's minimum cell count rule on its count cells, in the same image.
+A table: ACRO's minimum cell count rule on its count cells, in the same image; or, where the run's
+own code built its tables with ACRO and finalised them, ACRO's results for each of its outputs.
 
 The job is frozen in, facts come out (disclosure.facts). The model's failures (a crash, a hang,
 garbage, the wrong shape) are its `model_problem`; the platform's own are `fault`.
@@ -34,6 +35,7 @@ MIN_CASES = 10
 OUT_FS = "size=16m,nr_inodes=64,nosuid,nodev,noexec"
 WORST_CASE = "worst-case membership"
 MAX_TABLE_BYTES = 50 * 1024**2
+ACRO_RESULTS_MAX_BYTES = 20 * 1024**2  # as acro_results.py caps it
 TABLES_UID = 65534  # the table checks run as nobody: they read copies the platform made
 
 
@@ -470,3 +472,81 @@ def _acro_checks(
         )
         for (path, _), r in zip(files, report["tables"], strict=True)
     }
+
+
+def check_acro_results(
+    folder: str,
+    names: list[str],
+    results: Path | None,
+    config: Path | None,
+    *,
+    disclosure_image: str,
+    work_dir: Path,
+    min_count: int,
+    timeout: int,
+) -> dict[str, TableCheck]:
+    """ACRO's own results for the files of one folder where a run's code finalised ACRO's outputs
+    (`folder`: its path in the export; `names`: its files to report on; `results`, `config`: copies
+    of its results.json and config.json on this host, None when absent or too large to copy).
+    Each name an ACRO output lists gets that output's check; a name no output lists is left out:
+    ACRO did not check it."""
+
+    def unknown(detail: str = "", fault: str = "") -> dict[str, TableCheck]:
+        return {
+            name: TableCheck(
+                path=f"{folder}{name}",
+                is_table=True,
+                min_count=min_count,
+                acro_status="" if fault else "review",
+                detail=detail,
+                fault=fault,
+            )
+            for name in names
+        }
+
+    if results is None or Path(results).stat().st_size > ACRO_RESULTS_MAX_BYTES:
+        return unknown(
+            f"ACRO's results.json is missing or over {ACRO_RESULTS_MAX_BYTES // 1024**2} MB: not read, so what "
+            "ACRO decided is unknown; review it by hand"
+        )
+    work = Path(work_dir)
+    try:
+        given = work / "acro"
+        given.mkdir(parents=True, exist_ok=True)
+        os.chmod(given, 0o755)
+        for source, name in ((results, "results.json"), (config, "config.json")):
+            if source is not None and Path(source).stat().st_size <= ACRO_RESULTS_MAX_BYTES:
+                shutil.copyfile(source, given / name)
+                os.chmod(given / name, 0o644)
+        digest = hashlib.sha256(str(work).encode()).hexdigest()[:10]
+        report = _platform_job(
+            disclosure_image,
+            name=f"m2d-disclosure-acro-{digest}",
+            command=("python3", "/opt/m2d/disclosure/acro_results.py", "/in", str(min_count)),
+            given=given,
+            out=work / "report",
+            uid=TABLES_UID,
+            timeout=timeout,
+            labels={},
+        )
+        if report.get("problem"):
+            return unknown(f"ACRO's results could not be read: {report['problem']}; review it by hand")
+        checks: dict[str, TableCheck] = {}
+        for output in report["outputs"]:
+            for name in output["files"]:
+                if name in names and name not in checks:
+                    checks[name] = TableCheck(
+                        path=f"{folder}{name}",
+                        is_table=True,
+                        cells=int(output["cells"]),
+                        small_cells=int(output["small_cells"]),
+                        dominated_cells=int(output["dominated_cells"]),
+                        min_count=min_count,
+                        acro_status=str(output["status"]),
+                        detail=str(output["detail"]),
+                    )
+        return checks
+    except (_Fault, PlatformFault, OSError, KeyError, TypeError, ValueError) as exc:
+        return unknown(fault=str(exc))
+    finally:
+        shutil.rmtree(work, ignore_errors=True)

@@ -38,7 +38,7 @@ if [ -n "${M2D_WHEELHOUSE:-}" ] && [ -d "$M2D_WHEELHOUSE" ]; then
     find "$M2D_WHEELHOUSE" -maxdepth 1 -name 'torch-2.13.0*.whl' -exec cp -l {} "$disclosure_ctx/wheelhouse/" \; 2>/dev/null \
         || find "$M2D_WHEELHOUSE" -maxdepth 1 -name 'torch-2.13.0*.whl' -exec cp {} "$disclosure_ctx/wheelhouse/" \;
 fi
-disclosure_recipe=$( { cd "$disclosure_ctx" && cat Dockerfile requirements.txt attack.py tables.py
+disclosure_recipe=$( { cd "$disclosure_ctx" && cat Dockerfile requirements.txt attack.py tables.py acro_results.py
     ls "$disclosure_ctx/wheelhouse"; docker image inspect -f '{{.Id}}' "$BASE_IMAGE"; } | sha256sum | cut -c1-16)
 build_disclosure() {
     if ! ls "$disclosure_ctx"/wheelhouse/torch-2.13.0*.whl >/dev/null 2>&1; then

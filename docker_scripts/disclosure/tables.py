@@ -14,7 +14,8 @@ ACRO works on microdata (it builds the table itself). Here the table is finished
 are handed to ACRO's own minimum threshold check (SDCChecks.check_min_threshold, with ACRO's
 default risk appetite and the platform's minimum), which flags every cell under the minimum,
 zeros included, as ACRO's defaults do. ACRO's dominance rules (p %, n-k) need each contributor's
-value in a cell, which a finished table does not hold: they are not applied, and the detail says so.
+value in a cell, which a finished table does not hold: they are not applied, and the detail says so,
+pointing to ACRO's own outputs (built inside the run's code, read by acro_results.py) for them.
 """
 
 from __future__ import annotations
@@ -90,7 +91,9 @@ def check(path: pathlib.Path, checks: sdcchecks.SDCChecks, min_count: int) -> di
         "detail": (
             f"{kind} ({', '.join(map(str, columns))}); ACRO's minimum threshold rule: {found} (zeros count as "
             "under it, as ACRO's defaults have it). Dominance (p %, n-k) needs each contributor's value, which "
-            "a finished table does not hold: not checked."
+            "a finished table does not hold: not checked. Build the table with ACRO in the run's code and "
+            "finalise its outputs into the export (ACRO.finalise), and the platform reports ACRO's own checks, "
+            "dominance included."
         ),
     }
 
