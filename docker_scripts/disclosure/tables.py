@@ -74,7 +74,9 @@ def check(path: pathlib.Path, checks: sdcchecks.SDCChecks, min_count: int) -> di
         return {
             "is_table": False,
             "detail": "no column of counts (non-negative whole numbers named like n or count, or a "
-            "cross-tabulation): not an aggregate table; review it as row-level output",
+            "cross-tabulation): not an aggregate table of counts; review it as row-level output. A table of "
+            "statistics (means, totals per group) is checked only where the run's code builds it with ACRO and "
+            "finalises ACRO's outputs into the export",
         }
     counts = table[columns].astype(float)
     evidence = sdcchecks.SDCEvidence(interim_tables={"count_table": counts})
