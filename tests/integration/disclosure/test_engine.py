@@ -18,7 +18,16 @@ import pytest
 from django.conf import settings
 from PIL import Image
 
-from runner.disclosure import DisclosureJob, SplitSpec, assess_model, check_tables, is_predict_contract
+from disclosure.services import acro_folders, candidates
+from runner.disclosure import (
+    DisclosureJob,
+    SplitSpec,
+    assess_model,
+    check_acro_results,
+    check_tables,
+    is_predict_contract,
+)
+from runner.docker_api.disclosure import Mount, SealedJobSpec, run_sealed_job
 
 pytestmark = pytest.mark.docker
 
@@ -343,3 +352,101 @@ def test_acro_flags_a_table_with_a_count_under_the_minimum_and_passes_one_withou
     metrics = by_path["results.csv"]
     assert not metrics.is_table and "not an aggregate table" in metrics.detail
     assert not (tmp_path / "work").exists()
+
+
+# A researcher's own code, as the researchers' guide shows it: ACRO builds the tables from the
+# microdata and finalises them with its results. One cell's total comes almost all from one person.
+ACRO_SESSION = """
+import numpy as np
+import pandas as pd
+from acro import ACRO
+
+draw = np.random.default_rng(7)
+people = [
+    {"site": site, "grade": grade, "cost": float(draw.uniform(90, 110))}
+    for site in ("north", "south", "east")
+    for grade in ("benign", "malignant")
+    for _ in range(20)
+]
+df = pd.DataFrame(people)
+north_malignant = df.index[(df.site == "north") & (df.grade == "malignant")]
+df.loc[north_malignant, "cost"] = 5.0
+df.loc[north_malignant[0], "cost"] = 2000.0  # about 95 % of the cell's sum
+acro = ACRO(suppress=False)
+acro.crosstab(df.site, df.grade)
+acro.crosstab(df.site, df.grade, values=df.cost, aggfunc="mean")
+acro.finalise("/out/acro", "json")
+"""
+
+
+def acro_outputs(folder: Path) -> Path:
+    """ACRO's finalised outputs, made by ACRO itself in the disclosure image (which has it)."""
+    code, out = folder / "code", folder / "out"
+    code.mkdir(parents=True)
+    out.mkdir()
+    out.chmod(0o777)
+    (code / "session.py").write_text(ACRO_SESSION)
+    readable(code)
+    outcome = run_sealed_job(
+        SealedJobSpec(
+            name=f"m2d-test-acro-session-{os.getpid()}",
+            image=DISCLOSURE_IMAGE,
+            command=("python3", "/code/session.py"),
+            mounts=(Mount(code, "/code"), Mount(out, "/out", writable=True)),
+            user="65534:65534",
+            memory="1g",
+            cpus=1.0,
+            timeout=180,
+        )
+    )
+    assert outcome.exit_code == 0, outcome.log_tail
+    return out / "acro"
+
+
+def test_acros_own_results_report_a_dominated_cell_that_a_finished_table_cannot_show(tmp_path):
+    acro = acro_outputs(tmp_path / "session")
+    in_export = sorted(str(p.relative_to(acro.parent)) for p in acro.rglob("*") if p.is_file())
+    assert acro_folders(in_export) == ["acro/"]
+    tables = candidates(in_export)[1]
+    assert tables == [
+        "acro/output_0_0.csv",
+        "acro/output_1_0.csv",
+        "acro/session_summary.csv",
+        "acro/session_summary.json",
+    ]
+    names = [t.removeprefix("acro/") for t in tables]
+    started = time.monotonic()
+    checks = check_acro_results(
+        "acro/",
+        names,
+        acro / "results.json",
+        acro / "config.json",
+        disclosure_image=DISCLOSURE_IMAGE,
+        work_dir=tmp_path / "work",
+        min_count=10,
+        timeout=120,
+    )
+    print(f"\nACRO's results read in {time.monotonic() - started:.1f} s")
+    for check in checks.values():
+        print(f"{check.path}: {check.acro_status}: {check.detail}")
+    assert sorted(checks) == names
+    mean = checks["output_1_0.csv"]
+    assert (mean.path, mean.acro_status, mean.is_table, mean.fault) == ("acro/output_1_0.csv", "fail", True, "")
+    assert (mean.cells, mean.dominated_cells, mean.small_cells) == (6, 1, 0)
+    assert "fail; dominance (p %, n-k): 1 of 6 cells may need suppression" in mean.detail
+    assert "NKCheck: fail - 1 cells may need suppressing" in mean.detail
+    counts = checks["output_0_0.csv"]
+    assert (counts.acro_status, counts.cells, counts.dominated_cells, counts.small_cells) == ("pass", 6, 0, 0)
+    assert checks["session_summary.json"].acro_status == "review"  # ACRO's notes for the output checker
+    assert not (tmp_path / "work").exists()
+
+    # The same mean table, finished and handed over without ACRO: nothing in it shows the dominance.
+    finished = check_tables(
+        [("means.csv", acro / "output_1_0.csv")],
+        disclosure_image=DISCLOSURE_IMAGE,
+        work_dir=tmp_path / "work",
+        min_count=10,
+        timeout=120,
+    )
+    assert finished[0].dominated_cells == 0 and not finished[0].is_table
+    assert "builds it with ACRO" in finished[0].detail
