@@ -48,3 +48,6 @@ class TableCheck:
     # ACRO's own decision on an output it made inside the run's code (pass, fail, review), read from
     # its results file; "" for the platform's check of a finished table
     acro_status: str = ""
+    # why the platform does not take ACRO's results at their word (the file changed after ACRO
+    # checked it, the finished table has more small cells than ACRO flags)
+    doubt: str = ""

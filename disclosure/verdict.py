@@ -95,12 +95,14 @@ def table_verdict(check: TableCheck) -> tuple[str, str]:
 
 def _acro_verdict(check: TableCheck) -> tuple[str, str]:
     """ACRO decided on the microdata, in the run's code: anything but its pass (fail, or review by a
-    person) is over, and so is a pass whose own outcome flags a cell."""
+    person) is over, and so is a pass whose outcome flags a cell or that the platform doubts."""
     found = [f"ACRO marked it {check.acro_status}"]
     if check.dominated_cells:
         found.append(f"{check.dominated_cells} of {check.cells} cells dominated by one or two contributors")
     if check.small_cells:
-        found.append(f"{check.small_cells} of {check.cells} cells under ACRO's minimum count")
+        found.append(f"{check.small_cells} of {check.cells} cells under the minimum count of {check.min_count}")
+    if check.doubt:
+        found.append(check.doubt)
     if check.acro_status != "pass" or len(found) > 1:
         return OVER, "; ".join(found) + ": the output may identify people" + _detail(check)
     return CLEAR, "ACRO's checks passed" + _detail(check)

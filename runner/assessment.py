@@ -106,13 +106,18 @@ def _check_tables(reports, entries: dict[str, ExportFile], folder: Path) -> None
         else:
             plain.append(report)
     checks: dict[str, TableCheck] = {}
+    floor = set()  # ACRO's tables, checked again as finished tables: its results were the run's to write
     for number, (acro_folder, found) in enumerate(sorted(of_acro.items())):
         acro_checks = _acro_checks(acro_folder, found, entries, folder / f"acro{number}")
         checks.update(acro_checks)
         for report in found:
+            tabular = report.path.lower().endswith(TABLE_SUFFIXES)
             if report.path in acro_checks:
+                if tabular and acro_checks[report.path].cells:  # a table ACRO checked cell by cell
+                    floor.add(report.path)
+                    plain.append(report)
                 continue
-            if report.path.lower().endswith(TABLE_SUFFIXES):
+            if tabular:
                 plain.append(report)
             else:
                 checks[report.path] = TableCheck(
@@ -133,11 +138,12 @@ def _check_tables(reports, entries: dict[str, ExportFile], folder: Path) -> None
             min_count=settings.M2D_DISCLOSURE_MIN_CELL_COUNT,
             timeout=settings.M2D_DISCLOSURE_TABLE_TIMEOUT,
         ):
-            checks[check.path] = check
+            checks[check.path] = _under_floor(checks[check.path], check) if check.path in floor else check
     seconds = round(time.monotonic() - started, 2)
     for report in reports:
-        if report.path in checks:
-            disclosure_record_table(report=report, check=checks[report.path], seconds=seconds)
+        if report.path in entries:
+            check = checks.get(report.path) or TableCheck(report.path, False, fault="the check reported nothing of it")
+            disclosure_record_table(report=report, check=check, seconds=seconds)
 
 
 def _acro_checks(acro_folder: str, reports, entries: dict[str, ExportFile], work: Path) -> dict[str, TableCheck]:
@@ -167,12 +173,24 @@ def _acro_checks(acro_folder: str, reports, entries: dict[str, ExportFile], work
         if written != entries[check.path].sha256:
             checks[name] = replace(
                 check,
-                acro_status="review" if check.acro_status == "pass" else check.acro_status,
-                detail=f"{check.detail}. The file is not the one ACRO checked: its sha256 differs from the "
-                "checksum ACRO wrote of it, or ACRO wrote none",
+                doubt="the file is not the one ACRO checked: its sha256 differs from the checksum ACRO wrote "
+                "of it, or ACRO wrote none",
             )
     _clear(work)
     return {check.path: check for check in checks.values()}
+
+
+def _under_floor(acro: TableCheck, own: TableCheck) -> TableCheck:
+    """ACRO's check of a table, unless the platform's own threshold check of the finished table
+    finds more small cells than ACRO's results flag."""
+    if own.fault or not own.is_table or own.small_cells <= acro.small_cells:
+        return acro
+    return replace(
+        acro,
+        small_cells=own.small_cells,
+        doubt=f"the platform's own check of the finished table finds {own.small_cells} of {own.cells} count "
+        f"cells under {own.min_count}, more than ACRO's results flag",
+    )
 
 
 def _acro_checksum(entry: ExportFile | None) -> str:

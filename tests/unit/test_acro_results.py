@@ -115,17 +115,25 @@ def test_a_session_whose_minimum_was_under_the_platforms_is_reviewed():
 
 
 def test_what_acro_decided_is_the_verdict():
-    failed = TableCheck("acro/output_1_0.csv", True, cells=6, small_cells=1, dominated_cells=2, acro_status="fail")
+    failed = TableCheck(
+        "acro/output_1_0.csv", True, cells=6, small_cells=1, dominated_cells=2, min_count=10, acro_status="fail"
+    )
     verdict, sentence = table_verdict(failed)
     assert verdict == "over"
     assert sentence.startswith("ACRO marked it fail; 2 of 6 cells dominated by one or two contributors; 1 of 6")
+    assert "1 of 6 cells under the minimum count of 10" in sentence
     assert table_verdict(TableCheck("acro/session_summary.csv", True, acro_status="review"))[0] == "over"
     assert table_verdict(TableCheck("acro/output_0_0.csv", True, cells=4, acro_status="pass")) == (
         "clear",
         "ACRO's checks passed",
     )
-    # a pass whose own outcome flags a cell is not taken at its word
+    # a pass whose own outcome flags a cell, or that the platform doubts, is not taken at its word
     assert table_verdict(TableCheck("a.csv", True, cells=4, dominated_cells=1, acro_status="pass"))[0] == "over"
+    doubted = TableCheck("a.csv", True, cells=4, acro_status="pass", doubt="the file is not the one ACRO checked")
+    assert table_verdict(doubted) == (
+        "over",
+        "ACRO marked it pass; the file is not the one ACRO checked: the output may identify people",
+    )
 
 
 def test_a_folder_of_acros_outputs_is_known_by_its_results_and_their_checksum():
