@@ -209,7 +209,7 @@ def start_worker(deployment) -> ServeWorker | None:
     folder = socket_folder(worker.pk)
     try:
         if len(str(socket_path(worker.pk))) > MAX_SOCKET_PATH:
-            raise WorkerUnreachable(
+            raise docker_api.PlatformFault(
                 f"the socket path under M2D_SERVE_DIR is over {MAX_SOCKET_PATH} bytes; choose a shorter one"
             )
         model_dir = model_folder(deployment.version)
@@ -228,7 +228,10 @@ def start_worker(deployment) -> ServeWorker | None:
             tail = docker_api.serve_worker_log(name, 1500).strip()
             reason += f"\n{tail}" if tail else ""
         _remove(worker)
-        services.worker_start_failed(worker=worker, reason=reason)
+        if isinstance(exc, WorkerUnreachable):
+            services.worker_start_failed(worker=worker, reason=reason)
+        else:  # the engine, the store or the image's rebuild failed: the platform's, not the model's
+            services.worker_start_fault(worker=worker, reason=reason)
         log.warning("serving worker %s failed to start: %s", worker.pk, reason)
         worker.state = ServeWorker.State.FAILED
         return worker

@@ -146,6 +146,18 @@ def worker_start_failed(*, worker: ServeWorker, reason: str) -> Deployment:
     return deployment
 
 
+def worker_start_fault(*, worker: ServeWorker, reason: str) -> Deployment:
+    """A worker whose start the platform cut short (the engine went away, the store's bytes are not
+    those registered, the image could not be made again): not the model's failure. It does not count
+    toward the failures in a row nor degrade the deployment; the next start waits the first pause."""
+    worker_end(worker=worker, failed=True, reason=f"the platform failed, not the model: {reason}")
+    with transaction.atomic():
+        deployment = Deployment.objects.select_for_update().get(pk=worker.deployment_id)
+        deployment.next_start_at = timezone.now() + timedelta(seconds=settings.M2D_SERVE_RESTART_BACKOFF)
+        deployment.save(update_fields=["next_start_at"])
+    return deployment
+
+
 def worker_post_mortem(*, worker_id: int, cause: str) -> None:
     """What the engine says ended a failed worker's container (out of memory, its exit code)."""
     worker = ServeWorker.objects.filter(pk=worker_id, state=ServeWorker.State.FAILED).first()

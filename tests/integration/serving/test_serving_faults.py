@@ -14,6 +14,7 @@ import subprocess
 import threading
 import time
 import zlib
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -23,6 +24,7 @@ from django.db import connection
 from django.utils import timezone
 
 from accounts.people import person
+from modelstore.blobs import model_storage
 from modelstore.services import model_register
 from ops.metrics import render
 from runner import serving as agent
@@ -141,6 +143,41 @@ def test_a_filled_socket_folder_holds_a_few_kilobytes_and_the_worker_keeps_answe
     print(
         f"\nsocket folder: the model made {filled['made']} entries ({filled['bytes']} bytes) before {filled['error']}"
     )
+
+
+def test_a_start_the_platform_cuts_short_is_not_counted_against_the_model(released, settings, tmp_path):
+    """The store's bytes no longer those registered: the worker fails as the platform's fault, the
+    deployment is neither counted down nor degraded, and it starts once the store is mended."""
+    settings.M2D_QUEUE_OPS = "serving-tests-reconcile-by-hand"
+    serve_dir = f"/tmp/m2d-serve-{os.getpid()}"
+    settings.M2D_SERVE_DIR = type(tmp_path)(serve_dir)
+    settings.M2D_SERVE_RESTART_BACKOFF = 1
+    settings.M2D_SERVE_DEGRADED_AFTER = 1
+    submission = released(FILES, held=())
+    with_archive(submission, settings)
+    version = model_register(by=submission.owner, submission=submission, paths=["model/"], name="toy-damaged")
+    entry = version.files.get(path="weight.txt")
+    blob = model_storage().path(entry.storage_key)
+    good = Path(blob).read_bytes()
+    Path(blob).write_bytes(b"9.0\n")
+    deployment = deployment_scale(by=submission.owner, version=version, min_workers=1)
+    try:
+        agent.reconcile()
+        deployment.refresh_from_db()
+        failed = deployment.workers.get()
+        assert failed.state == "failed" and failed.reason.startswith("the platform failed, not the model:")
+        assert "weight.txt" in failed.reason
+        assert deployment.failures_in_a_row == 0 and deployment.state == "ok"
+        assert 0 < (deployment.next_start_at - timezone.now()).total_seconds() <= 1
+
+        Path(blob).write_bytes(good)
+        _wait_until(deployment.next_start_at)
+        agent.reconcile()
+        deployment.refresh_from_db()
+        assert len(ready(deployment)) == 1 and deployment.state == "ok"
+    finally:
+        deployment_scale(by=submission.owner, version=version, min_workers=0, max_workers=0)
+        agent.reconcile()
 
 
 def test_a_load_slower_than_the_startup_timeout_fails_backs_off_degrades_once_and_recovers(
