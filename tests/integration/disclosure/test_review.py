@@ -4,6 +4,7 @@ facts recorded as a finished job reports them."""
 
 from __future__ import annotations
 
+import hashlib
 import html
 import json
 import re
@@ -33,7 +34,7 @@ from tests.conftest import WorkerPool
 from tests.helpers import sign_in_with_second_factor
 
 from ..exports.conftest import seen_on_page
-from .test_engine import LOOKUP_MODEL, SMOOTH_MODEL, card, readable, training_lookup
+from .test_engine import LOOKUP_MODEL, SMOOTH_MODEL, acro_outputs, card, readable, training_lookup
 
 A = ExportEvent.Action
 REPO = Path(__file__).resolve().parents[3]
@@ -294,6 +295,19 @@ def test_a_run_worker_assesses_the_exported_models_and_the_release_rule_follows(
         "smooth/predict.py": SMOOTH_MODEL.encode(),
         "tables/by-density.csv": b"diagnosis,density,n\nbenign,A,40\nbenign,B,3\nmalignant,A,12\nmalignant,B,25\n",
     }
+    acro = acro_outputs(tmp_path / "acro-session")  # the run's code built two tables with ACRO
+    acro_files = {str(p.relative_to(acro)): p.read_bytes() for p in acro.rglob("*") if p.is_file()}
+    # The same folder twice more, its passed table of counts changed after ACRO checked it: once with
+    # a cell under the minimum and ACRO's checksum written anew, once with no checksum to match.
+    small = b"site,benign,malignant\neast,20,20\nnorth,20,3\nsouth,20,20\n"
+    edited = acro_files["output_0_0.csv"].replace(b",20\n", b",21\n", 1)
+    for folder, table, checksum in (
+        ("acro", acro_files["output_0_0.csv"], acro_files["checksums/output_0_0.csv.txt"]),
+        ("forged", small, hashlib.sha256(small).hexdigest().encode()),
+        ("edited", edited, acro_files["checksums/output_0_0.csv.txt"]),
+    ):
+        changed = {"output_0_0.csv": table, "checksums/output_0_0.csv.txt": checksum}
+        files.update({f"{folder}/{name}": changed.get(name, data) for name, data in acro_files.items()})
     work_dir = tmp_path / "disclosure-work"
     pool = WorkerPool(
         smtp_server.port,
@@ -311,7 +325,7 @@ def test_a_run_worker_assesses_the_exported_models_and_the_release_rule_follows(
         pool.use(settings)
         submission = finished_submission(users["owner"], files, image_id=runtime)
         started = time.monotonic()
-        assert len(disclosure_request(submission=submission, paths=list(files))) == 3
+        assert len(disclosure_request(submission=submission, paths=list(files))) == 15  # 2 models, 13 tables
         deadline = started + 900
         while submission.disclosure_reports.filter(verdict="pending").exists():
             assert time.monotonic() < deadline, "the disclosure job did not settle its reports in 900 s"
@@ -329,6 +343,16 @@ def test_a_run_worker_assesses_the_exported_models_and_the_release_rule_follows(
     assert smooth.verdict == "clear", smooth.summary
     assert smooth.worst_attack["auc"] < settings.M2D_DISCLOSURE_MAX_AUC
     assert table.verdict == "over" and table.small_cells == 1, table.summary
+    dominated, counts = reports["acro/output_1_0.csv"], reports["acro/output_0_0.csv"]
+    assert dominated.verdict == "over" and dominated.dominated_cells == 1, dominated.summary
+    assert "ACRO marked it fail; 1 of 6 cells dominated by one or two contributors" in dominated.summary
+    assert counts.verdict == "clear" and counts.summary.startswith("ACRO's checks passed"), counts.summary
+    assert reports["acro/session_summary.json"].verdict == "over"  # ACRO's notes for the output checker
+    forged, edited = reports["forged/output_0_0.csv"], reports["edited/output_0_0.csv"]
+    assert forged.verdict == "over" and forged.small_cells == 1, forged.summary
+    assert forged.summary.startswith("ACRO marked it pass; 1 of 6 cells under the minimum count of 10; the platform")
+    assert "finds 1 of 6 count cells under 10, more than ACRO's results flag" in forged.summary
+    assert edited.verdict == "over" and "not the one ACRO checked" in edited.summary, edited.summary
     assert not (work_dir / str(submission.pk)).exists()  # the copies of the models go with the job
 
     owner, admin1, admin2 = users["owner"], users["admin1"], users["admin2"]
@@ -339,7 +363,11 @@ def test_a_run_worker_assesses_the_exported_models_and_the_release_rule_follows(
     assert "this model reveals who was in the training set" in page and "no evidence of disclosure" in page
     review(client, export, "release_all", "The DPO agreed to release every model of this study.")
     after_one = states(export)
-    assert {p for p, s in after_one.items() if s == "released"} == {"smooth/m2d-model.json", "smooth/predict.py"}
+    # ACRO's pass and its bookkeeping go with one admin; its fail and its notes for the checker need two
+    bookkeeping = ("/results.json", "/config.json")
+    acro_one_admin = {p for p in files if p.endswith(bookkeeping) or "/checksums/" in p} | {"acro/output_0_0.csv"}
+    one_admin = {"smooth/m2d-model.json", "smooth/predict.py", *acro_one_admin}
+    assert {p for p, s in after_one.items() if s == "released"} == one_admin
     sign_in_with_second_factor(client, admin2)
     review(client, export, "release_all", "Second admin: agreed with the DPO's decision.")
     assert set(states(export).values()) == {"released"}
