@@ -339,6 +339,12 @@ M2D_SERVE_QUEUE_SECONDS = env.float("M2D_SERVE_QUEUE_SECONDS", default=2.0)
 # the last BUSY_WINDOW seconds; one fewer when the version answered nothing for IDLE_SECONDS.
 M2D_SERVE_BUSY_WINDOW = env.float("M2D_SERVE_BUSY_WINDOW", default=60.0)
 M2D_SERVE_IDLE_SECONDS = env.float("M2D_SERVE_IDLE_SECONDS", default=600.0)
+# Serving hosts other than the gateway's: each runs the relay (m2d.relay_wsgi) at this URL, as the
+# gateway reaches it, and signs nothing without the secret the gateway shares (32 characters or more).
+# Left empty, this host's workers are reached through the serving folder the gateway mounts.
+M2D_SERVE_RELAY_URL = env("M2D_SERVE_RELAY_URL", default="")
+M2D_SERVE_RELAY_SECRET = env("M2D_SERVE_RELAY_SECRET", default="")
+M2D_SERVE_RELAY_MAX_SKEW = env.int("M2D_SERVE_RELAY_MAX_SKEW", default=30)
 # Batch jobs: a zip of cases, each sent through the same gateway, one at a time, by the
 # serve-batch worker. The zip is kept only until its job ends.
 M2D_BATCH_MAX_CASES = env.int("M2D_BATCH_MAX_CASES", default=1000)

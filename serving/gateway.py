@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import json
+import logging
 import random
 import time
 from dataclasses import dataclass
@@ -15,11 +16,15 @@ from django.http import Http404
 
 from modelstore import selectors as store
 from runner.dispatch import reconcile_serving
+from submissions.queue import host_name
 
 from . import inputs, selectors, services
 from .errors import InvalidInput, ModelFailed, ModelTimedOut, NoWorker, ServingError, WorkersBusy
 from .files import socket_path
+from .relay import RelayUnreachable, ask_remote
 from .workerclient import WorkerBrokeOff, WorkerTimedOut, WorkerUnreachable, ask
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -66,12 +71,23 @@ def predict(*, user, name: str, version_ref: str | None, given: dict, endpoint: 
             "inputs": {k: {"content_type": t, "data": base64.b64encode(d).decode()} for k, (t, d) in given.items()},
             "parameters": {},
         }
+        cut_off = []
         for worker in workers:
             record["worker"] = worker
-            status, answer = _ask(worker, body)
+            try:
+                status, answer = _ask(worker, body)
+            except RelayUnreachable as exc:
+                log.error("serving: worker %s on host %s cannot be reached: %s", worker.pk, worker.host, exc)
+                cut_off.append(worker.host)
+                continue
             if not (status == 503 and answer.get("busy")):
                 break
         else:
+            if len(cut_off) == len(workers):
+                raise NoWorker(
+                    f"{version.model.name} version {version.number} has its workers on "
+                    f"{', '.join(sorted(set(cut_off)))}, which cannot be reached now; try again shortly."
+                )
             raise WorkersBusy(
                 f"{WorkersBusy.prefix} {version.model.name} version {version.number} is busy "
                 f"({len(workers)} worker{'s' if len(workers) > 1 else ''}, "
@@ -122,15 +138,20 @@ def _ready(version) -> list:
 
 
 def _ask(worker, body: dict) -> tuple[int, dict]:
+    """The worker's answer: through its socket here, or through its host's relay when it runs on
+    another host. Raises RelayUnreachable when that host cannot be asked (the worker is kept)."""
+    timeout, max_answer = settings.M2D_SERVE_RESPONSE_TIMEOUT, settings.M2D_SERVE_MAX_ANSWER_BYTES
     try:
+        if worker.relay and worker.host != host_name():
+            return ask_remote(worker.relay, worker.pk, "predict", body, timeout=timeout, max_answer=max_answer)
         return ask(
             socket_path(worker.pk),
             settings.M2D_SERVE_UID,
             "POST",
             "/predict",
             body,
-            timeout=settings.M2D_SERVE_RESPONSE_TIMEOUT,
-            max_answer=settings.M2D_SERVE_MAX_ANSWER_BYTES,
+            timeout=timeout,
+            max_answer=max_answer,
         )
     except WorkerTimedOut as exc:
         _retire(worker, str(exc))

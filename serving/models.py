@@ -52,6 +52,9 @@ class ServeWorker(models.Model):
     # The run slot a GPU worker holds while it lives ("host/gpu1"), and that GPU's id; '' on CPUs.
     slot = models.CharField(max_length=128, blank=True, db_index=True)
     gpu_id = models.CharField(max_length=32, blank=True)
+    # Its host's serving relay (M2D_SERVE_RELAY_URL there) when the gateway reaches it across hosts;
+    # '' when its socket is reached in the serving folder the gateway shares.
+    relay = models.CharField(max_length=300, blank=True)
 
     class Meta:
         ordering = ["pk"]

@@ -87,15 +87,18 @@ def worker_begin(
     """Record a worker about to start. A GPU deployment's worker takes the first of the host's GPU
     slots (label -> GPU id) that no run and no other serving worker holds, under the host's lock
     that runs claim under too; None when every one is taken."""
+    relay = settings.M2D_SERVE_RELAY_URL
     if not deployment.gpu:
-        return ServeWorker.objects.create(deployment=deployment, host=host)
+        return ServeWorker.objects.create(deployment=deployment, host=host, relay=relay)
     with transaction.atomic():
         lock_slots_of(host)
         held = slots_held(list(gpu_slots or {}))
         free = [label for label in gpu_slots or {} if label not in held]
         if not free:
             return None
-        return ServeWorker.objects.create(deployment=deployment, host=host, slot=free[0], gpu_id=gpu_slots[free[0]])
+        return ServeWorker.objects.create(
+            deployment=deployment, host=host, relay=relay, slot=free[0], gpu_id=gpu_slots[free[0]]
+        )
 
 
 def worker_ready(*, worker: ServeWorker, container: str, seconds: float) -> None:
