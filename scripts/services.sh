@@ -41,12 +41,13 @@ start_mlflow() {
     else
         docker start "$MLFLOW_CONTAINER" >/dev/null
     fi
-    for _ in $(seq 1 120); do
+    # Its first start makes its database and admin user: over a minute on two busy cores.
+    for _ in $(seq 1 360); do
         curl -fsS "http://127.0.0.1:$MLFLOW_PORT/health" >/dev/null 2>&1 && return 0
         sleep 0.5
     done
     docker logs --tail 30 "$MLFLOW_CONTAINER" >&2 || true
-    die "MLflow did not answer on 127.0.0.1:$MLFLOW_PORT within 60 s"
+    die "MLflow did not answer on 127.0.0.1:$MLFLOW_PORT within 180 s"
 }
 
 # The upstream the index mirrors: what this machine's pip is configured with (read, never assumed);
