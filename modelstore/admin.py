@@ -4,7 +4,7 @@ from django.contrib import admin
 
 from exports.admin import ReadOnly
 
-from .models import ModelEvent, ModelFile, ModelVersion, RegisteredModel
+from .models import ModelDownload, ModelEvent, ModelFile, ModelVersion, RegisteredModel
 
 
 class FileInline(admin.TabularInline):
@@ -36,3 +36,16 @@ class ModelVersionAdmin(ReadOnly):
 class ModelEventAdmin(ReadOnly):
     list_display = ("at", "model", "version", "action", "by", "comment")
     list_filter = ("action",)
+
+
+@admin.register(ModelDownload)
+class ModelDownloadAdmin(ReadOnly):
+    list_display = ("at", "by", "version", "what", "files", "bytes")
+    list_filter = ("version__model",)
+    search_fields = ("by__username", "by__email", "version__model__name", "path")
+    date_hierarchy = "at"
+    list_select_related = ("by", "version__model")
+
+    @admin.display(description="file")
+    def what(self, download: ModelDownload) -> str:
+        return download.path or "all files (zip)"

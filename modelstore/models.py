@@ -1,5 +1,5 @@
 """The model store: models registered from released exports, their numbered versions, the files of
-each version (copied into the store by sha256), aliases, and the audit trail."""
+each version (copied into the store by sha256), aliases, and the audit trails of changes and downloads."""
 
 from django.conf import settings
 from django.db import models
@@ -121,3 +121,21 @@ class ModelEvent(models.Model):
     def __str__(self) -> str:
         who = self.by.get_username() if self.by_id else "the platform"
         return f"{self.get_action_display()} by {who}"
+
+
+class ModelDownload(models.Model):
+    """A version's files taken out of the store, one row per download: who, which, when, how many bytes."""
+
+    version = models.ForeignKey(ModelVersion, on_delete=models.PROTECT, related_name="downloads")
+    path = models.CharField(max_length=1000, blank=True)  # the file in the version; empty: all of them as a zip
+    files = models.PositiveIntegerField()
+    bytes = models.PositiveBigIntegerField()  # of the files as stored, before any zip
+    by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        ordering = ["at", "id"]
+
+    def __str__(self) -> str:
+        what = self.path or f"all {self.files} files"
+        return f"{self.version} {what} by {self.by.get_username()}"

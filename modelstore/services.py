@@ -1,6 +1,6 @@
 """Every change in the model store: register a version, move the default and other aliases,
-retire a version. Keyword-only, atomic, audited; refusals are ModelStoreError subclasses whose
-`.code` is the HTTP status the API answers with.
+retire a version; and the record of each download. Keyword-only, atomic, audited; refusals are
+ModelStoreError subclasses whose `.code` is the HTTP status the API answers with.
 
 A registration copies the released bytes into the store by sha256 before its transaction commits;
 when it is refused or fails after that, it deletes the blobs it created (see blobs.py)."""
@@ -18,10 +18,10 @@ from django.utils import timezone
 from exports.provenance import final_metrics
 from submissions.selectors import submission_timings
 
-from . import blobs, sources, transitions
+from . import blobs, browse, selectors, sources, transitions
 from .card import check_entrypoint, merged, refuse_url_fields, validated
 from .errors import Conflict, InvalidName, InvalidRequest, ModelStoreError, NotAllowed, NotFound  # noqa: F401 (callers catch them here)
-from .models import ModelAlias, ModelEvent, ModelFile, ModelVersion, RegisteredModel
+from .models import ModelAlias, ModelDownload, ModelEvent, ModelFile, ModelVersion, RegisteredModel
 
 log = logging.getLogger(__name__)
 A = ModelEvent.Action
@@ -270,6 +270,24 @@ def model_version_retire(*, by, version_obj: ModelVersion, comment: str = "") ->
     _event(model, A.RETIRED, by=by, version=version, comment="; ".join(x for x in (comment.strip(), note) if x))
     version_obj.state = version.state
     return version
+
+
+@transaction.atomic
+def model_download_record(*, by, version: ModelVersion, file: ModelFile | None = None) -> ModelDownload:
+    """Record that `by` took `file` of a version out of the store, or all its files when `file` is
+    None. Called once the bytes are in hand, so a download the store could not serve leaves no row;
+    one `by` may not make is refused as if the version did not exist, and leaves none either."""
+    visible = selectors.visible_models(by).filter(pk=version.model_id).exists()
+    if not (visible and browse.may_download(by, version)) or (file is not None and file.version_id != version.pk):
+        raise NotFound(f"{version.model.name} has no version {version.number} you may download.")
+    files = [file] if file is not None else list(version.files.all())
+    return ModelDownload.objects.create(
+        version=version,
+        path=file.path if file is not None else "",
+        files=len(files),
+        bytes=sum(f.size for f in files),
+        by=by,
+    )
 
 
 def model_blobs_sweep(*, older_than: timedelta = timedelta(days=1)) -> list[str]:

@@ -311,7 +311,9 @@ def download_file(request, name: str, number: int, path: str):
     file = browse.version_file(version, path)
     if file is None:
         raise Http404
-    return FileResponse(browse.open_file(file), as_attachment=True, filename=file.path.rsplit("/", 1)[-1])
+    source = browse.open_file(file)
+    services.model_download_record(by=request.user, version=version, file=file)
+    return FileResponse(source, as_attachment=True, filename=file.path.rsplit("/", 1)[-1])
 
 
 @login_required
@@ -324,6 +326,7 @@ def download_zip(request, name: str, number: int):
                 for block in iter(lambda source=source: source.read(1024 * 1024), b""):
                     target.write(block)
     buffer.seek(0)
+    services.model_download_record(by=request.user, version=version)
     return FileResponse(buffer, as_attachment=True, filename=f"{name}-{number}.zip")
 
 
