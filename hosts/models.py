@@ -21,6 +21,9 @@ class Host(models.Model):
     # Why the host takes no new work on its own account ('' when healthy): set at each heartbeat.
     problem = models.TextField(blank=True)
     draining = models.BooleanField(default=False)
+    # Its serving agent's relay ('' when its workers are reached in the gateway's own folder): it
+    # serves models, and wake-ups for its serving reconciler go to its own queue (serving_queue).
+    serve_relay = models.CharField(max_length=300, blank=True)
     drain_requested_at = models.DateTimeField(null=True, blank=True)
     drain_requested_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"

@@ -60,6 +60,12 @@ def host_report(*, facts: HostFacts) -> Host:
     return host
 
 
+def host_serves(*, name: str, relay: str) -> None:
+    """What a host's serving agent says at each reconcile: the relay its workers are reached
+    through ('' for the gateway's own host), and so whether it has a serving queue of its own."""
+    Host.objects.filter(name=name).exclude(serve_relay=relay).update(serve_relay=relay)
+
+
 def host_drain(*, by, host: Host, note: str = "") -> bool:
     """Stop a host taking new work; what runs there runs to its end. False when it was draining."""
     with transaction.atomic():

@@ -21,13 +21,16 @@ import logging
 import os
 import shutil
 import subprocess
+import threading
 import time
 from datetime import timedelta
 
 from django.conf import settings
+from django.db import connection
 from django.utils import timezone
 
 from hosts.selectors import placeable_hosts
+from hosts.services import host_serves
 from serving import selectors, services
 from serving.files import ModelFilesDamaged, model_folder, socket_folder, socket_path
 from serving.models import ServeWorker
@@ -57,10 +60,30 @@ def reconcile() -> None:
         if not alone:
             return  # another reconciler is at it; it makes the same decisions
         host_health.report()
+        host_serves(name=host_name(), relay=settings.M2D_SERVE_RELAY_URL)
         here, placeable = host_name(), {kind: set(placeable_hosts(kind)) for kind in SLOT_KINDS}
         for deployment in selectors.deployments_to_reconcile():
             _follow(deployment, here, placeable["gpu" if deployment.gpu else "cpu"])
         _remove_unrecorded()
+
+
+def start_reconciling() -> threading.Thread:
+    """Reconcile every M2D_RECONCILE_SECONDS from a thread of the worker's main process: the agent
+    of a further serving host listens only to its own queue, which no beat schedule reaches."""
+
+    def loop() -> None:
+        while True:
+            time.sleep(settings.M2D_RECONCILE_SECONDS)
+            try:
+                reconcile()
+            except Exception:  # the engine or the database away for a moment: the next round tries again
+                log.exception("serving reconcile failed")
+            finally:
+                connection.close()
+
+    thread = threading.Thread(target=loop, name="m2d-serving-reconciler", daemon=True)
+    thread.start()
+    return thread
 
 
 @contextlib.contextmanager

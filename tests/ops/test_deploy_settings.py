@@ -131,11 +131,17 @@ def test_debugging_runs_without_a_secret_key():
         ["docker-compose.yml", "docker-compose.gpu.yml"],
         ["docker-compose.yml", "docker-compose.central.yml"],
         ["docker-compose.yml", "docker-compose.gpu.yml", "docker-compose.worker-host.yml"],
+        ["docker-compose.yml", "docker-compose.gpu.yml", "docker-compose.serving-host.yml"],
     ],
 )
 def test_compose_files_are_valid_with_the_example_settings(tmp_path, files):
     env_file = tmp_path / "prod.env"
-    settings = {"M2D_ENV_FILE": str(env_file), "M2D_INTERNAL_ADDRESS": "10.0.0.1", "M2D_GPU_IDS": "0,1"}
+    settings = {
+        "M2D_ENV_FILE": str(env_file),
+        "M2D_INTERNAL_ADDRESS": "10.0.0.1",
+        "M2D_HOST_ADDRESS": "10.0.0.3",
+        "M2D_GPU_IDS": "0,1",
+    }
     env_file.write_text(env_file_from_example(settings))
     command = ["docker-compose", "--env-file", str(env_file)]
     for name in files:
@@ -147,3 +153,8 @@ def test_compose_files_are_valid_with_the_example_settings(tmp_path, files):
         assert "M2D_GPU_IDS: 0,1" in result.stdout
     if "docker-compose.worker-host.yml" in files:
         assert "MLFLOW_URL: http://10.0.0.1:3001" in result.stdout
+    if "docker-compose.serving-host.yml" in files:
+        # the serving agent listens to its own queue only, and the relay answers on the internal address
+        assert "M2D_WORKER_QUEUE: serve.gpu-host-1" in result.stdout
+        assert "M2D_SERVE_RELAY_URL: http://10.0.0.3:8790" in result.stdout
+        assert "10.0.0.3:8790:8790" in result.stdout and "m2d.relay_wsgi" in result.stdout
