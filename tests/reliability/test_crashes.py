@@ -114,6 +114,19 @@ def test_redis_outage_loses_nothing(client, crash_pool, make_researcher):
         assert wait_finished(sid, timeout=180).status == "succeeded"
 
 
+def engine_exited(pid: int) -> bool:
+    """An engine that an earlier restart started is this process's child: once it exits it stays a
+    zombie, /proc/PID and all, until this process reaps it, which it does here."""
+    try:
+        os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        pass  # started by someone else, who reaps it
+    try:
+        return "\nState:\tZ" in Path(f"/proc/{pid}/status").read_text()
+    except FileNotFoundError:
+        return True
+
+
 def restart_docker_engine() -> None:
     """Stop the engine the way an upgrade or a crash would, and start it again as it was."""
     import os
@@ -130,11 +143,11 @@ def restart_docker_engine() -> None:
         pytest.fail(f"no dockerd serves {engine.decode()}")
     os.kill(pid, signal.SIGTERM)
     deadline = time.monotonic() + 60
-    while Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
+    while not engine_exited(pid) and time.monotonic() < deadline:
         time.sleep(0.2)
-    if Path(f"/proc/{pid}").exists():  # an engine slow to shut down is crashed instead, as a crash would
+    if not engine_exited(pid):  # an engine slow to shut down is crashed instead, as a crash would
         os.kill(pid, signal.SIGKILL)
-        wait_until(lambda: not Path(f"/proc/{pid}").exists(), 30, "the engine to be killed")
+        wait_until(lambda: engine_exited(pid), 30, "the engine to be killed")
     log = open(settings.VAR_DIR / "log" / "dockerd-restarted.log", "ab")  # noqa: SIM115 - the engine keeps it
     subprocess.Popen([c.decode() for c in command], stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     assert docker_api.wait_for_engine(60), "the engine did not come back"
