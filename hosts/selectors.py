@@ -71,11 +71,6 @@ def gpu_hosts() -> list[str]:
     return list(Host.objects.exclude(gpu_ids=[]).values_list("name", flat=True))
 
 
-def relay_hosts() -> list[str]:
-    """Serving hosts reached through their relay, each with a serving agent on a queue of its own."""
-    return list(Host.objects.exclude(serve_relay="").values_list("name", flat=True))
-
-
 def all_hosts() -> list[Host]:
     return list(Host.objects.select_related("drain_requested_by").order_by("name"))
 

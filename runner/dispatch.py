@@ -8,6 +8,7 @@ import logging
 from django.conf import settings
 
 from m2d.celery import app
+from submissions.queue import serving_queue
 
 log = logging.getLogger(__name__)
 
@@ -43,8 +44,13 @@ def stop_run(submission_id: int) -> None:
 
 
 def reconcile_serving() -> None:
-    """Ask a maintenance worker to make the serving containers follow the deployments."""
+    """Ask the serving agents to make the serving containers follow the deployments: the first
+    host's maintenance worker, and each further serving host's agent on its own queue."""
+    from hosts.models import Host  # hosts' models know their relays; the hosts app sends this too
+
     _send("runner.tasks.reconcile_serving", (), settings.M2D_QUEUE_OPS)
+    for host in Host.objects.exclude(serve_relay="").values_list("name", flat=True):
+        _send("runner.tasks.reconcile_serving", (), serving_queue(host))
 
 
 def assess_disclosure(submission_id: int) -> None:

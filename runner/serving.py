@@ -25,6 +25,7 @@ import threading
 import time
 from datetime import timedelta
 
+from celery import signals
 from django.conf import settings
 from django.db import connection
 from django.utils import timezone
@@ -35,7 +36,7 @@ from serving import selectors, services
 from serving.files import ModelFilesDamaged, model_folder, socket_folder, socket_path
 from serving.models import ServeWorker
 from serving.workerclient import WorkerTimedOut, WorkerUnreachable, ask, wait_ready
-from submissions.queue import host_name, slots
+from submissions.queue import host_name, serving_queue, slots
 
 from . import builds, docker_api, host_health
 
@@ -67,19 +68,30 @@ def reconcile() -> None:
         _remove_unrecorded()
 
 
+@signals.worker_ready.connect
+def start_serving_agent(sender=None, **kwargs):
+    """A worker on its host's serving queue is that host's serving agent: it keeps the host's
+    heartbeat and reconciles on its own timer (docker-compose.serving-host.yml)."""
+    consumed = set(sender.app.amqp.queues.consume_from or {}) if sender is not None else set()
+    if serving_queue(host_name()) in consumed:
+        host_health.start_heartbeat()
+        start_reconciling()
+
+
 def start_reconciling() -> threading.Thread:
-    """Reconcile every M2D_RECONCILE_SECONDS from a thread of the worker's main process: the agent
-    of a further serving host listens only to its own queue, which no beat schedule reaches."""
+    """Reconcile now and every M2D_RECONCILE_SECONDS from a thread of the worker's main process:
+    the agent of a further serving host listens only to its own queue, which no beat schedule
+    reaches."""
 
     def loop() -> None:
         while True:
-            time.sleep(settings.M2D_RECONCILE_SECONDS)
             try:
                 reconcile()
             except Exception:  # the engine or the database away for a moment: the next round tries again
                 log.exception("serving reconcile failed")
             finally:
                 connection.close()
+            time.sleep(settings.M2D_RECONCILE_SECONDS)
 
     thread = threading.Thread(target=loop, name="m2d-serving-reconciler", daemon=True)
     thread.start()

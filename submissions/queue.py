@@ -33,6 +33,12 @@ def host_name() -> str:
     return settings.M2D_HOST_NAME or socket.gethostname()
 
 
+def serving_queue(host: str) -> str:
+    """The Celery queue of a further serving host's agent (docker-compose.serving-host.yml), which
+    takes nothing else: its own reconciles, never the first host's maintenance work."""
+    return f"serve.{host}"
+
+
 def slots() -> list[Slot]:
     host = host_name()
     if settings.M2D_GPU_IDS:
