@@ -21,7 +21,7 @@ from submissions.queue import host_name
 from . import inputs, selectors, services
 from .errors import InvalidInput, ModelFailed, ModelTimedOut, NoWorker, ServingError, WorkersBusy
 from .files import socket_path
-from .relay import RelayUnreachable, ask_remote
+from .relay import RelayUnreachable, ask_remote, cut_off_lately
 from .workerclient import WorkerBrokeOff, WorkerTimedOut, WorkerUnreachable, ask
 
 log = logging.getLogger(__name__)
@@ -134,7 +134,8 @@ def _ready(version) -> list:
             )
         raise NoWorker(f"{version.model.name} version {version.number} has no ready worker yet; try again shortly.")
     random.shuffle(workers)
-    return workers
+    # Workers of a host found cut off a moment ago are asked last (sorted() keeps the shuffle).
+    return sorted(workers, key=lambda worker: cut_off_lately(worker.relay))
 
 
 def _ask(worker, body: dict) -> tuple[int, dict]:

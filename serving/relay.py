@@ -42,6 +42,11 @@ ROUTE = re.compile(r"^/workers/(?P<worker>[1-9][0-9]{0,11})/(?P<action>predict|r
 METHODS = {"predict": "POST", "ready": "GET"}
 # Time the relay may take on top of the worker's own response timeout before the gateway gives up on it.
 MARGIN_SECONDS = 5.0
+# A host whose relay does not take the connection this fast is cut off; the gateway then asks its
+# workers last, for this long, so a host gone from the network does not hold every request.
+CONNECT_SECONDS = 3.0
+COOL_DOWN_SECONDS = 10.0
+_cut_off: dict[str, float] = {}  # relay URL -> until when (this process's monotonic clock)
 
 
 class RelayUnreachable(Exception):
@@ -84,16 +89,20 @@ def ask_remote(relay_url: str, worker_id: int, action: str, body: dict | None, t
         "X-M2D-Signature": signature(settings.M2D_SERVE_RELAY_SECRET, method, path, at, data),
     }
     kind = http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
-    connection = kind(parts.hostname, parts.port, timeout=timeout + MARGIN_SECONDS)
+    connection = kind(parts.hostname, parts.port, timeout=CONNECT_SECONDS)
     try:
+        connection.connect()
+        connection.sock.settimeout(timeout + MARGIN_SECONDS)
         connection.request(method, parts.path.rstrip("/") + path, body=data or None, headers=headers)
         response = connection.getresponse()
         raw = response.read(max_answer + 1)
     except (OSError, http.client.HTTPException) as exc:
+        _cut_off[relay_url] = time.monotonic() + COOL_DOWN_SECONDS
         raise RelayUnreachable(f"the relay of its host ({parts.netloc}) cannot be reached: {exc}") from None
     finally:
         with contextlib.suppress(OSError):
             connection.close()
+    _cut_off.pop(relay_url, None)
     outcome = response.getheader(OUTCOME, "")
     if outcome != "answered":
         reason = _reason(raw)
@@ -114,6 +123,11 @@ def ask_remote(relay_url: str, worker_id: int, action: str, body: dict | None, t
         return response.status, json.loads(raw)
     except ValueError:
         return 502, {"error": "the model's server answered something that is not JSON"}
+
+
+def cut_off_lately(relay_url: str) -> bool:
+    """Whether this process found the relay unreachable in the last COOL_DOWN_SECONDS."""
+    return bool(relay_url) and _cut_off.get(relay_url, 0.0) > time.monotonic()
 
 
 def _reason(raw: bytes) -> str:

@@ -87,3 +87,35 @@ def test_a_body_over_the_serving_limit_is_refused_unread(settings):
 
 def test_the_health_path_says_nothing_but_that_it_runs():
     assert call("GET", "/health")[::2] == (200, {"ok": True})
+
+
+def test_a_host_gone_from_the_network_costs_one_short_wait_then_is_asked_last():
+    """A relay whose host takes no connection (here: a listening socket whose backlog is full, so
+    the kernel drops further connection requests as a cut cable would)."""
+    import socket
+
+    from serving.relay import CONNECT_SECONDS, RelayUnreachable, ask_remote, cut_off_lately
+
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(0)
+    port = silent.getsockname()[1]
+    fillers = []
+    try:
+        for _ in range(4):  # fill the backlog: nothing accepts
+            filler = socket.socket()
+            filler.setblocking(False)
+            filler.connect_ex(("127.0.0.1", port))
+            fillers.append(filler)
+        url = f"http://127.0.0.1:{port}"
+        assert not cut_off_lately(url)
+        started = time.monotonic()
+        with pytest.raises(RelayUnreachable, match="cannot be reached"):
+            ask_remote(url, 7, "predict", {"inputs": {}}, timeout=120, max_answer=1000)
+        waited = time.monotonic() - started
+        assert CONNECT_SECONDS - 0.5 < waited < CONNECT_SECONDS + 5  # not the 120 s response timeout
+        assert cut_off_lately(url)
+    finally:
+        for filler in fillers:
+            filler.close()
+        silent.close()
