@@ -15,8 +15,8 @@ import requests
 from docker.errors import APIError, NotFound
 from docker.types import Ulimit
 
-from .engine import LABEL_ROLE, PlatformFault, client, engine_errors, remove_named
-from .runs import container_log_config, sealed_kwargs
+from .engine import PlatformFault, client, engine_errors, remove_named
+from .sealed import sealed_container_kwargs
 
 
 @dataclass(frozen=True)
@@ -63,18 +63,7 @@ def sealed_job_kwargs(spec: SealedJobSpec) -> dict:
         volumes={str(m.host): {"bind": m.target, "mode": "rw" if m.writable else "ro"} for m in spec.mounts},
         working_dir="/tmp",
         environment={"HOME": "/tmp", "PYTHONDONTWRITEBYTECODE": "1", **spec.environment},
-        **sealed_kwargs(
-            user=spec.user,
-            tmp=f"rw,nosuid,nodev,size={spec.tmp_size},mode=1777",
-            memory=spec.memory,
-            cpus=spec.cpus,
-            pids=spec.pids,
-            shm_size=spec.shm_size,
-        ),
-        init=True,
-        labels={**spec.labels, LABEL_ROLE: "disclosure"},
-        log_config=container_log_config(),
-        detach=True,
+        **sealed_container_kwargs(spec, "disclosure"),
     )
     if spec.file_size_cap:
         kwargs["ulimits"] = [Ulimit(name="fsize", soft=spec.file_size_cap, hard=spec.file_size_cap)]

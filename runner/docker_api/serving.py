@@ -15,7 +15,7 @@ from typing import NamedTuple
 from docker.types import DeviceRequest
 
 from .engine import LABEL_ROLE, client, engine_errors, find_container, remove_named
-from .runs import container_log_config, sealed_kwargs
+from .sealed import sealed_container_kwargs
 
 
 @dataclass(frozen=True)
@@ -59,18 +59,7 @@ def serve_kwargs(spec: ServeSpec) -> dict:
             "M2D_SERVE_QUEUE_SECONDS": f"{spec.queue_seconds:g}",
             "M2D_SERVE_CARD": spec.card,
         },
-        **sealed_kwargs(
-            user=spec.user,
-            tmp=f"rw,nosuid,nodev,size={spec.tmp_size},mode=1777",
-            memory=spec.memory,
-            cpus=spec.cpus,
-            pids=spec.pids,
-            shm_size=spec.shm_size,
-        ),
-        init=True,
-        labels={**spec.labels, LABEL_ROLE: "serve"},
-        log_config=container_log_config(),
-        detach=True,
+        **sealed_container_kwargs(spec, "serve"),
     )
     if spec.gpu_id is not None:
         kwargs["device_requests"] = [DeviceRequest(device_ids=[str(spec.gpu_id)], capabilities=[["gpu"]])]
