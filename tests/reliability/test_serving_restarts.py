@@ -19,7 +19,6 @@ from runner import docker_api
 from runner import serving as agent
 from serving.services import deployment_scale
 from tests.conftest import WorkerPool, _worker_database_url, free_port
-from tests.integration.serving import conftest as serving
 from tests.integration.serving.conftest import npy, ready
 from tests.reliability.test_crashes import restart_docker_engine, wait_until
 from tests.reliability.test_restarts import start_web
@@ -34,20 +33,7 @@ pytestmark = [
         reason="restarts the host's engine while a serving worker loads: M2D_TEST_SERVING_RESTART=1",
     ),
 ]
-
-# the serving tests' fixtures: a released toy model deployed on this engine, and API clients
-api, approved, deployed, export_storage, finished_submission, model_files, released, serve_settings, store, users = (
-    serving.api,
-    serving.approved,
-    serving.deployed,
-    serving.export_storage,
-    serving.finished_submission,
-    serving.model_files,
-    serving.released,
-    serving.serve_settings,
-    serving.store,
-    serving.users,
-)
+pytest_plugins = ["tests.serving_fixtures"]  # a released toy model with one ready worker on this engine
 
 
 def labelled() -> list[str]:

@@ -13,23 +13,9 @@ from runner import serving as agent
 from serving.models import ServeWorker
 from serving.services import deployment_scale
 from submissions.queue import host_name
-from tests.integration.serving import conftest as serving
 
 pytestmark = [pytest.mark.docker, pytest.mark.services]
-
-# The serving tests' fixtures, as they are: a released toy model with one ready worker on this engine.
-api, approved, deployed, export_storage, finished_submission, model_files, released, serve_settings, store, users = (
-    serving.api,
-    serving.approved,
-    serving.deployed,
-    serving.export_storage,
-    serving.finished_submission,
-    serving.model_files,
-    serving.released,
-    serving.serve_settings,
-    serving.store,
-    serving.users,
-)
+pytest_plugins = ["tests.serving_fixtures"]  # a released toy model with one ready worker on this engine
 
 
 def live(deployment) -> list[ServeWorker]:
