@@ -11,7 +11,7 @@ from django.utils import timezone
 
 from hosts.facts import HostFacts
 from hosts.models import Host
-from hosts.services import host_drain, host_report
+from hosts.services import host_drain, host_report, host_serves
 from submissions.models import Submission
 from tests.helpers import sign_in_with_second_factor
 
@@ -72,6 +72,7 @@ def test_the_dashboard_shows_each_host_its_slots_runs_heartbeat_and_health(staff
     host_drain(by=steward, host=report("cpu-drained"), note="new disks")
     run = running_on("gpu-1/gpu1")
     serve_on("cpu-drained", run)
+    host_serves(name="cpu-drained", relay="http://10.0.0.3:8790")
 
     page = staff.get("/submissions/dashboard/").content.decode()
     rows = {
@@ -92,6 +93,8 @@ def test_the_dashboard_shows_each_host_its_slots_runs_heartbeat_and_health(staff
     assert "2 CPU" in rows["cpu-drained"] and "Lift the drain" in rows["cpu-drained"]
     assert "serving: pcam-classification 3</div>" in rows["cpu-drained"]  # the live worker, not the failed one
     assert "serving:" not in rows["gpu-1"]
+    assert "reached through its relay http://10.0.0.3:8790" in rows["cpu-drained"]
+    assert "relay" not in rows["gpu-1"]
 
 
 def test_the_admin_drains_a_host_and_lifts_the_drain(staff, steward):
