@@ -12,6 +12,7 @@ from django.urls import reverse
 from disclosure.selectors import HELD_BACK, owner_view
 from submissions import logpolicy
 
+from . import hostlogs
 from .downloads import download_token
 from .models import Export, ExportEvent, ExportFile
 
@@ -117,7 +118,7 @@ def export_panel(user, submission) -> dict:
         entry.decision_comment = decisions.get(entry.pk, "")
     attached = {e.path.removesuffix(".log") for e in all_entries if e.source == ExportFile.Source.LOG}
     requestable_logs = [
-        kind for kind in logpolicy.KINDS if kind not in attached and logpolicy.full_log_path(submission, kind).is_file()
+        kind for kind in logpolicy.KINDS if kind not in attached and hostlogs.available(submission, kind)
     ]
     status = export.status if export else None
     return {

@@ -21,7 +21,7 @@ from submissions import logpolicy
 from submissions.facts import RunFacts
 from submissions.models import Submission
 
-from . import audit, notifications, storage, transitions
+from . import audit, hostlogs, notifications, storage, transitions
 from .dataset_index import dataset_index
 from .errors import ExportRefused, LinkExpired  # noqa: F401 (callers catch them here)
 from .inspection import detect_kind, flags_for, preview
@@ -43,6 +43,7 @@ def _expiry_from(now):
 def run_exports_record(*, facts: RunFacts) -> Export:
     """What a run that has ended leaves to exports: its provenance and what it wrote to /mnt/export."""
     submission = Submission.objects.select_related("owner").get(pk=facts.submission_id)
+    hostlogs.keep(submission.pk, "run")  # for the portal, which may be on another host
     provenance_store_run(submission=submission, gpus=list(facts.gpus), problems=list(facts.provenance_problems))
     export = export_collect(submission=submission, folder=facts.export_folder, problem=facts.export_problem)
     try:
@@ -121,25 +122,25 @@ def _attach_log(export: Export, kind: str, by) -> ExportFile:
     existing = export.entries.filter(source=ExportFile.Source.LOG, path=f"{kind}.log").first()
     if existing is not None and existing.state in (ExportFile.State.HELD, ExportFile.State.RELEASED):
         return existing
-    source = logpolicy.full_log_path(export.submission, kind)
-    if not source.is_file():
-        raise ExportRefused(f"Submission {export.submission_id} has no full {kind} log on this platform.")
-    if existing is not None:
-        existing.delete()
-    key = storage.log_key(export.submission_id, kind)
-    storage.store_file(key, source)
-    size, sha256 = file_digest(source)
-    file = ExportFile.objects.create(
-        export=export,
-        source=ExportFile.Source.LOG,
-        path=f"{kind}.log",
-        size=size,
-        sha256=sha256,
-        kind="log",
-        flags=[],
-        preview=preview(source, "log"),
-        storage_key=key,
-    )
+    with hostlogs.local_copy(export.submission, kind) as source:
+        if source is None:
+            raise ExportRefused(f"Submission {export.submission_id} has no full {kind} log on this platform.")
+        if existing is not None:
+            existing.delete()
+        key = storage.log_key(export.submission_id, kind)
+        storage.store_file(key, source)
+        size, sha256 = file_digest(source)
+        file = ExportFile.objects.create(
+            export=export,
+            source=ExportFile.Source.LOG,
+            path=f"{kind}.log",
+            size=size,
+            sha256=sha256,
+            kind="log",
+            flags=[],
+            preview=preview(source, "log"),
+            storage_key=key,
+        )
     audit.record(export.submission, A.LOG_ATTACHED, by=by, file=file, mail=False)
     return file
 

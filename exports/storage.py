@@ -3,6 +3,8 @@
 Both go through Django's storage API (settings.STORAGES["exports"]). Keys:
   <submission id>/<path>          files the run wrote (locally: the very folder the run wrote to)
   _logs/<submission id>/<kind>.log   a platform log attached for release
+  _hostlogs/<submission id>/<kind>.log   a full build or run log, kept by the host that wrote it
+                                       (it may not be the portal's), for the review to read and attach
   _releases/<submission id>/<digest>.zip   the whole release as one zip, built on first download
 No key is ever handed out: local files are streamed by the signed download view, S3 files through
 short presigned URLs minted by that view once it has checked the release.
@@ -39,6 +41,10 @@ def run_file_key(submission_id: int, path: str) -> str:
 
 def log_key(submission_id: int, kind: str) -> str:
     return f"_logs/{submission_id}/{kind}.log"
+
+
+def host_log_key(submission_id: int, kind: str) -> str:
+    return f"_hostlogs/{submission_id}/{kind}.log"
 
 
 def store_run_files(submission_id: int, folder: Path, paths: list[str]) -> None:
@@ -82,6 +88,10 @@ def delete(key: str) -> None:
 
 def open_file(key: str):
     return export_storage().open(key, "rb")
+
+
+def exists(key: str) -> bool:
+    return export_storage().exists(key)
 
 
 def read_range(key: str, offset: int, length: int) -> bytes:

@@ -12,7 +12,7 @@ from disclosure.selectors import release_gate, reports_of
 from submissions import logpolicy
 from submissions.selectors import submission_for
 
-from . import audit, downloads, fileview, selectors, services, storage
+from . import audit, downloads, fileview, hostlogs, selectors, services, storage
 from .errors import LinkExpired
 from .models import ExportEvent, ExportFile
 from .provenance import provenance_record
@@ -135,7 +135,7 @@ def review(request, pk: int):
         "platform_failed": any(r.verdict == r.Verdict.UNASSESSED and r.fault for r in reports),
         "approvals": selectors.approvals_by_file(export),
         "events": submission.export_events.select_related("by"),
-        "logs": [k for k in logpolicy.KINDS if logpolicy.full_log_path(submission, k).is_file()],
+        "logs": [k for k in logpolicy.KINDS if hostlogs.available(submission, k)],
         "own_export": request.user.pk == submission.owner_id,
         "comment": request.POST.get("comment", ""),
         "rule_text": (
@@ -205,11 +205,11 @@ def full_log(request, submission_id: int, kind: str):
     submission = submission_for(request.user, submission_id)
     if request.user.pk == submission.owner_id:
         return _refused(request, "This is the log of your own submission: ask for it with a release request.")
-    path = logpolicy.full_log_path(submission, kind) if kind in logpolicy.KINDS else None
-    if path is None or not path.is_file():
+    whole = hostlogs.open_log(submission, kind) if kind in logpolicy.KINDS else None
+    if whole is None:
         raise Http404
     audit.record(submission, ExportEvent.Action.LOG_READ, by=request.user, comment=f"{kind} log", mail=False)
-    return FileResponse(open(path, "rb"), content_type="text/plain; charset=utf-8")  # noqa: SIM115
+    return FileResponse(whole, content_type="text/plain; charset=utf-8")
 
 
 @login_required

@@ -10,6 +10,7 @@ import time
 from django.conf import settings
 from django.db import connection
 
+from exports.hostlogs import keep as keep_log
 from submissions.facts import BuildFacts
 from submissions.models import Submission
 from submissions.selectors import submission_cancelled
@@ -28,6 +29,7 @@ def build(submission_id: int) -> None:
         return  # already handled (a duplicate message), or cancelled first
     job = build_job_for(submission_id)
     facts = _build(job)
+    keep_log(submission_id, "build")  # for the portal, which may be on another host
     if not build_facts_record(facts=facts) and facts.image_id:
         docker_api.remove_image(job.spec.tag)  # cancelled or settled while it built
 
