@@ -33,8 +33,28 @@ def request_build(submission_id: int) -> None:
     _send("runner.tasks.build_submission", (submission_id,), settings.M2D_QUEUE_BUILD)
 
 
-def wake_run_slots() -> None:
-    _send("runner.tasks.wake_run_slots", (), settings.M2D_QUEUE_RUN)
+def wake_run_slots(passed_on: bool = False) -> None:
+    """Wake one free run slot, of whichever run worker takes the message first. A host that may
+    take no new work hands on a wake-up it took, once (`passed_on`)."""
+    _send("runner.tasks.wake_run_slots", (True,) if passed_on else (), settings.M2D_QUEUE_RUN)
+
+
+def stop_taking_runs(worker: str) -> bool:
+    """Ask a run worker (by its node name) to take no more messages from the run queue; whether
+    it said it stopped."""
+    try:
+        replies = app.control.cancel_consumer(settings.M2D_QUEUE_RUN, destination=[worker], reply=True, timeout=2)
+    except Exception as exc:
+        log.warning("could not ask %s to stop taking runs (%s)", worker, exc)
+        return False
+    return bool(replies)
+
+
+def take_runs_again(worker: str) -> None:
+    try:
+        app.control.add_consumer(settings.M2D_QUEUE_RUN, destination=[worker])
+    except Exception as exc:  # the next heartbeat asks again
+        log.warning("could not ask %s to take runs again (%s)", worker, exc)
 
 
 def stop_run(submission_id: int) -> None:

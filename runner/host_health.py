@@ -9,12 +9,14 @@ import logging
 import os
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from django.conf import settings
 from django.db import connection
 
 from hosts.facts import HostFacts
+from hosts.selectors import may_claim
 from hosts.services import host_report
 from submissions.queue import host_name
 
@@ -76,14 +78,22 @@ def report() -> str:
     return host.problem
 
 
-def start_heartbeat() -> threading.Thread:
+def takes_work() -> bool:
+    """Whether this host may take new work now, as its last report and the admins' drain say."""
+    return may_claim(host_name())
+
+
+def start_heartbeat(on_beat: Callable[[bool], None] | None = None) -> threading.Thread:
     """Report this host every M2D_HEARTBEAT_SECONDS from a thread of the worker's main process, so
-    that an idle host is seen alive and its health stays current."""
+    that an idle host is seen alive and its health stays current; `on_beat` is told each time
+    whether the host may take new work."""
 
     def beat() -> None:
         while True:
             try:
                 report()
+                if on_beat is not None:
+                    on_beat(takes_work())
             except Exception as exc:  # the database away for a moment: the next beat tries again
                 log.warning("host heartbeat not recorded: %s", exc)
             finally:

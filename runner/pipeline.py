@@ -28,7 +28,7 @@ from submissions.facts import RunFacts, TrackingTotals
 from submissions.selectors import submission_cancelled
 from submissions.services import run_facts_record, run_lost_record, run_tracking_reserve, run_tracking_usage_record
 
-from . import docker_api, host_health, provenance, scheduling
+from . import dispatch, docker_api, host_health, provenance, scheduling
 from .builds import image_for_run
 from .export_volume import ExportLimitExceeded, ExportVolumeError
 from .gateway import GatewayPolicy, GatewayStats, TrackingGateway
@@ -37,6 +37,20 @@ from .naming import container_name, image_tag, run_labels
 from .phases import Phases
 
 log = logging.getLogger(__name__)
+
+
+def wake(worker: str, passed_on: bool = False) -> int:
+    """A wake-up taken by this run worker: run the queued work its slot may take. A host that may
+    take no new work (draining, unhealthy) stops listening for wake-ups until its heartbeat finds
+    it may again (worker_signals), and hands the one it took on to the hosts that listen: else the
+    queued work would wait for the reconciler while their slots are free."""
+    count = run_queued()
+    if not host_health.takes_work():
+        dispatch.stop_taking_runs(worker)
+        if not passed_on:
+            log.info("this host takes no new work: its wake-up is passed on")
+            dispatch.wake_run_slots(passed_on=True)
+    return count
 
 
 def run_queued(slot: scheduling.Slot | None = None) -> int:
@@ -315,7 +329,7 @@ def _follow(spec: docker_api.RunSpec, submission_id: int) -> docker_api.RunOutco
         try:
             return docker_api.wait_run(
                 dataclasses.replace(spec, timeout=remaining),
-                heartbeat=lambda: _beat(submission_id),
+                heartbeat=lambda: _beat(spec, submission_id),
                 heartbeat_seconds=settings.M2D_HEARTBEAT_SECONDS,
             )
         except docker_api.PlatformFault:
@@ -337,10 +351,14 @@ def _stopped_with_its_engine(outcome: docker_api.RunOutcome) -> bool:
     return not docker_api.wait_for_engine(3)
 
 
-def _beat(submission_id: int) -> None:
-    """Called from the watchdog's thread: say the run is watched, and give the thread's
-    database connection back."""
+def _beat(spec: docker_api.RunSpec, submission_id: int) -> None:
+    """Called from the watchdog's thread: say the run is watched, stop it when it was cancelled,
+    and give the thread's database connection back. A cancel also asks a maintenance worker to
+    stop the run at once, but that worker may be on another host, whose engine does not hold it."""
     try:
         scheduling.beat(submission_id)
+        if submission_cancelled(submission_id):
+            log.info("submission %s was cancelled: its run host stops it", submission_id)
+            docker_api.stop_run(spec.name, grace=spec.stop_grace)
     finally:
         connection.close()

@@ -12,9 +12,9 @@ def build_submission(submission_id: int) -> None:
     builds.build(submission_id)
 
 
-@shared_task(acks_late=True)
-def wake_run_slots() -> None:
-    pipeline.run_queued()
+@shared_task(bind=True, acks_late=True)
+def wake_run_slots(self, passed_on: bool = False) -> None:
+    pipeline.wake(self.request.hostname, passed_on=passed_on)
 
 
 @shared_task
