@@ -117,8 +117,10 @@ def export_panel(user, submission) -> dict:
         entry.download_link = links.get(entry.pk)
         entry.decision_comment = decisions.get(entry.pk, "")
     attached = {e.path.removesuffix(".log") for e in all_entries if e.source == ExportFile.Source.LOG}
-    requestable_logs = [
-        kind for kind in logpolicy.KINDS if kind not in attached and hostlogs.available(submission, kind)
+    requestable_logs = [  # asked of the export storage only where the owner may ask for them
+        kind
+        for kind in logpolicy.KINDS
+        if is_owner and submission.is_finished and kind not in attached and hostlogs.available(submission, kind)
     ]
     status = export.status if export else None
     return {
