@@ -345,6 +345,8 @@ M2D_SERVE_IDLE_SECONDS = env.float("M2D_SERVE_IDLE_SECONDS", default=600.0)
 M2D_SERVE_RELAY_URL = env("M2D_SERVE_RELAY_URL", default="")
 M2D_SERVE_RELAY_SECRET = env("M2D_SERVE_RELAY_SECRET", default="")
 M2D_SERVE_RELAY_MAX_SKEW = env.int("M2D_SERVE_RELAY_MAX_SKEW", default=30)
+# The CA that signed the relays' certificates (https:// relay URLs); the system's CAs when empty.
+M2D_SERVE_RELAY_CA = env("M2D_SERVE_RELAY_CA", default="")
 # Batch jobs: a zip of cases, each sent through the same gateway, one at a time, by the
 # serve-batch worker. The zip is kept only until its job ends.
 M2D_BATCH_MAX_CASES = env.int("M2D_BATCH_MAX_CASES", default=1000)

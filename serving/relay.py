@@ -7,6 +7,8 @@ with the same checks as the gateway (no link followed, the socket owned by the w
 response timeout, the answer's size cap), and nothing else. It holds no database connection and
 serves no other path.
 
+Between hosts the cases travel over TLS when the relay URL is https:// (the relay's certificate
+and key: M2D_WEB_CERTFILE / M2D_WEB_KEYFILE; the gateway checks it against M2D_SERVE_RELAY_CA).
 Each request is signed by the gateway with the secret both share (M2D_SERVE_RELAY_SECRET): an
 HMAC-SHA256 of the method, the path, the time and the body's hash. The relay refuses an unsigned,
 forged or stale request (older than M2D_SERVE_RELAY_MAX_SKEW seconds), so nobody else on the
@@ -21,19 +23,21 @@ another worker and never retires one for it.
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import hmac
 import http.client
 import json
 import logging
 import re
+import ssl
 import time
 from urllib.parse import urlsplit
 
 from django.conf import settings
 
 from .files import socket_path
-from .workerclient import SocketRefused, WorkerBrokeOff, WorkerTimedOut, WorkerUnreachable, ask
+from .workerclient import SocketRefused, WorkerBrokeOff, WorkerTimedOut, WorkerUnreachable, answer_of, ask
 
 log = logging.getLogger(__name__)
 
@@ -88,8 +92,12 @@ def ask_remote(relay_url: str, worker_id: int, action: str, body: dict | None, t
         "X-M2D-Time": at,
         "X-M2D-Signature": signature(settings.M2D_SERVE_RELAY_SECRET, method, path, at, data),
     }
-    kind = http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
-    connection = kind(parts.hostname, parts.port, timeout=CONNECT_SECONDS)
+    if parts.scheme == "https":
+        connection = http.client.HTTPSConnection(
+            parts.hostname, parts.port, timeout=CONNECT_SECONDS, context=_tls_context(settings.M2D_SERVE_RELAY_CA)
+        )
+    else:
+        connection = http.client.HTTPConnection(parts.hostname, parts.port, timeout=CONNECT_SECONDS)
     try:
         connection.connect()
         connection.sock.settimeout(timeout + MARGIN_SECONDS)
@@ -117,12 +125,14 @@ def ask_remote(relay_url: str, worker_id: int, action: str, body: dict | None, t
         raise RelayUnreachable(
             f"the relay of its host ({parts.netloc}) refused the gateway ({response.status}: {reason})"
         )
-    if len(raw) > max_answer:
-        return 502, {"error": f"the model's answer is over {max_answer} bytes"}
-    try:
-        return response.status, json.loads(raw)
-    except ValueError:
-        return 502, {"error": "the model's server answered something that is not JSON"}
+    return answer_of(response.status, raw, max_answer)
+
+
+@functools.cache
+def _tls_context(cafile: str) -> ssl.SSLContext:
+    """The relay's certificate is checked against the hospital's own CA (M2D_SERVE_RELAY_CA), or
+    the system's when none is set; its name must match the relay URL's host."""
+    return ssl.create_default_context(cafile=cafile or None)
 
 
 def cut_off_lately(relay_url: str) -> bool:

@@ -85,10 +85,15 @@ def ask(path: Path, owner_uid: int, method: str, url: str, body: dict | None, ti
     finally:
         with contextlib.suppress(OSError):
             connection.close()
+    return answer_of(response.status, raw, max_answer)
+
+
+def answer_of(status: int, raw: bytes, max_answer: int) -> tuple[int, dict]:
+    """The worker's answer read back: 502 when it is over the cap or not JSON."""
     if len(raw) > max_answer:
         return 502, {"error": f"the model's answer is over {max_answer} bytes"}
     try:
-        return response.status, json.loads(raw)
+        return status, json.loads(raw)
     except ValueError:
         return 502, {"error": "the model's server answered something that is not JSON"}
 

@@ -9,6 +9,9 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspa
 from ops.logs import logging_config  # noqa: E402
 
 bind = os.environ.get("M2D_WEB_BIND", "0.0.0.0:8000")
+# TLS of its own where no proxy stands in front (the serving relay between hosts).
+certfile = os.environ.get("M2D_WEB_CERTFILE") or None
+keyfile = os.environ.get("M2D_WEB_KEYFILE") or None
 workers = int(os.environ.get("WEB_CONCURRENCY", "3"))
 threads = int(os.environ.get("M2D_WEB_THREADS", "2"))
 # Uploads of up to M2D_MAX_UPLOAD_BYTES are checked synchronously: leave them time.

@@ -156,5 +156,6 @@ def test_compose_files_are_valid_with_the_example_settings(tmp_path, files):
     if "docker-compose.serving-host.yml" in files:
         # the serving agent listens to its own queue only, and the relay answers on the internal address
         assert "M2D_WORKER_QUEUE: serve.gpu-host-1" in result.stdout
-        assert "M2D_SERVE_RELAY_URL: http://10.0.0.3:8790" in result.stdout
+        assert "M2D_SERVE_RELAY_URL: https://10.0.0.3:8790" in result.stdout
+        assert "M2D_WEB_CERTFILE: /etc/m2d/relay-tls/relay.pem" in result.stdout
         assert "10.0.0.3:8790:8790" in result.stdout and "m2d.relay_wsgi" in result.stdout

@@ -40,9 +40,9 @@ OTHER = "serving-host-b"
 class OtherHost:
     """Host B: its serving folder, which the gateway here does not mount, and its relay."""
 
-    def __init__(self, folder: Path):
-        self.folder, self.port = folder, free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
+    def __init__(self, folder: Path, tls: dict[str, str] | None = None):
+        self.folder, self.port, self.tls = folder, free_port(), tls or {}
+        self.url = f"{'https' if tls else 'http'}://127.0.0.1:{self.port}"
         self.relay: subprocess.Popen | None = None
 
     def start_relay(self) -> None:
@@ -54,6 +54,7 @@ class OtherHost:
             "M2D_WEB_BIND": f"127.0.0.1:{self.port}",
             "WEB_CONCURRENCY": "1",
             "M2D_WEB_THREADS": "4",
+            **self.tls,
         }
         self.relay = subprocess.Popen(
             [
@@ -72,7 +73,7 @@ class OtherHost:
 
     def _answers(self) -> bool:
         try:
-            return requests.get(f"{self.url}/health", timeout=2).status_code == 200
+            return requests.get(f"{self.url}/health", timeout=2, verify=False).status_code == 200
         except requests.RequestException:
             return False
 
@@ -82,8 +83,13 @@ class OtherHost:
 
 
 @pytest.fixture
-def host_b(deployed, settings):
-    host = OtherHost(Path(f"/tmp/m2d-serve-b-{os.getpid()}"))
+def relay_tls():
+    """No TLS between the hosts; a test module overrides this fixture for TLS."""
+
+
+@pytest.fixture
+def host_b(deployed, settings, relay_tls):
+    host = OtherHost(Path(f"/tmp/m2d-serve-b-{os.getpid()}"), relay_tls)
     host.start_relay()
     settings.M2D_SERVE_RELAY_SECRET = SECRET  # the gateway's copy of the shared secret
     yield host
