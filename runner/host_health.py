@@ -8,12 +8,10 @@ from __future__ import annotations
 import logging
 import os
 import threading
-import time
 from collections.abc import Callable
 from pathlib import Path
 
 from django.conf import settings
-from django.db import connection
 
 from hosts.facts import HostFacts
 from hosts.selectors import may_claim
@@ -21,6 +19,7 @@ from hosts.services import host_report
 from submissions.queue import host_name
 
 from . import docker_api
+from .every import every
 
 log = logging.getLogger(__name__)
 
@@ -89,17 +88,8 @@ def start_heartbeat(on_beat: Callable[[bool], None] | None = None) -> threading.
     whether the host may take new work."""
 
     def beat() -> None:
-        while True:
-            try:
-                report()
-                if on_beat is not None:
-                    on_beat(takes_work())
-            except Exception as exc:  # the database away for a moment: the next beat tries again
-                log.warning("host heartbeat not recorded: %s", exc)
-            finally:
-                connection.close()
-            time.sleep(settings.M2D_HEARTBEAT_SECONDS)
+        report()
+        if on_beat is not None:
+            on_beat(takes_work())
 
-    thread = threading.Thread(target=beat, name="m2d-host-heartbeat", daemon=True)
-    thread.start()
-    return thread
+    return every(lambda: settings.M2D_HEARTBEAT_SECONDS, beat, "m2d-host-heartbeat", "host heartbeat not recorded")

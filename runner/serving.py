@@ -27,7 +27,6 @@ from datetime import timedelta
 
 from celery import signals
 from django.conf import settings
-from django.db import connection
 from django.utils import timezone
 
 from hosts.selectors import placeable_hosts
@@ -39,6 +38,7 @@ from serving.workerclient import WorkerTimedOut, WorkerUnreachable, ask, wait_re
 from submissions.queue import host_name, serving_queue, slots
 
 from . import builds, docker_api, host_health
+from .every import every
 
 log = logging.getLogger(__name__)
 MAX_SOCKET_PATH = 107  # a unix socket's path, NUL included, fits in 108 bytes
@@ -83,19 +83,9 @@ def start_reconciling() -> threading.Thread:
     the agent of a further serving host listens only to its own queue, which no beat schedule
     reaches."""
 
-    def loop() -> None:
-        while True:
-            try:
-                reconcile()
-            except Exception:  # the engine or the database away for a moment: the next round tries again
-                log.exception("serving reconcile failed")
-            finally:
-                connection.close()
-            time.sleep(settings.M2D_RECONCILE_SECONDS)
-
-    thread = threading.Thread(target=loop, name="m2d-serving-reconciler", daemon=True)
-    thread.start()
-    return thread
+    return every(
+        lambda: settings.M2D_RECONCILE_SECONDS, reconcile, "m2d-serving-reconciler", "serving reconcile failed"
+    )
 
 
 @contextlib.contextmanager
