@@ -24,6 +24,7 @@ from rest_framework.response import Response
 from accounts.models import TokenScopes
 from modelstore import selectors as store
 from serving import batch
+from serving import selectors as serving_selectors
 from serving.errors import ServingError
 from serving.models import Prediction
 from serving.throttles import Quota
@@ -74,7 +75,11 @@ class PredictionSerializer(serializers.Serializer):
     at = serializers.DateTimeField()
     user = serializers.CharField(allow_null=True)
     endpoint = serializers.CharField(help_text="predictions, v2 or batch")
-    status = serializers.IntegerField()
+    status = serializers.IntegerField(help_text="the HTTP status answered; 0 while in flight or interrupted")
+    state = serializers.ChoiceField(
+        ["answered", "in flight", "interrupted"],
+        help_text="interrupted: no answer past the response timeout (the gateway process stopped mid-request)",
+    )
     inputs = serializers.ListField(child=serializers.DictField(), help_text="names, types, sizes and sha256")
     outputs = serializers.JSONField(allow_null=True)
     error = serializers.CharField()
@@ -255,22 +260,24 @@ class PredictionsView(StoreView):
         if token:
             rows = rows.filter(pk__lt=_before(token))
         page = list(rows[: limit + 1])
+        cutoff = serving_selectors.interrupted_before()
         more, page = len(page) > limit, page[:limit]
         return Response(
             {
-                "predictions": [_prediction(p) for p in page],
+                "predictions": [_prediction(p, cutoff) for p in page],
                 "next_page_token": _token(page[-1].pk) if more else None,
             }
         )
 
 
-def _prediction(p: Prediction) -> dict:
+def _prediction(p: Prediction, cutoff) -> dict:
     return {
         "id": p.uuid,
         "at": p.at,
         "user": p.user.get_username() if p.user else None,
         "endpoint": p.endpoint,
         "status": p.status,
+        "state": serving_selectors.prediction_state(p, cutoff),
         "inputs": p.inputs,
         "outputs": p.outputs,
         "error": p.error,

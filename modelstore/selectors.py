@@ -86,6 +86,21 @@ def version_for(user, model: RegisteredModel, number) -> ModelVersion:
     return found
 
 
+def visible_version(user, name: str, number) -> ModelVersion:
+    """version_for(user, model_for(user, name), number) in one query, for the inference gateway,
+    which asks it on every request. Its Http404 does not say whether the model or the version
+    is missing."""
+    versions = ModelVersion.objects.filter(model__in=_visible(user).filter(name=name).values("pk"))
+    if isinstance(number, int) or (isinstance(number, str) and number.isascii() and number.isdigit()):
+        found = versions.filter(number=int(number)) if int(number) <= MAX_NUMBER else None
+    else:
+        found = versions.filter(aliases__model_id=F("model_id"), aliases__name=number)
+    found = found.select_related("model").first() if found is not None else None
+    if found is None:
+        raise Http404(f"No model named {name} with a version {number}.")
+    return found
+
+
 def versions_of(model: RegisteredModel):
     return model.versions.prefetch_related("files", "aliases").order_by("number")
 

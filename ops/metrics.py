@@ -20,6 +20,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Histo
 
 from hosts.models import Host
 from hosts.selectors import silent_before
+from serving import selectors as serving_selectors
 from serving.models import Deployment, Prediction, ServeWorker
 from submissions.models import Submission, SubmissionEvent
 
@@ -216,12 +217,19 @@ class PlatformCollector:
         """Predictions from their audit rows (refusals included), workers from theirs."""
         requests = CounterMetricFamily(
             "m2d_serving_requests",
-            "Prediction requests, by model, version and HTTP status.",
+            "Prediction requests, by model, version and HTTP status (interrupted: the gateway stopped mid-request).",
             labels=["model", "version", "code"],
         )
-        rows = Prediction.objects.values_list("model_name", "version__number", "status").annotate(n=Count("id"))
+        # A request in flight is counted once it is answered, under the status it gets.
+        cutoff = serving_selectors.interrupted_before()
+        rows = (
+            Prediction.objects.exclude(status=serving_selectors.NO_ANSWER_YET, at__gte=cutoff)
+            .values_list("model_name", "version__number", "status")
+            .annotate(n=Count("id"))
+        )
         for model, version, code, n in rows.order_by():
-            requests.add_metric([model, str(version or ""), str(code)], n)
+            label = "interrupted" if code == serving_selectors.NO_ANSWER_YET else str(code)
+            requests.add_metric([model, str(version or ""), label], n)
         yield requests
 
         latency = HistogramMetricFamily(

@@ -37,8 +37,7 @@ class Answer:
 
 def resolve(user, name: str, version_ref: str | None):
     """The version a request means: the one named, or the model's `default` alias."""
-    model = store.model_for(user, name)
-    return store.version_for(user, model, version_ref or "default")
+    return store.visible_version(user, name, version_ref or "default")
 
 
 ONLY_INPUT = None  # the key of a body sent without a name: the model's one input
@@ -58,9 +57,12 @@ def _named(card: dict, given: dict) -> dict:
 
 def predict(*, user, name: str, version_ref: str | None, given: dict, endpoint: str) -> Answer:
     """Ask the model; raises Http404 or a ServingError, each recorded like an answer. A body sent
-    without a name (key ONLY_INPUT) is the model's one input."""
+    without a name (key ONLY_INPUT) is the model's one input. The audit row of a request handed
+    to a worker is written before the worker is asked and completed after, so a gateway killed
+    meanwhile leaves it in flight (serving.selectors.prediction_state reads it as interrupted)."""
     started = time.monotonic()
     record = {"user": user, "model_name": name[:100], "endpoint": endpoint}
+    row = None
     try:
         version = resolve(user, name, version_ref)
         record["version"] = version
@@ -71,6 +73,8 @@ def predict(*, user, name: str, version_ref: str | None, given: dict, endpoint: 
             "inputs": {k: {"content_type": t, "data": base64.b64encode(d).decode()} for k, (t, d) in given.items()},
             "parameters": {},
         }
+        record["worker"] = workers[0]
+        row = services.prediction_begin(**record)
         cut_off = []
         for worker in workers:
             record["worker"] = worker
@@ -100,24 +104,34 @@ def predict(*, user, name: str, version_ref: str | None, given: dict, endpoint: 
                 raise InvalidInput(error)
             raise ModelFailed(f"The model could not answer: {error}")
         outputs = answer.get("outputs", {})
-        saved = services.prediction_record(
-            **record,
+        saved = _recorded(
+            row,
+            record,
+            started,
             status=200,
             outputs=_capped(outputs),
             model_seconds=answer.get("model_seconds"),
-            total_seconds=time.monotonic() - started,
         )
         return Answer(model=version.model.name, version=version.number, outputs=outputs, prediction=str(saved.uuid))
     except Http404:
-        services.prediction_record(
-            **record, status=404, error="no such model", total_seconds=time.monotonic() - started
-        )
+        _recorded(row, record, started, status=404, error="no such model")
         raise
     except ServingError as exc:
-        services.prediction_record(
-            **record, status=exc.code, error=str(exc)[:2000], total_seconds=time.monotonic() - started
-        )
+        _recorded(row, record, started, status=exc.code, error=str(exc)[:2000])
         raise
+    except Exception as exc:
+        if row is not None:  # the row of a request the platform failed to complete says so, not "interrupted"
+            _recorded(row, record, started, status=500, error=f"the platform failed: {exc}"[:2000])
+        raise
+
+
+def _recorded(row, record: dict, started: float, **fields):
+    """The request's audit row, completed (written at once when the request ended before a worker)."""
+    fields["total_seconds"] = time.monotonic() - started
+    if row is None:
+        return services.prediction_record(**record, **fields)
+    services.prediction_end(prediction=row, worker=record["worker"], **fields)
+    return row
 
 
 def _ready(version) -> list:

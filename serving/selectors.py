@@ -12,6 +12,11 @@ from .errors import WorkersBusy
 from .models import Deployment, Prediction, ServeWorker
 
 LIVE = (ServeWorker.State.STARTING, ServeWorker.State.READY)
+# A prediction's status while its worker has not answered: the audit row is written before the
+# worker is asked. One still without an answer past the response timeout and this margin was
+# interrupted (its gateway process was killed or restarted): nobody will complete it.
+NO_ANSWER_YET = 0
+INTERRUPTED_MARGIN_SECONDS = 10
 # Time for a scale's message to reach the reconciler, on top of the workers' own startup time.
 SCALE_MARGIN_SECONDS = 60
 
@@ -30,6 +35,19 @@ def live_workers(deployment: Deployment) -> list[ServeWorker]:
 
 def deployments_to_reconcile():
     return Deployment.objects.select_related("version__submission", "version__model").order_by("pk")
+
+
+def interrupted_before():
+    """Predictions without an answer from before this time were interrupted."""
+    return timezone.now() - timedelta(seconds=settings.M2D_SERVE_RESPONSE_TIMEOUT + INTERRUPTED_MARGIN_SECONDS)
+
+
+def prediction_state(prediction: Prediction, cutoff=None) -> str:
+    """answered (its status says how: 200, or a refusal), in flight, or interrupted; `cutoff` is
+    interrupted_before(), for a reader of many rows."""
+    if prediction.status != NO_ANSWER_YET:
+        return "answered"
+    return "interrupted" if prediction.at < (cutoff or interrupted_before()) else "in flight"
 
 
 def refused_busy_since(deployment: Deployment, since) -> bool:

@@ -184,4 +184,15 @@ def worker_end(*, worker: ServeWorker, failed: bool, reason: str) -> None:
 
 
 def prediction_record(**fields) -> Prediction:
+    """The audit row of a request refused or failed before a worker was asked."""
     return Prediction.objects.create(**fields)
+
+
+def prediction_begin(**fields) -> Prediction:
+    """The audit row of a request about to be handed to a worker, in flight until prediction_end."""
+    return Prediction.objects.create(status=selectors.NO_ANSWER_YET, **fields)
+
+
+def prediction_end(*, prediction: Prediction, **fields) -> None:
+    """The answer (or refusal) of a request in flight: its status, outputs or error, and times."""
+    Prediction.objects.filter(pk=prediction.pk).update(**fields)

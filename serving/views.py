@@ -9,7 +9,6 @@ import json
 
 from django.conf import settings
 from django.http import Http404
-from rest_framework.authentication import TokenAuthentication
 from rest_framework.permissions import IsAuthenticated
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -17,13 +16,13 @@ from rest_framework.views import APIView
 from accounts.scopes import HasTokenScope
 
 from . import gateway, inputs, selectors
-from .auth import BasicTokenAuthentication
+from .auth import BasicTokenAuthentication, OneQueryTokenAuthentication
 from .errors import BodyTooLarge, InvalidInput, ServingError
 from .throttles import InferenceQuota
 
 
 class _Inference(InferenceQuota, APIView):
-    authentication_classes = [TokenAuthentication, BasicTokenAuthentication]
+    authentication_classes = [OneQueryTokenAuthentication, BasicTokenAuthentication]
     permission_classes = [IsAuthenticated, HasTokenScope]
     required_scopes = ("predict",)
     parser_classes = []  # bodies are read raw, within M2D_SERVE_MAX_BODY

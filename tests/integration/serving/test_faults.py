@@ -25,7 +25,9 @@ from django.utils import timezone
 from rest_framework.test import APIClient
 
 from modelstore.services import model_register
+from ops.metrics import render
 from runner import serving as agent
+from serving import selectors as serving_selectors
 from serving.errors import ScaleInProgress
 from serving.models import Deployment, Prediction, ServeWorker
 from serving.services import deployment_scale
@@ -334,8 +336,8 @@ def web_workers(master) -> list[int]:
 
 
 def kill_web_worker_mid_prediction(master, url: str, token: str, mode: int) -> float:
-    """Ask for a prediction in `mode` and kill -9 the web worker holding it a second later; returns
-    when the master has a new worker, at the monotonic time of the kill."""
+    """Ask for a prediction in `mode` and kill -9 the web worker holding it once the model has it;
+    returns when the master has a new worker, at the monotonic time of the kill."""
     [holder] = web_workers(master)
     cut = {}
 
@@ -352,7 +354,9 @@ def kill_web_worker_mid_prediction(master, url: str, token: str, mode: int) -> f
 
     asking = threading.Thread(target=in_flight)
     asking.start()
-    time.sleep(1)
+    # in its model's hands: the audit row is written as the request is handed to the worker
+    wait_until(lambda: Prediction.objects.filter(status=0).exists(), 30, "the prediction to reach the worker")
+    time.sleep(0.5)
     os.kill(holder, signal.SIGKILL)
     killed_at = time.monotonic()
     asking.join()
@@ -416,6 +420,42 @@ def test_kill_9_of_the_web_worker_during_a_hung_prediction_the_reconciler_recycl
     print(
         f"\nkill -9 of the web worker during a hung prediction: 503 busy meanwhile; the reconciler replaced the "
         f"worker in {took:.1f} s once the prediction was {limit:g} s old; answered again {back:.1f} s after the kill"
+    )
+
+
+def test_kill_9_of_the_web_worker_mid_prediction_leaves_its_audit_row_which_reads_interrupted(
+    deployed, gunicorn, api, settings
+):
+    version, deployment, owner = deployed
+    master, url = gunicorn
+    caller = api(owner)  # predict, and read the version's audit
+    token = caller._credentials["HTTP_AUTHORIZATION"]
+    killed_at = kill_web_worker_mid_prediction(master, url, token, SLOW_MODE)
+
+    def audit() -> list[dict]:
+        answer = caller.get("/api/v1/models/toy-scoring/1/predictions")
+        assert answer.status_code == 200, answer.content
+        return answer.json()["predictions"]
+
+    [cut] = audit()  # written when the request was handed to the worker, before the kill
+    assert (cut["status"], cut["state"], cut["inputs"][0]["name"]) == (0, "in flight", "view"), cut
+    assert 'code="0"' not in render().decode()  # a request in flight is not counted yet
+
+    limit = settings.M2D_SERVE_RESPONSE_TIMEOUT + serving_selectors.INTERRUPTED_MARGIN_SECONDS
+    at = Prediction.objects.get(uuid=cut["id"]).at
+    time.sleep(max(0.0, (at - timezone.now()).total_seconds() + limit + 0.5))
+    [cut] = audit()
+    assert (cut["status"], cut["state"], cut["total_seconds"]) == (0, "interrupted", None), cut
+    assert 'm2d_serving_requests_total{code="interrupted",model="toy-scoring",version="1"} 1.0' in render().decode()
+
+    answer = predict_through(url, token, 7)  # the next request is answered and recorded as before
+    assert answer.status_code == 200 and answer.json()["score"] == 14.0, answer.content
+    after = audit()
+    assert [(p["status"], p["state"]) for p in after] == [(200, "answered"), (0, "interrupted")]
+    assert after[0]["model_seconds"] is not None and after[0]["total_seconds"] >= after[0]["model_seconds"]
+    print(
+        f"\nkill -9 of the web worker mid-prediction: its audit row was in flight at once and read interrupted "
+        f"{limit:g} s after it was written; answered again {time.monotonic() - killed_at:.1f} s after the kill"
     )
 
 
