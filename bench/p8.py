@@ -26,14 +26,19 @@ import uuid
 import zipfile
 
 import numpy as np
+import p8_torchserve as torchserve
 import requests
 from common import PORTAL, QUICK, REPO, WORK, Figure, check_succeeded, make_zip, say, submit, wait_finished
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.management import call_command
+from django.db import connection
+from django.test import RequestFactory
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from accounts.services import api_token_create
+from disclosure.selectors import assessment_waiting
 from exports.models import ExportFile
 from exports.services import export_decide_all, export_request_release
 from modelstore.models import ModelAlias, RegisteredModel
@@ -42,6 +47,7 @@ from serving import selectors as serving_selectors
 from serving.files import model_folder, socket_path
 from serving.models import Deployment, Prediction, ServeWorker
 from serving.services import deployment_scale
+from serving.views import Predictions
 from serving.workerclient import ask
 
 WARM_N = 100 if QUICK else 500
@@ -116,24 +122,26 @@ def ms(values: list[float]) -> str:
 # --- training, release, registration ------------------------------------------------------------
 
 
-def reviewer():
+def reviewer(username: str = "bench-admin"):
     User = get_user_model()
-    admin = User.objects.filter(username="bench-admin").first()
-    return admin or User.objects.create_superuser("bench-admin", "bench-admin@example.org", uuid.uuid4().hex)
+    admin = User.objects.filter(username=username).first()
+    return admin or User.objects.create_superuser(username, f"{username}@example.org", uuid.uuid4().hex)
 
 
 def release_and_register(user, run, name: str):
     export = run.export
     if export.entries.filter(state=ExportFile.State.HELD, source=ExportFile.Source.RUN).exists():
+        deadline = time.monotonic() + 600
+        while assessment_waiting(run.pk) and time.monotonic() < deadline:
+            time.sleep(1)  # the disclosure job of the model folder
         export_request_release(by=user, submission=run, justification="The benchmark's model.")
-        export.refresh_from_db()
-        export_decide_all(
-            by=reviewer(),
-            export=export,
-            decision="release",
-            seen={e.pk: e.sha256 for e in export.entries.filter(state=ExportFile.State.HELD)},
-            comment="Benchmark.",
-        )
+        # A model whose disclosure risk could not be assessed (the benchmark's data set is tiny) takes a
+        # second admin's approval.
+        for admin in (reviewer(), reviewer("bench-admin-2")):
+            export.refresh_from_db()
+            held = {e.pk: e.sha256 for e in export.entries.filter(state=ExportFile.State.HELD)}
+            if held:
+                export_decide_all(by=admin, export=export, decision="release", seen=held, comment="Benchmark.")
     return model_register(by=user, submission=run, paths=["model/"], name=name, visibility="private")
 
 
@@ -225,6 +233,19 @@ def floor(portal: Portal, n: int) -> list[float]:
         if answer.status_code != 200:
             raise RuntimeError(f"/v2/health/live answered {answer.status_code}")
     return times
+
+
+def queries_per_prediction(token: str, name: str, body: bytes) -> list[str]:
+    """The database queries one /predictions request makes in the gateway, from the bench's own
+    process (the same view, the same database, the worker's socket), as their first words."""
+    request = RequestFactory().post(
+        f"/predictions/{name}", data=body, content_type="application/x-npy", HTTP_AUTHORIZATION=f"Token {token}"
+    )
+    with CaptureQueriesContext(connection) as captured:
+        answer = Predictions.as_view()(request, name=name)
+    if answer.status_code != 200:
+        raise RuntimeError(f"/predictions/{name} in the bench's process answered {answer.status_code}")
+    return [" ".join(q["sql"].split()[:4])[:60] for q in captured.captured_queries]
 
 
 def warm(portal: Portal, name: str, files: dict[str, bytes], n: int) -> dict[str, list[float]]:
@@ -363,10 +384,13 @@ def p8(user, figures: dict[str, Figure]) -> None:
         "P8-sock": ("  the same: straight to the worker's socket (server + model)", ""),
         "P8-model": ("  the same: the model's predict alone (model_seconds)", ""),
         "P8-floor": ("  the portal's floor: GET /v2/health/live with the same token", ""),
+        "P8-queries": ("  the same: database queries per request in the gateway", ""),
         "P8-clam": ("warm /predictions, CLaM torch model, 4 PNG views: portal / model alone", ""),
         "P8-tput": (f"throughput, sklearn model, {CLIENTS} clients: 1 worker / 4 workers", ""),
         "P8-cold-np": ("cold start, sklearn model: container start -> ready", ""),
         "P8-cold-torch": ("cold start, CLaM torch model: container start -> ready", ""),
+        "P8-ts": ("TorchServe (pip, Debian's Java), same CLaM folder, 4 PNG parts: warm /predictions", ""),
+        "P8-ts-cold": ("  the same: worker start -> ready (scale 0 -> 1, synchronous)", ""),
         "P8-mlflow": ("mlflow models serve --env-manager local, same sklearn folder: warm /invocations", ""),
         "P8-mlflow-tput": (f"  the same: throughput, {CLIENTS} clients: 1 worker / 4 workers", ""),
         "P8-mlflow-cold": ("  the same: container start -> /ping answers (1 worker, 4 workers)", ""),
@@ -396,6 +420,9 @@ def p8(user, figures: dict[str, Figure]) -> None:
     for key, series in (("P8-gw", "gateway"), ("P8-inside", "inside"), ("P8-sock", "worker"), ("P8-model", "model")):
         figures[key].text = ms(times[series])
     figures["P8-floor"].text = ms(floor(portal, WARM_N))
+    queries = queries_per_prediction(token, IRIS, iris_files["features"])
+    figures["P8-queries"].text = str(len(queries))
+    figures["P8-queries"].note = "; ".join(queries)
     p50 = {series: pct(values, 50) * 1000 for series, values in times.items()}
     figures["P8"].note = (
         f"at p50 the worker's server adds {p50['worker'] - p50['model']:.1f} ms to the model (JSON, base64, .npy "
@@ -433,6 +460,20 @@ def p8(user, figures: dict[str, Figure]) -> None:
     times = warm(portal, CLAM, case, CLAM_N)
     figures["P8-clam"].text = f"{ms(times['gateway'])} / model p50 {pct(times['model'], 50) * 1000:.1f} ms"
     scale(user, clam, 0)
+
+    say("P8: TorchServe on the same CLaM folder")
+    try:
+        ts = torchserve.figures(model_folder(clam), case, CLAM_N, COLD_REPEATS)
+        figures["P8-ts"].text = ms(ts["warm"])
+        figures["P8-ts-cold"].values = ts["cold"]
+        figures["P8-ts"].note = (
+            f"TorchServe {ts['version']} as a process of this machine (its JVM answered /ping {ts['jvm']:.1f} s after "
+            "its start), one worker, the platform's predict.py behind a handler of the bench's: no container, no "
+            "sandbox, no authentication, no audit."
+        )
+    except torchserve.NotInstalled as exc:
+        figures["P8-ts"].text = "not installed"
+        figures["P8-ts"].note = f"TorchServe not measured: {exc}"
 
     say("P8: mlflow models serve on the same sklearn folder")
     try:
