@@ -5,6 +5,18 @@
 source "$(dirname "$0")/lib.sh"
 cd "$REPO_ROOT"
 
+# Which passes run: M2D_TEST_PASS=sqlite, pg or both. Without it: both for the whole suite; for
+# the tests named, the SQLite pass (and the PostgreSQL one's own tests with M2D_TEST_POSTGRES=1),
+# or the PostgreSQL pass alone where they name a two-host test file.
+test_pass=${M2D_TEST_PASS:-}
+if [ -z "$test_pass" ]; then
+    if [ $# = 0 ] || [ "${M2D_TEST_POSTGRES:-0}" = 1 ]; then test_pass=both; else test_pass=sqlite; fi
+    for arg in "$@"; do
+        case "$arg" in *test_two_host*) test_pass=pg ;; esac
+    done
+fi
+case "$test_pass" in sqlite | pg | both) ;; *) die "M2D_TEST_PASS is sqlite, pg or both, not '$test_pass'" ;; esac
+
 # Each run is its own stack (name, ports, containers, files), so runs side by side never meet.
 export M2D_STACK="${M2D_TEST_STACK:-test$$}"
 export M2D_REDIS_PORT="${M2D_TEST_REDIS_PORT:-$(free_port)}"
@@ -56,19 +68,27 @@ run_pytest() {
     return $code
 }
 
-# The whole suite on SQLite (the embedded default).
-status=0
-run_pytest "$@" || status=$?
+# Hosts on separate machines share only a PostgreSQL database: the two-host tests run in the
+# PostgreSQL pass alone (in a folder the SQLite pass takes, it leaves them out).
+TWO_HOSTS=(--ignore-glob='tests/reliability/test_two_host*.py')
 
-# Scheduling and reliability once more on a real PostgreSQL (the production database), for the
-# whole suite, or when asked with M2D_TEST_POSTGRES=1. The two-host tests (about 8 minutes) run
-# once, in the first pass.
-if [ $# = 0 ] || [ "${M2D_TEST_POSTGRES:-0}" = 1 ]; then
+# The whole suite (or the tests named) on SQLite, the embedded default.
+status=0
+if [ "$test_pass" != pg ]; then
+    run_pytest "${TWO_HOSTS[@]}" "$@" || status=$?
+fi
+
+# Scheduling, reliability and the two-host tests on a real PostgreSQL (the production database);
+# with M2D_TEST_PASS=pg, the tests named instead.
+if [ "$test_pass" != sqlite ]; then
     pg_url=$("$REPO_ROOT/scripts/postgres.sh" start "$M2D_STACK")
     trap '"$REPO_ROOT/scripts/postgres.sh" stop "$M2D_STACK"; cleanup' EXIT
-    log "PostgreSQL pass: scheduling and reliability"
-    DATABASE_URL="$pg_url" M2D_TEST_DATABASE_NAME=test_m2d \
-        run_pytest -q tests/unit/test_transitions.py tests/unit/test_scheduling.py tests/reliability \
-            --ignore=tests/reliability/test_two_hosts.py || status=$?
+    if [ "$test_pass" = pg ] && [ $# != 0 ]; then
+        pg_tests=("$@")
+    else
+        pg_tests=(-q tests/unit/test_transitions.py tests/unit/test_scheduling.py tests/reliability)
+    fi
+    log "PostgreSQL pass: ${pg_tests[*]}"
+    DATABASE_URL="$pg_url" M2D_TEST_DATABASE_NAME=test_m2d run_pytest "${pg_tests[@]}" || status=$?
 fi
 exit $status
