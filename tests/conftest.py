@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 from django.conf import settings
+from django.contrib.auth.hashers import PBKDF2PasswordHasher
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -226,6 +227,24 @@ class WorkerPool:
                 process.wait(timeout=30)
             except subprocess.TimeoutExpired:
                 process.kill()
+
+
+class QuickPBKDF2PasswordHasher(PBKDF2PasswordHasher):
+    """Django's own PBKDF2 hashes (any platform process checks them), with few rounds: the suite
+    makes and checks hundreds of passwords, at about 0.3 s each with production's rounds."""
+
+    iterations = 1000
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _quick_password_hashes():
+    from django.test import override_settings
+
+    if not settings.configured:  # a run without pytest-django (tests/unit/test_dataset_generator.py)
+        yield
+        return
+    with override_settings(PASSWORD_HASHERS=["tests.conftest.QuickPBKDF2PasswordHasher", *settings.PASSWORD_HASHERS]):
+        yield
 
 
 @pytest.fixture(scope="session")
