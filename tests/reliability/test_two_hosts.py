@@ -15,12 +15,15 @@ from pathlib import Path
 import boto3
 import pytest
 from django.conf import settings as django_settings
+from django.urls import reverse
 
-from exports.models import Provenance
+from exports.models import Export, ExportFile, Provenance
 from hosts.models import Host
 from submissions.models import Submission
 from tests.conftest import REPO, WorkerPool, free_port
-from tests.helpers import mlflow_runs, upload, wait_finished
+from tests.helpers import mlflow_runs, sign_in_with_second_factor, upload, wait_finished
+from tests.integration.exports.conftest import seen_on_page
+from tests.integration.exports.test_release_flow import fetch
 from tests.package_index import HeldIndex, unheld_requirement
 from tests.reliability.test_crashes import wait_until
 
@@ -291,6 +294,52 @@ def test_runs_land_on_both_hosts_and_hand_back_through_shared_services(client, h
     print(f"four runs on two hosts took {time.monotonic() - started:.0f} s")
 
 
+def test_full_log_of_a_run_on_b_reaches_its_researcher_through_the_review(client, hosts, make_researcher, settings):
+    from django.contrib.auth import get_user_model
+
+    started = time.monotonic()
+    settings.M2D_LOG_TAIL_LINES = 5
+    hosts.restart_b(M2D_LOG_TAIL_LINES=5)  # the tail is cut where the run runs
+    researcher = make_researcher("fulllog")
+    sid = run_on_b(client, hosts, researcher, seconds=8)
+    submission = wait_finished(sid, timeout=300)
+    assert (submission.status, submission.slot) == ("succeeded", "beta/cpu0"), submission.reason
+    whole = hosts.run_log_on_b(sid)
+    assert b"data set of host B" in whole and "data set of host B" not in submission.run_log_tail
+    assert not (Path(django_settings.VAR_DIR) / "logs" / str(sid) / "run.log").exists()  # not on the portal's host
+
+    # The researcher sees the tail, and asks for the whole log ...
+    client.force_login(researcher.user)
+    page = client.get(reverse("submissions:detail", args=[sid])).content.decode()
+    assert "data set of host B" not in page and 'name="log-run"' in page
+    asked = {"justification": "The whole log, to see which data set the run read.", "log-run": "1"}
+    assert client.post(reverse("exports:request", args=[sid]), asked).status_code == 302
+    export = Export.objects.get(submission_id=sid)
+    log_file = export.entries.get(source=ExportFile.Source.LOG)
+    assert (log_file.state, log_file.size) == ("held", len(whole))
+    page = client.get(reverse("submissions:detail", args=[sid])).content.decode()
+    assert "/exports/download/" not in page  # nothing leaves before the review
+
+    # ... which the admins release as they would any file of the run ...
+    for n in range(2 if settings.M2D_EXPORT_TWO_PERSON_RULE else 1):
+        admin = get_user_model().objects.create_user(
+            username=f"fulllog-admin{n}-{os.getpid()}", email=f"fulllog-admin{n}@example.org", is_staff=True
+        )
+        sign_in_with_second_factor(client, admin)
+        decision = {f"decision-{log_file.pk}": "release", "action": "decide", "comment": "losses and timings only"}
+        client.post(reverse("exports:review", args=[export.pk]), {**seen_on_page(client, export), **decision})
+    log_file.refresh_from_db()
+    assert log_file.state == "released"
+
+    # ... and the researcher downloads it whole, from the portal on host A.
+    client.force_login(researcher.user)
+    page = client.get(reverse("submissions:detail", args=[sid])).content.decode()
+    link = re.search(r'<code>platform-logs/run.log</code>(?:(?!</tr>).)*?href="(/exports/download/[^"]+)"', page, re.S)
+    assert link, page
+    assert fetch(client, link.group(1)) == whole
+    print(f"full log of a run on B released: {time.monotonic() - started:.0f} s")
+
+
 def finished_mlflow_runs(researcher) -> list[dict]:
     return [run for run in mlflow_runs(researcher) if run["info"]["status"] == "FINISHED"]
 
@@ -299,6 +348,15 @@ def running_on_b(hosts, sid: int, line: bytes = b"working 2") -> None:
     """Wait until the submission runs on host B and has printed `line`."""
     wait_until(lambda: line in hosts.run_log_on_b(sid), 300, f"submission {sid} to run on host B")
     assert Submission.objects.get(pk=sid).slot == "beta/cpu0"
+
+
+def run_on_b(client, hosts, researcher, seconds: int) -> int:
+    """Upload a submission while host A's run worker is down, so that host B takes it, and wait
+    until it runs there; the caller restarts A's run worker when the test needs it."""
+    hosts.a.kill("run")
+    sid = upload(client, researcher.user, {"main.py": work(0, seconds=seconds), "requirements.txt": REQUIREMENT})
+    running_on_b(hosts, sid)
+    return sid
 
 
 def assert_ran_once_in_the_end(submission, researcher, n: int = 0) -> None:
@@ -312,9 +370,7 @@ def assert_ran_once_in_the_end(submission, researcher, n: int = 0) -> None:
 def test_engine_b_stopped_mid_run_is_requeued_once_onto_a(client, hosts, make_researcher):
     started = time.monotonic()
     researcher = make_researcher("enginestop")
-    hosts.a.kill("run")  # only host B takes work, until its engine goes
-    sid = upload(client, researcher.user, {"main.py": work(0, seconds=30), "requirements.txt": REQUIREMENT})
-    running_on_b(hosts, sid)
+    sid = run_on_b(client, hosts, researcher, seconds=30)  # only host B takes work, until its engine goes
     hosts.a.restart("run")
     hosts.engine.stop()
     try:
@@ -337,9 +393,7 @@ def test_engine_b_stopped_mid_run_is_requeued_once_onto_a(client, hosts, make_re
 def test_worker_of_b_killed_mid_run_is_adopted_when_it_comes_back(client, hosts, make_researcher):
     started = time.monotonic()
     researcher = make_researcher("adopt")
-    hosts.a.kill("run")
-    sid = upload(client, researcher.user, {"main.py": work(0, seconds=16), "requirements.txt": REQUIREMENT})
-    running_on_b(hosts, sid)
+    sid = run_on_b(client, hosts, researcher, seconds=16)
     hosts.b.kill("run")
     assert hosts.containers_on_b(sid)  # the run goes on without its worker
     time.sleep(5)  # stale (three heartbeats), not yet lost (M2D_RUN_LOST_SECONDS)
@@ -358,9 +412,7 @@ def test_worker_of_b_killed_mid_run_is_adopted_when_it_comes_back(client, hosts,
 def test_worker_of_b_killed_for_good_is_requeued_after_the_heartbeat_timeout(client, hosts, make_researcher):
     started = time.monotonic()
     researcher = make_researcher("lost")
-    hosts.a.kill("run")
-    sid = upload(client, researcher.user, {"main.py": work(0, seconds=40), "requirements.txt": REQUIREMENT})
-    running_on_b(hosts, sid)
+    sid = run_on_b(client, hosts, researcher, seconds=40)
     hosts.b.kill("run")
     hosts.a.restart("run")
     submission = wait_finished(sid, timeout=300)
@@ -432,9 +484,7 @@ def test_b_drained_while_it_runs_empties_without_losing_or_duplicating_work(clie
 
     started = time.monotonic()
     researcher = make_researcher("drainb")
-    hosts.a.kill("run")
-    first = upload(client, researcher.user, {"main.py": work(0, seconds=15), "requirements.txt": REQUIREMENT})
-    running_on_b(hosts, first)
+    first = run_on_b(client, hosts, researcher, seconds=15)
     queued = [
         upload(client, researcher.user, {"main.py": work(n, seconds=5), "requirements.txt": REQUIREMENT})
         for n in (1, 2, 3)
