@@ -1,8 +1,8 @@
 """The disclosure-risk job of a run that has ended: its exported models and tables, copied out of
-export storage into platform-owned folders, are handed to runner.disclosure as frozen jobs; the
-facts go to disclosure.services. It runs on a run worker, after the run's result is recorded, and
-never changes that result or holds up the review: whatever fails here settles as "could not be
-assessed", which the release rule treats as the two-admin path."""
+export storage into platform-owned folders, are handed to runner.disclosure and
+runner.disclosure_tables; the facts go to disclosure.services. It runs on a run worker, after the
+run's result is recorded, and never changes that result or holds up the review: whatever fails
+here settles as "could not be assessed", which the release rule treats as the two-admin path."""
 
 from __future__ import annotations
 
@@ -34,7 +34,8 @@ from submissions.models import Submission
 
 from . import docker_api
 from .builds import image_on_this_host
-from .disclosure import ACRO_RESULTS_MAX_BYTES, assess_model, check_acro_results, check_tables
+from .disclosure import assess_model
+from .disclosure_tables import ACRO_RESULTS_MAX_BYTES, check_acro_results, check_tables
 from .jobs import disclosure_job_for
 from .naming import image_tag
 

@@ -3,8 +3,7 @@
 A model: its own code answers for cases it trained on and cases it did not, in the submission's
 image, sealed like a run; then SACRO-ML's worst-case membership attack tries to tell the two apart
 from the answers alone, in the platform's disclosure image, which sees nothing but the scores.
-A table: ACRO's minimum cell count rule on its count cells, in the same image; or, where the run's
-own code built its tables with ACRO and finalised them, ACRO's results for each of its outputs.
+Tables are checked in the same image (runner.disclosure_tables), through run_platform_check.
 
 The job is frozen in, facts come out (disclosure.facts). The model's failures (a crash, a hang,
 garbage, the wrong shape) are its `model_problem`; the platform's own are `fault`.
@@ -23,7 +22,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
-from disclosure.facts import AttackFigures, ModelAssessment, TableCheck
+from disclosure.facts import AttackFigures, ModelAssessment
 
 from .docker_api.disclosure import Mount, SealedJobSpec, run_sealed_job
 from .docker_api.engine import LABEL_SUBMISSION, PlatformFault
@@ -34,9 +33,6 @@ SCRIPTS = Path(__file__).resolve().parent.parent / "docker_scripts"
 MIN_CASES = 10
 OUT_FS = "size=16m,nr_inodes=64,nosuid,nodev,noexec"
 WORST_CASE = "worst-case membership"
-MAX_TABLE_BYTES = 50 * 1024**2
-ACRO_RESULTS_MAX_BYTES = 20 * 1024**2  # as acro_results.py caps it
-TABLES_UID = 65534  # the table checks run as nobody: they read copies the platform made
 
 
 @dataclass(frozen=True)
@@ -100,8 +96,8 @@ class _Unassessable(Exception):
     """The model could not be assessed because of the model (its message says why)."""
 
 
-class _Fault(Exception):
-    """The platform could not assess the model (not the model's doing)."""
+class CheckFault(Exception):
+    """The platform could not assess the model or check a table (not the model's or the run's doing)."""
 
 
 def assess_model(job: DisclosureJob) -> ModelAssessment:
@@ -128,7 +124,7 @@ def assess_model(job: DisclosureJob) -> ModelAssessment:
         train = [answers[c.id] for c in cases if c.trained and c.id in answers]
         test = [answers[c.id] for c in cases if not c.trained and c.id in answers]
         if min(len(train), len(test)) < job.min_cases:
-            raise _Fault(
+            raise CheckFault(
                 f"only {len(train)} training and {len(test)} held-out cases had every input the card "
                 f"declares; the attack needs at least {job.min_cases} of each"
             )
@@ -136,7 +132,7 @@ def assess_model(job: DisclosureJob) -> ModelAssessment:
         return ended(attacks=(figures,), n_train=len(train), n_test=len(test))
     except _Unassessable as exc:
         return ended(model_problem=f"could not be assessed: {exc}")
-    except (_Fault, PlatformFault) as exc:
+    except (CheckFault, PlatformFault) as exc:
         return ended(fault=str(exc))
     except OSError as exc:  # the host's scratch folder: full disk, permissions
         return ended(fault=f"the job's scratch folder failed: {exc}")
@@ -161,12 +157,12 @@ def _draw_cases(job: DisclosureJob) -> list[_Case]:
     try:
         text = table.read_text(encoding="utf-8-sig")
     except OSError as exc:
-        raise _Fault(f"the data set has no readable {spec.csv} ({exc.strerror})") from None
+        raise CheckFault(f"the data set has no readable {spec.csv} ({exc.strerror})") from None
     dialect = ";" if text.partition("\n")[0].count(";") > text.partition("\n")[0].count(",") else ","
     rows = list(csv.DictReader(text.splitlines(), delimiter=dialect))
     missing = [c for c in (spec.case_column, spec.label_column, spec.split_column) if rows and c not in rows[0]]
     if not rows or missing:
-        raise _Fault(f"{spec.csv} has no column {', '.join(missing) or 'rows'}: the split cannot be read")
+        raise CheckFault(f"{spec.csv} has no column {', '.join(missing) or 'rows'}: the split cannot be read")
     root = Path(job.dataset_dir).resolve()
     sides: dict[bool, list[tuple[str, bool]]] = {True: [], False: []}
     seen = set()
@@ -184,7 +180,7 @@ def _draw_cases(job: DisclosureJob) -> list[_Case]:
     for trained in (True, False):
         if len(sides[trained]) < job.min_cases:
             side = "training" if trained else "held-out"
-            raise _Fault(
+            raise CheckFault(
                 f"the data set's split has {len(sides[trained])} {side} cases with a folder; "
                 f"the attack needs at least {job.min_cases} of each"
             )
@@ -328,7 +324,7 @@ def _writable_folder(folder: Path, uid: int) -> Path:
             timeout=30,
         )
         if result.returncode:
-            raise _Fault(f"mounting the job's output folder failed: {result.stderr.strip()}")
+            raise CheckFault(f"mounting the job's output folder failed: {result.stderr.strip()}")
     else:
         folder.chmod(0o777)
     return folder
@@ -354,7 +350,7 @@ def _attack(job: DisclosureJob, train: list[float], test: list[float]) -> Attack
     (given / "scores.json").write_text(json.dumps({"train": train, "test": test}))
     os.chmod(given, 0o755)
     os.chmod(given / "scores.json", 0o644)
-    report = _platform_job(
+    report = run_platform_check(
         job.disclosure_image,
         name=_name(job, "attack"),
         command=("python3", "/opt/m2d/disclosure/attack.py", "/in/scores.json", "/out/report.json"),
@@ -374,10 +370,10 @@ def _attack(job: DisclosureJob, train: list[float], test: list[float]) -> Attack
             p_value=None if report.get("p_value") is None else float(report["p_value"]),
         )
     except (KeyError, TypeError, ValueError) as exc:
-        raise _Fault(f"the attack's report lacks its figures ({exc})") from None
+        raise CheckFault(f"the attack's report lacks its figures ({exc})") from None
 
 
-def _platform_job(
+def run_platform_check(
     image: str, *, name: str, command: tuple[str, ...], given: Path, out: Path, uid: int, timeout: int, labels: dict
 ) -> dict:
     """Run one of the disclosure image's own scripts on what the platform hands it; its report."""
@@ -401,152 +397,11 @@ def _platform_job(
         )
     )
     if outcome.timed_out:
-        raise _Fault(f"the disclosure check did not finish within {timeout} s")
+        raise CheckFault(f"the disclosure check did not finish within {timeout} s")
     if outcome.exit_code != 0:
         last = outcome.log_tail.strip().splitlines()[-1:] or [""]
-        raise _Fault(f"the disclosure check failed (exit code {outcome.exit_code}: {last[0][:300]})")
+        raise CheckFault(f"the disclosure check failed (exit code {outcome.exit_code}: {last[0][:300]})")
     try:
         return json.loads((out / "report.json").read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
-        raise _Fault(f"the disclosure check wrote no readable report ({exc})") from None
-
-
-def check_tables(
-    files: list[tuple[str, Path]], *, disclosure_image: str, work_dir: Path, min_count: int, timeout: int
-) -> tuple[TableCheck, ...]:
-    """ACRO's checks of tabular export files (path in the export, file on this host), one per file.
-    A file too large to be an aggregate table is not handed to the check at all."""
-    large = {path for path, source in files if Path(source).stat().st_size > MAX_TABLE_BYTES}
-    checked = [(path, source) for path, source in files if path not in large]
-    results: dict[str, TableCheck] = {
-        path: TableCheck(
-            path=path,
-            is_table=False,
-            min_count=min_count,
-            detail=f"over {MAX_TABLE_BYTES // 1024**2} MB: row-level data, not an aggregate table",
-        )
-        for path in large
-    }
-    work = Path(work_dir)
-    try:
-        if checked:
-            results.update(_acro_checks(checked, disclosure_image, work, min_count, timeout))
-    except (_Fault, PlatformFault, OSError, KeyError, TypeError, ValueError) as exc:
-        for path, _ in checked:
-            results[path] = TableCheck(path=path, is_table=False, min_count=min_count, fault=str(exc))
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
-    return tuple(results[path] for path, _ in files)
-
-
-def _acro_checks(
-    files: list[tuple[str, Path]], image: str, work: Path, min_count: int, timeout: int
-) -> dict[str, TableCheck]:
-    given = work / "tables"
-    given.mkdir(parents=True, exist_ok=True)
-    os.chmod(given, 0o755)
-    for index, (_, source) in enumerate(files):
-        shutil.copyfile(source, given / f"{index}.csv")
-        os.chmod(given / f"{index}.csv", 0o644)
-    digest = hashlib.sha256(str(work).encode()).hexdigest()[:10]
-    report = _platform_job(
-        image,
-        name=f"m2d-disclosure-tables-{digest}",
-        command=("python3", "/opt/m2d/disclosure/tables.py", "/in", str(len(files)), str(min_count)),
-        given=given,
-        out=work / "report",
-        uid=TABLES_UID,
-        timeout=timeout,
-        labels={},
-    )
-    return {
-        path: TableCheck(
-            path=path,
-            is_table=bool(r.get("is_table")),
-            cells=int(r.get("cells", 0)),
-            small_cells=int(r.get("small_cells", 0)),
-            dominated_cells=int(r.get("dominated_cells", 0)),
-            min_count=min_count,
-            detail=str(r.get("detail", "")),
-            fault=str(r.get("fault", "")),
-        )
-        for (path, _), r in zip(files, report["tables"], strict=True)
-    }
-
-
-def check_acro_results(
-    folder: str,
-    names: list[str],
-    results: Path | None,
-    config: Path | None,
-    *,
-    disclosure_image: str,
-    work_dir: Path,
-    min_count: int,
-    timeout: int,
-) -> dict[str, TableCheck]:
-    """ACRO's own results for the files of one folder where a run's code finalised ACRO's outputs
-    (`folder`: its path in the export; `names`: its files to report on; `results`, `config`: copies
-    of its results.json and config.json on this host, None when absent or too large to copy).
-    Each name an ACRO output lists gets that output's check; a name no output lists is left out:
-    ACRO did not check it."""
-
-    def unknown(detail: str = "", fault: str = "") -> dict[str, TableCheck]:
-        return {
-            name: TableCheck(
-                path=f"{folder}{name}",
-                is_table=True,
-                min_count=min_count,
-                acro_status="" if fault else "review",
-                detail=detail,
-                fault=fault,
-            )
-            for name in names
-        }
-
-    if results is None or Path(results).stat().st_size > ACRO_RESULTS_MAX_BYTES:
-        return unknown(
-            f"ACRO's results.json is missing or over {ACRO_RESULTS_MAX_BYTES // 1024**2} MB: not read, so what "
-            "ACRO decided is unknown; review it by hand"
-        )
-    work = Path(work_dir)
-    try:
-        given = work / "acro"
-        given.mkdir(parents=True, exist_ok=True)
-        os.chmod(given, 0o755)
-        for source, name in ((results, "results.json"), (config, "config.json")):
-            if source is not None and Path(source).stat().st_size <= ACRO_RESULTS_MAX_BYTES:
-                shutil.copyfile(source, given / name)
-                os.chmod(given / name, 0o644)
-        digest = hashlib.sha256(str(work).encode()).hexdigest()[:10]
-        report = _platform_job(
-            disclosure_image,
-            name=f"m2d-disclosure-acro-{digest}",
-            command=("python3", "/opt/m2d/disclosure/acro_results.py", "/in", str(min_count)),
-            given=given,
-            out=work / "report",
-            uid=TABLES_UID,
-            timeout=timeout,
-            labels={},
-        )
-        if report.get("problem"):
-            return unknown(f"ACRO's results could not be read: {report['problem']}; review it by hand")
-        checks: dict[str, TableCheck] = {}
-        for output in report["outputs"]:
-            for name in output["files"]:
-                if name in names and name not in checks:
-                    checks[name] = TableCheck(
-                        path=f"{folder}{name}",
-                        is_table=True,
-                        cells=int(output["cells"]),
-                        small_cells=int(output["small_cells"]),
-                        dominated_cells=int(output["dominated_cells"]),
-                        min_count=min_count,
-                        acro_status=str(output["status"]),
-                        detail=str(output["detail"]),
-                    )
-        return checks
-    except (_Fault, PlatformFault, OSError, KeyError, TypeError, ValueError) as exc:
-        return unknown(fault=str(exc))
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
+        raise CheckFault(f"the disclosure check wrote no readable report ({exc})") from None

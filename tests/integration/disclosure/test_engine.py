@@ -19,14 +19,8 @@ from django.conf import settings
 from PIL import Image
 
 from disclosure.services import acro_folders, candidates
-from runner.disclosure import (
-    DisclosureJob,
-    SplitSpec,
-    assess_model,
-    check_acro_results,
-    check_tables,
-    is_predict_contract,
-)
+from runner.disclosure import DisclosureJob, SplitSpec, assess_model, is_predict_contract
+from runner.disclosure_tables import check_acro_results, check_tables
 from runner.docker_api.disclosure import Mount, SealedJobSpec, run_sealed_job
 
 pytestmark = pytest.mark.docker
