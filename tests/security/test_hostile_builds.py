@@ -29,6 +29,8 @@ BUILD_LIMITS = {
     "M2D_BUILD_TIMEOUT": 60,
     "M2D_STOP_GRACE_SECONDS": 2,
 }
+# The build that never ends meets a shorter time limit than the others need, on workers of its own.
+SHORT_BUILD_TIMEOUT = 15
 NORMAL = "sympy==1.13.3\n"  # not in the runtime image: it comes through the index
 
 NETPROBE = """
@@ -63,7 +65,10 @@ HOSTILE = {
         "    open(f'/tmp/fill{i}', 'wb').write(b'x' * 10 * 1024**2)\n    time.sleep(0.1)\n",
         "(M2D_BUILD_MAX_BYTES)",
     ),
-    "sleep-forever": ("import time\ntime.sleep(10**6)\n", "longer than its limit of 60 s (M2D_BUILD_TIMEOUT)"),
+    "sleep-forever": (
+        "import time\ntime.sleep(10**6)\n",
+        f"longer than its limit of {SHORT_BUILD_TIMEOUT} s (M2D_BUILD_TIMEOUT)",
+    ),
 }
 
 
@@ -81,6 +86,19 @@ def build_pool(hostile_index, smtp_server):
         prefix="builds-",
         overrides={**BUILD_LIMITS, "M2D_PACKAGE_INDEX_URL": hostile_index.simple_url},
         roles=("build", "run", "ops"),
+    ).start()
+    yield pool
+    pool.stop()
+
+
+@pytest.fixture(scope="module")
+def short_timeout_pool(hostile_index, smtp_server):
+    overrides = {**BUILD_LIMITS, "M2D_BUILD_TIMEOUT": SHORT_BUILD_TIMEOUT}
+    pool = WorkerPool(
+        smtp_server.port,
+        prefix="builds-short-",
+        overrides={**overrides, "M2D_PACKAGE_INDEX_URL": hostile_index.simple_url},
+        roles=("build",),
     ).start()
     yield pool
     pool.stop()
@@ -123,13 +141,16 @@ def test_a_build_reaches_the_index_and_nothing_else(client, builds, hostile_inde
 
 @pytest.mark.parametrize("kind", list(HOSTILE))
 def test_a_hostile_setup_py_meets_a_named_limit_and_the_next_build_goes_on(
-    client, builds, hostile_index, make_researcher, kind
+    client, builds, hostile_index, make_researcher, kind, settings, request
 ):
     code, limit = HOSTILE[kind]
     name = f"hostile-{kind}"
     hostile_index.upload_sdist(name, "0.1", code)
     researcher = make_researcher()
+    if kind == "sleep-forever":
+        request.getfixturevalue("short_timeout_pool").use(settings)
     submission = submit(client, researcher, f"{name}==0.1\n")
+    builds.use(settings)
     assert submission.status in ("failed", "timed_out") and submission.failure_stage == "build", submission.reason
     assert limit in submission.reason, submission.reason + "\n---\n" + submission.build_log_tail
     if "M2D_BUILD_MAX_BYTES" in limit:
