@@ -103,8 +103,8 @@ class Command(BaseCommand):
                     seen={entry.pk: entry.sha256 for entry in export.entries.filter(state=ExportFile.State.HELD)},
                     comment="Demo: synthetic data, nothing of a patient can leave.",
                 )
-                waiting = [r for r in reports_of(run.pk) if r.needs_second_admin]
-                waiting = waiting if export.entries.filter(state=ExportFile.State.HELD).exists() else []
+                if not export.entries.filter(state=ExportFile.State.HELD).exists():
+                    waiting = []
             if waiting:
                 raise CommandError(
                     f"the disclosure risk of {waiting[0].get_kind_display()} {waiting[0].shown_path} of submission "
