@@ -217,9 +217,15 @@ class Portal:
         else:
             answer = self.session.post(f"{PORTAL}/predictions/{name}", files=files, timeout=120)
         took = time.perf_counter() - started
+        if answer.status_code == 503:
+            raise Busy(answer.text[:300])
         if answer.status_code != 200:
             raise RuntimeError(f"/predictions/{name} answered {answer.status_code}: {answer.text[:300]}")
         return took, answer.headers["X-M2D-Prediction"]
+
+
+class Busy(Exception):
+    """503 with Retry-After: every worker had its M2D_SERVE_IN_FLIGHT predictions; the caller may retry."""
 
 
 def floor(portal: Portal, n: int) -> list[float]:
@@ -276,9 +282,10 @@ def warm(portal: Portal, name: str, files: dict[str, bytes], n: int) -> dict[str
     return {"gateway": gateway, "worker": direct, "model": model, "inside": inside}
 
 
-def throughput(call, seconds: float, clients: int = CLIENTS) -> tuple[float, int]:
-    """Answers per second with `clients` threads each calling `call()` in a loop; (rate, errors)."""
-    done, errors = [0] * clients, [0] * clients
+def throughput(call, seconds: float, clients: int = CLIENTS) -> tuple[float, int, int]:
+    """Answers per second with `clients` threads each calling `call()` in a loop; (rate, errors,
+    503 busy refusals)."""
+    done, errors, busy = [0] * clients, [0] * clients, [0] * clients
     stop = time.monotonic() + seconds
 
     def loop(i: int) -> None:
@@ -286,6 +293,8 @@ def throughput(call, seconds: float, clients: int = CLIENTS) -> tuple[float, int
             try:
                 call()
                 done[i] += 1
+            except Busy:
+                busy[i] += 1
             except Exception:
                 errors[i] += 1
 
@@ -295,7 +304,13 @@ def throughput(call, seconds: float, clients: int = CLIENTS) -> tuple[float, int
         t.start()
     for t in threads:
         t.join()
-    return sum(done) / (time.monotonic() - started), sum(errors)
+    return sum(done) / (time.monotonic() - started), sum(errors), sum(busy)
+
+
+def rates_text(rates) -> str:
+    return " / ".join(
+        f"{r:.0f} /s" + (f" ({b} refused busy)" if b else "") + (f" ({e} errors)" if e else "") for r, e, b in rates
+    )
 
 
 # --- MLflow's server on the same folder -----------------------------------------------------------
@@ -426,9 +441,11 @@ def p8(user, figures: dict[str, Figure]) -> None:
     p50 = {series: pct(values, 50) * 1000 for series, values in times.items()}
     figures["P8"].note = (
         f"at p50 the worker's server adds {p50['worker'] - p50['model']:.1f} ms to the model (JSON, base64, .npy "
-        f"decode, output check); the gateway's own reads (model, version, card check, ready workers) "
-        f"{p50['inside'] - p50['worker']:.1f} ms; the remaining {p50['gateway'] - p50['inside']:.1f} ms are HTTP "
-        "through nginx and gunicorn, Django, token authentication, the throttle, the audit row and the answer "
+        f"decode, output check); the gateway's own work (the version, the card check, the ready workers, the "
+        f"audit row in flight) {p50['inside'] - p50['worker']:.1f} ms; the remaining "
+        f"{p50['gateway'] - p50['inside']:.1f} ms are HTTP "
+        "through nginx and gunicorn, Django, token authentication, the throttle, the audit row's completion and "
+        "the answer "
         "(P8-floor is what the portal costs for no work at all)."
     )
 
@@ -444,8 +461,10 @@ def p8(user, figures: dict[str, Figure]) -> None:
             local.portal.predict(IRIS, iris_files)
 
         rates[workers] = throughput(call, TPUT_SECONDS)
-    figures["P8-tput"].text = " / ".join(f"{r:.0f} /s" + (f" ({e} errors)" if e else "") for r, e in rates.values())
+    figures["P8-tput"].text = rates_text(rates.values())
     figures["P8-tput"].note = (
+        f"a worker takes M2D_SERVE_IN_FLIGHT={settings.M2D_SERVE_IN_FLIGHT} prediction(s) at a time and the "
+        "gateway refuses the rest with 503 and Retry-After (each refusal an audit row too); "
         "the gateway's own gunicorn (M2D_GATEWAY_WORKERS processes of M2D_GATEWAY_THREADS threads, apart "
         f"from the portal's) holds a thread per request while the worker answers; on {_cpus()} CPUs the "
         "4 workers share the same cores."
@@ -479,9 +498,7 @@ def p8(user, figures: dict[str, Figure]) -> None:
     try:
         facts = mlflow_figures(folder)
         figures["P8-mlflow"].text = ms(facts["warm"])
-        figures["P8-mlflow-tput"].text = " / ".join(
-            f"{r:.0f} /s" + (f" ({e} errors)" if e else "") for r, e in facts["tput"].values()
-        )
+        figures["P8-mlflow-tput"].text = rates_text(facts["tput"].values())
         figures["P8-mlflow-cold"].text = " / ".join(f"{c:.2f} s" for c in facts["cold"])
         figures["P8-mlflow"].note = (
             "MLflow's own server (uvicorn) over TCP on loopback, no authentication, no audit, no sandbox: "
