@@ -61,10 +61,13 @@ def refused_busy_since(deployment: Deployment, since) -> bool:
 
 
 def idle_since(deployment: Deployment, since) -> bool:
-    """Whether the version has had no request, no new worker and no new scale since then."""
+    """Whether the version has had no request, no new worker and no new scale since then, and has
+    no request in flight (one asked earlier that a worker still answers; not an interrupted one)."""
+    predictions = Prediction.objects.filter(version_id=deployment.version_id)
     return not (
         deployment.updated_at >= since
-        or Prediction.objects.filter(version_id=deployment.version_id, at__gte=since).exists()
+        or predictions.filter(at__gte=since).exists()
+        or predictions.filter(status=NO_ANSWER_YET, at__gte=interrupted_before()).exists()
         or deployment.workers.filter(ready_at__gte=since).exists()
     )
 
