@@ -9,8 +9,7 @@ then, on this machine:
 - cold start, from the container's start to its model answering `/ready`, as the runner records
   it (and from the scale request to ready, which adds the task dispatch);
 - beside it, `mlflow models serve --env-manager local` serving the very same released sklearn
-  folder (the training run saved it in MLflow's format too), in a container of the runtime image,
-  since MLflow lives there and not in the platform's own environment.
+  folder (p8_mlflow.py), and TorchServe serving the very same CLaM folder (p8_torchserve.py).
 """
 
 from __future__ import annotations
@@ -18,7 +17,6 @@ from __future__ import annotations
 import base64
 import io
 import os
-import socket
 import subprocess
 import threading
 import time
@@ -26,6 +24,7 @@ import uuid
 import zipfile
 
 import numpy as np
+import p8_mlflow as mlflow
 import p8_torchserve as torchserve
 import requests
 from common import PORTAL, QUICK, REPO, WORK, Figure, check_succeeded, make_zip, say, submit, wait_finished
@@ -58,7 +57,6 @@ CLIENTS = 8
 OVERHEAD_TARGET_MS = 5.0
 IRIS = "bench-iris"
 CLAM = "clam-malignancy"
-MLFLOW_CONTAINER = f"m2d-{os.environ.get('M2D_STACK', 'bench')}-mlflow-serve"
 
 IRIS_MAIN = """
 import json, os
@@ -313,81 +311,6 @@ def rates_text(rates) -> str:
     )
 
 
-# --- MLflow's server on the same folder -----------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def mlflow_serve(folder, workers: int) -> tuple[str, float]:
-    """Start `mlflow models serve --env-manager local` on the folder; (URL, seconds to /ping 200)."""
-    subprocess.run(["docker", "rm", "-f", MLFLOW_CONTAINER], capture_output=True)
-    port = free_port()
-    image = os.environ.get("M2D_RUNTIME_IMAGE", "m2d-runtime:latest")
-    cpus = min(settings.M2D_SERVE_CPUS * workers, float(os.cpu_count() or 1))
-    started = time.monotonic()
-    out = subprocess.run(
-        ["docker", "run", "-d", "--name", MLFLOW_CONTAINER, "--user", "1000", "--cpus", str(cpus),
-         "-p", f"127.0.0.1:{port}:5000", "-v", f"{folder}:/opt/m2d/model:ro", "-e", "MLFLOW_DISABLE_TELEMETRY=true",
-         image, "mlflow", "models", "serve", "-m", "/opt/m2d/model", "--env-manager", "local",
-         "-h", "0.0.0.0", "-p", "5000", "-w", str(workers)],
-        capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
-    if out.returncode != 0:
-        raise RuntimeError(f"mlflow models serve did not start: {out.stderr[-500:]}")
-    url = f"http://127.0.0.1:{port}"
-    deadline = started + 300
-    while time.monotonic() < deadline:
-        try:
-            if requests.get(f"{url}/ping", timeout=2).status_code == 200:
-                return url, time.monotonic() - started
-        except requests.RequestException:
-            pass
-        time.sleep(0.05)
-    logs = subprocess.run(["docker", "logs", "--tail", "30", MLFLOW_CONTAINER], capture_output=True, text=True)
-    raise RuntimeError(f"mlflow models serve was not ready in 300 s: {(logs.stdout + logs.stderr)[-800:]}")
-
-
-def mlflow_figures(folder) -> dict:
-    facts: dict = {"cold": [], "warm": [], "tput": {}}
-    try:
-        for workers in (1, 4):
-            url, cold = mlflow_serve(folder, workers)
-            facts["cold"].append(cold)
-            session = requests.Session()
-            body = {"inputs": SAMPLE}
-
-            def invoke(session=session, url=url, body=body) -> None:
-                answer = session.post(f"{url}/invocations", json=body, timeout=60)
-                if answer.status_code != 200:
-                    raise RuntimeError(answer.text[:300])
-
-            if workers == 1:
-                for _ in range(3):
-                    invoke()
-                for _ in range(WARM_N):
-                    started = time.perf_counter()
-                    invoke()
-                    facts["warm"].append(time.perf_counter() - started)
-
-            local = threading.local()
-
-            def threaded(url=url, body=body, local=local) -> None:
-                if not hasattr(local, "session"):
-                    local.session = requests.Session()
-                answer = local.session.post(f"{url}/invocations", json=body, timeout=60)
-                if answer.status_code != 200:
-                    raise RuntimeError(answer.text[:300])
-
-            facts["tput"][workers] = throughput(threaded, TPUT_SECONDS)
-    finally:
-        subprocess.run(["docker", "rm", "-f", MLFLOW_CONTAINER], capture_output=True)
-    return facts
-
-
 # --- P8 ------------------------------------------------------------------------------------------
 
 
@@ -496,7 +419,7 @@ def p8(user, figures: dict[str, Figure]) -> None:
 
     say("P8: mlflow models serve on the same sklearn folder")
     try:
-        facts = mlflow_figures(folder)
+        facts = mlflow.figures(folder, SAMPLE, WARM_N, lambda call: throughput(call, TPUT_SECONDS))
         figures["P8-mlflow"].text = ms(facts["warm"])
         figures["P8-mlflow-tput"].text = rates_text(facts["tput"].values())
         figures["P8-mlflow-cold"].text = " / ".join(f"{c:.2f} s" for c in facts["cold"])
