@@ -100,9 +100,19 @@ TEMPLATES = [
 DATABASES = {"default": env.db("DATABASE_URL", default=f"sqlite:///{VAR_DIR / 'm2d.sqlite3'}")}
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # Web and workers write the same file: wait for locks instead of failing, take the write
-    # lock up front so a read never has to be upgraded mid-transaction.
+    # lock up front so a read never has to be upgraded mid-transaction. In WAL mode, synchronous
+    # NORMAL (SQLite's advice for WAL) survives any process being killed and never corrupts the
+    # file; only a power cut can lose the last commits. FULL syncs the disk at every commit
+    # (each audit row of a prediction), for M2D_SQLITE_SYNCHRONOUS=FULL.
+    synchronous = env("M2D_SQLITE_SYNCHRONOUS", default="NORMAL").upper()
+    if synchronous not in ("NORMAL", "FULL"):
+        raise environ.ImproperlyConfigured("M2D_SQLITE_SYNCHRONOUS is NORMAL or FULL.")
     DATABASES["default"].setdefault("OPTIONS", {}).update(
-        {"timeout": 30, "transaction_mode": "IMMEDIATE", "init_command": "PRAGMA journal_mode=WAL;"}
+        {
+            "timeout": 30,
+            "transaction_mode": "IMMEDIATE",
+            "init_command": f"PRAGMA journal_mode=WAL; PRAGMA synchronous={synchronous};",
+        }
     )
 # A web process keeps its database connection for a while rather than opening one per request
 # (a tenth of a short page's time on SQLite, a network handshake on PostgreSQL); it is checked

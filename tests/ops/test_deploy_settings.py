@@ -159,3 +159,9 @@ def test_compose_files_are_valid_with_the_example_settings(tmp_path, files):
         assert "M2D_SERVE_RELAY_URL: https://10.0.0.3:8790" in result.stdout
         assert "M2D_WEB_CERTFILE: /etc/m2d/relay-tls/relay.pem" in result.stdout
         assert "10.0.0.3:8790:8790" in result.stdout and "m2d.relay_wsgi" in result.stdout
+
+
+def test_sqlite_durability_is_normal_or_full_and_nothing_weaker():
+    result = manage_check({"DJANGO_DEBUG": "true", "M2D_SQLITE_SYNCHRONOUS": "off"})
+    assert result.returncode != 0
+    assert "M2D_SQLITE_SYNCHRONOUS is NORMAL or FULL" in result.stderr
