@@ -23,16 +23,7 @@ from tests.integration.serving.conftest import npy, ready
 from tests.reliability.test_crashes import restart_docker_engine, wait_until
 from tests.reliability.test_restarts import start_web
 
-pytestmark = [
-    pytest.mark.docker,
-    pytest.mark.services,
-    # In the whole suite the engine, asked to stop while this test's worker loaded, twice hung in
-    # its shutdown past SIGKILL, and every later test lost the engine; run on its own when asked.
-    pytest.mark.skipif(
-        os.environ.get("M2D_TEST_SERVING_RESTART") != "1",
-        reason="restarts the host's engine while a serving worker loads: M2D_TEST_SERVING_RESTART=1",
-    ),
-]
+pytestmark = [pytest.mark.docker, pytest.mark.services]
 pytest_plugins = ["tests.serving_fixtures"]  # a released toy model with one ready worker on this engine
 
 
