@@ -88,6 +88,10 @@ if [ "$test_pass" != sqlite ]; then
     else
         pg_tests=(-q tests/unit/test_transitions.py tests/unit/test_scheduling.py tests/reliability)
     fi
+    # The SQLite pass's files (logs, exports, sockets) are named by submission ids the PostgreSQL
+    # database gives out again: the second pass keeps its files apart.
+    export M2D_VAR_DIR="$M2D_VAR_DIR_TEST/pg"
+    mkdir -p "$M2D_VAR_DIR"
     log "PostgreSQL pass: ${pg_tests[*]}"
     DATABASE_URL="$pg_url" M2D_TEST_DATABASE_NAME=test_m2d run_pytest "${pg_tests[@]}" || status=$?
 fi
