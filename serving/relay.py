@@ -53,6 +53,16 @@ COOL_DOWN_SECONDS = 10.0
 _cut_off: dict[str, float] = {}  # relay URL -> until when (this process's monotonic clock)
 
 
+# A worker's own failure as the relay reports it (its outcome and status) and the gateway raises it
+# again: subclasses before the WorkerUnreachable they specialise.
+FAILURES = (
+    ("timed-out", 504, WorkerTimedOut),
+    ("refused", 502, SocketRefused),
+    ("broke-off", 502, WorkerBrokeOff),
+    ("unreachable", 502, WorkerUnreachable),
+)
+
+
 class RelayUnreachable(Exception):
     """The worker's host could not be asked (its relay down, refusing the gateway, or cut off)."""
 
@@ -114,14 +124,9 @@ def ask_remote(relay_url: str, worker_id: int, action: str, body: dict | None, t
     outcome = response.getheader(OUTCOME, "")
     if outcome != "answered":
         reason = _reason(raw)
-        if outcome == "timed-out":
-            raise WorkerTimedOut(reason)
-        if outcome == "broke-off":
-            raise WorkerBrokeOff(reason)
-        if outcome == "refused":
-            raise SocketRefused(reason)
-        if outcome == "unreachable":
-            raise WorkerUnreachable(reason)
+        for name, _, failure in FAILURES:
+            if outcome == name:
+                raise failure(reason)
         raise RelayUnreachable(
             f"the relay of its host ({parts.netloc}) refused the gateway ({response.status}: {reason})"
         )
@@ -184,15 +189,11 @@ def application(environ, start_response):
         )
     except ValueError:
         return _reply(start_response, 400, "", {"error": "the body is not JSON"})
-    except WorkerTimedOut as exc:
-        return _reply(start_response, 504, "timed-out", {"error": str(exc)})
-    except SocketRefused as exc:
-        log.warning("relay: worker %s: %s", route["worker"], exc)
-        return _reply(start_response, 502, "refused", {"error": str(exc)})
-    except WorkerBrokeOff as exc:
-        return _reply(start_response, 502, "broke-off", {"error": str(exc)})
-    except WorkerUnreachable as exc:
-        return _reply(start_response, 502, "unreachable", {"error": str(exc)})
+    except (WorkerTimedOut, WorkerUnreachable) as exc:
+        outcome, status = next((name, code) for name, code, failure in FAILURES if isinstance(exc, failure))
+        if outcome == "refused":
+            log.warning("relay: worker %s: %s", route["worker"], exc)
+        return _reply(start_response, status, outcome, {"error": str(exc)})
     return _reply(start_response, status, "answered", answer)
 
 
