@@ -25,7 +25,6 @@ from tests.conftest import REPO, _worker_database_url, free_port
 from tests.integration.serving import conftest as serving
 from tests.integration.serving.conftest import png
 from tests.reliability.test_crashes import wait_until
-from tests.reliability.test_two_hosts import engine_b  # noqa: F401 - the second engine, a fixture
 
 pytestmark = [pytest.mark.docker, pytest.mark.services, pytest.mark.skipif(os.geteuid() != 0, reason="needs root")]
 
@@ -134,7 +133,7 @@ def timed(caller, n: int) -> float:
 
 
 @pytest.fixture
-def host_b(deployed, engine_b, settings):  # noqa: F811 - engine_b is the imported fixture
+def host_b(deployed, engine_b, settings):
     settings.M2D_SERVE_RELAY_SECRET = SECRET  # the gateway's copy
     host = ServingHostB(engine_b, settings).start()
     yield host

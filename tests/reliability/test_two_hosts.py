@@ -20,11 +20,12 @@ from django.urls import reverse
 from exports.models import Export, ExportFile, Provenance
 from hosts.models import Host
 from submissions.models import Submission
-from tests.conftest import REPO, WorkerPool, free_port
+from tests.conftest import WorkerPool, free_port
 from tests.helpers import mlflow_runs, sign_in_with_second_factor, upload, wait_finished
 from tests.integration.exports.conftest import seen_on_page
 from tests.integration.exports.test_release_flow import fetch
 from tests.package_index import HeldIndex, unheld_requirement
+from tests.reliability.conftest import Engine
 from tests.reliability.test_crashes import wait_until
 
 pytestmark = [pytest.mark.docker, pytest.mark.services, pytest.mark.skipif(os.geteuid() != 0, reason="needs root")]
@@ -76,49 +77,6 @@ print("finished", flush=True)
 def work(n: int, seconds: int = 8) -> str:
     port = django_settings.MLFLOW_URL.rsplit(":", 1)[1].split("/")[0]
     return WORK.format(n=n, seconds=seconds, mlflow_port=port)
-
-
-class Engine:
-    """The second engine, started and stopped through scripts/second-engine.sh."""
-
-    def __init__(self, name: str):
-        self.name = name
-        self.url = ""
-
-    def _script(self, action: str) -> str:
-        done = subprocess.run(
-            [str(REPO / "scripts" / "second-engine.sh"), action, self.name],
-            capture_output=True,
-            text=True,
-            timeout=600,
-        )
-        assert done.returncode == 0, done.stderr
-        return done.stdout.strip()
-
-    def start(self) -> str:
-        self.url = self._script("start")
-        return self.url
-
-    def stop(self) -> None:
-        self._script("stop")
-
-    def wipe(self) -> None:
-        self._script("wipe")
-
-    def docker(self, *args: str) -> str:
-        done = subprocess.run(["docker", "-H", self.url, *args], capture_output=True, text=True, timeout=60)
-        assert done.returncode == 0, done.stderr
-        return done.stdout
-
-
-@pytest.fixture(scope="module")
-def engine_b():
-    started = time.monotonic()
-    engine = Engine(f"{os.environ.get('M2D_STACK', 'm2d')}-b")
-    engine.start()
-    print(f"engine B ready in {time.monotonic() - started:.0f} s")
-    yield engine
-    engine.wipe()
 
 
 @pytest.fixture(scope="module")
