@@ -23,7 +23,7 @@ if [ -z "${DJANGO_SECRET_KEY:-}" ] && ! grep -qs '^DJANGO_SECRET_KEY=.' "$REPO_R
     export DJANGO_SECRET_KEY
 fi
 
-log() { printf '\033[1m[m2d]\033[0m %s\n' "$*" >&2; }
+log() { printf '\033[1m[m2d]\033[0m %s %s\n' "$(date +%T)" "$*" >&2; }
 die() { printf '[m2d] error: %s\n' "$*" >&2; exit 1; }
 
 # A TCP port on the loopback that nothing listens on now.
