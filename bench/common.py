@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import re
+import socket
 import statistics
 import sys
 import time
@@ -93,6 +94,13 @@ def median(values: list[float]) -> float:
 
 
 # --- submitting ----------------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    """A TCP port on the loopback that nothing listens on now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 def make_zip(path: Path, main_py: str, requirements: str, payload_mb: int = 0) -> Path:

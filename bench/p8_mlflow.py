@@ -5,21 +5,15 @@ since MLflow lives there and not in the platform's own environment."""
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import threading
 import time
 
 import requests
+from common import free_port
 from django.conf import settings
 
 CONTAINER = f"m2d-{os.environ.get('M2D_STACK', 'bench')}-mlflow-serve"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def serve(folder, workers: int) -> tuple[str, float]:

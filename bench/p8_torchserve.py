@@ -12,13 +12,12 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import time
 from pathlib import Path
 
 import requests
-from common import REPO, say
+from common import REPO, free_port, say
 
 VENV = REPO / "var" / "torchserve"  # outside the bench stack's folder, which each bench wipes
 PACKAGES = ["torch==2.13.0", "torchserve", "torch-model-archiver", "numpy", "pillow", "pyyaml"]
@@ -95,12 +94,6 @@ def installed() -> Path:
     return bin_dir
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _archive(bin_dir: Path, folder: Path, work: Path) -> Path:
     """The released folder as a model archive (.mar) with the handler above."""
     store = work / "store"
@@ -122,7 +115,7 @@ def figures(folder: Path, case: dict[str, bytes], warm_n: int, cold_repeats: int
     work = VENV.parent / "torchserve-work"
     work.mkdir(parents=True, exist_ok=True)
     store = _archive(bin_dir, folder, work)
-    ports = {"inference": _free_port(), "management": _free_port(), "metrics": _free_port()}
+    ports = {"inference": free_port(), "management": free_port(), "metrics": free_port()}
     (work / "config.properties").write_text(
         "".join(f"{kind}_address=http://127.0.0.1:{port}\n" for kind, port in ports.items())
         + "disable_token_authorization=true\nenable_model_api=true\ninstall_py_dep_per_model=false\n"
