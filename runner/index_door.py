@@ -22,7 +22,7 @@ import re
 import shutil
 import socket
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -222,10 +222,16 @@ def close_kept_door() -> None:
 
 def _sweep_doors_of_dead_keepers() -> None:
     """Doors kept by processes of this host that are gone (killed before they could close them)."""
+    remove_doors_kept_by(lambda pid: pid != os.getpid() and not _alive(pid))
+
+
+def remove_doors_kept_by(keepers: Callable[[int], bool]) -> None:
+    """Remove, with their folders, the doors of this instance kept by the processes of this host
+    whose pid `keepers` accepts."""
     host = socket.gethostname()
     for name, labels in docker_api.doors_labelled({docker_api.LABEL_INSTANCE: settings.M2D_INSTANCE}):
         keeper_host, _, pid = labels.get(LABEL_KEEPER, "").rpartition(":")
-        if keeper_host == host and pid.isdigit() and int(pid) != os.getpid() and not _alive(int(pid)):
+        if keeper_host == host and pid.isdigit() and keepers(int(pid)):
             docker_api.remove_door(name)
             shutil.rmtree(settings.M2D_GATEWAY_DIR / f"door-{pid}", ignore_errors=True)
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import io
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -235,7 +234,9 @@ class WorkerPool:
                 pass
         for process in self.processes:
             process.wait(timeout=30)
-        _close_doors_kept_by(pids)
+        from runner import index_door
+
+        index_door.remove_doors_kept_by(pids.__contains__)  # what their exit would have closed
 
 
 def _process_group(pgid: int) -> set[int]:
@@ -249,19 +250,6 @@ def _process_group(pgid: int) -> set[int]:
         if int(after_name[2]) == pgid:  # state, parent, process group
             pids.add(int(stat.parent.name))
     return pids
-
-
-def _close_doors_kept_by(pids: set[int]) -> None:
-    """The build index doors that these (killed) processes kept on this host's engine."""
-    from runner import docker_api
-    from runner.index_door import LABEL_KEEPER
-
-    here = socket.gethostname()
-    for name, labels in docker_api.doors_labelled({docker_api.LABEL_INSTANCE: settings.M2D_INSTANCE}):
-        host, _, pid = labels.get(LABEL_KEEPER, "").rpartition(":")
-        if host == here and pid.isdigit() and int(pid) in pids:
-            docker_api.remove_door(name)
-            shutil.rmtree(settings.M2D_GATEWAY_DIR / f"door-{pid}", ignore_errors=True)
 
 
 class QuickPBKDF2PasswordHasher(PBKDF2PasswordHasher):
