@@ -6,6 +6,7 @@ import time
 from datetime import timedelta
 
 from django.conf import settings
+from django.db.models import Q
 from django.utils import timezone
 
 from .errors import WorkersBusy
@@ -63,11 +64,10 @@ def refused_busy_since(deployment: Deployment, since) -> bool:
 def idle_since(deployment: Deployment, since) -> bool:
     """Whether the version has had no request, no new worker and no new scale since then, and has
     no request in flight (one asked earlier that a worker still answers; not an interrupted one)."""
-    predictions = Prediction.objects.filter(version_id=deployment.version_id)
+    recent_or_in_flight = Q(at__gte=since) | Q(status=NO_ANSWER_YET, at__gte=interrupted_before())
     return not (
         deployment.updated_at >= since
-        or predictions.filter(at__gte=since).exists()
-        or predictions.filter(status=NO_ANSWER_YET, at__gte=interrupted_before()).exists()
+        or Prediction.objects.filter(recent_or_in_flight, version_id=deployment.version_id).exists()
         or deployment.workers.filter(ready_at__gte=since).exists()
     )
 
